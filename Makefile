@@ -1,0 +1,43 @@
+# lbd: `make run` and `make test` do all the set-up on a fresh Debian 12 machine (as root).
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+EXT   := lbd/_decode$(shell test -x $(PY) && $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+
+.PHONY: all setup build run test test-unit test-kernel bench bench-compare clean
+
+all: build
+
+# Idempotent: installs only what is missing, prints one line per action it takes.
+setup:
+	@bash scripts/setup.sh
+
+# Rebuild the Cython extension in place when its sources or the record header change.
+build: setup
+	@$(MAKE) --no-print-directory ext
+
+ext: $(EXT)
+$(EXT): lbd/_decode.pyx $(wildcard lbd/*.pxd) bpf/lbd_record.h setup.py
+	$(PY) setup.py -q build_ext --inplace
+
+run: build
+	$(VENV)/bin/lbd run
+
+test: build
+	$(PY) -m pytest tests
+
+test-unit: build
+	$(PY) -m pytest tests/unit
+
+test-kernel: build
+	$(PY) -m pytest tests/kernel
+
+bench: build
+	$(PY) -m pytest bench --benchmark-only --benchmark-autosave --benchmark-columns=min,median,mean,ops,rounds
+
+# Compare the current code against the last saved `make bench` run; fail on a >20% slowdown.
+bench-compare: build
+	$(PY) -m pytest bench --benchmark-only --benchmark-compare --benchmark-compare-fail=median:20%
+
+clean:
+	rm -rf build lbd/_decode.c lbd/_decode*.so .pytest_cache

@@ -1,0 +1,538 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * lbd.bpf.c: one table-driven syscall probe (compiled and loaded by lbd/probe.py with bcc).
+ *
+ *   raw_syscalls:sys_enter  filter -> capture the arguments by kind into the thread's pending record
+ *   raw_syscalls:sys_exit   complete it (return value, latency, output arguments) -> ring buffer
+ *   sched:sched_process_*   process tree records (fork: parent, exec: path, exit) and map upkeep
+ *
+ * Per-syscall cost is what matters: a syscall that is not selected costs one array lookup at
+ * enter and one at exit; a filtered one also the filter checks; nothing is copied or reserved for
+ * either.  A selected syscall costs a hash lookup at enter and at exit, the argument copies, and
+ * one ring write at exit (no wakeup unless the ring is filling up, see ring__flags()).
+ *
+ * Only tracepoint arguments and bpf helpers are used: never kernel struct offsets, because the
+ * kernel headers bcc compiles with may be from another kernel version (MACHINE.md).
+ *
+ * Compile-time parameters (-D from lbd/probe.py): LBD_RING_PAGES, LBD_MAX_THREADS.
+ */
+#include <uapi/linux/ptrace.h>
+#define LBD_BPF 1
+#include "lbd_record.h"
+
+#ifndef LBD_RING_PAGES
+#define LBD_RING_PAGES 2048
+#endif
+#ifndef LBD_MAX_THREADS
+#define LBD_MAX_THREADS 65536
+#endif
+
+#define PAYLOAD_MASK   (LBD_PAYLOAD_MAX - 1)
+#define STR_MASK       (LBD_PAYLOAD_MAX / 2 - 1)     /* str_max + 2 <= 2048 (config limit) */
+#define SOCKADDR_MAX   128                            /* sizeof(struct sockaddr_storage) */
+#define ARGV_LIMIT     64
+#define NR_EXECVE      59
+#define NR_EXECVEAT    322
+
+/* x &= mask, in a way clang cannot fold away: the verifier must see the bound on the register it
+ * checks (clang otherwise turns a min() followed by a mask into code whose bound it loses). */
+#define BOUND(x, mask) asm volatile("%0 &= " #mask : "+r"(x))
+
+/*
+ * A thread's record under construction, kept from enter to exit.  The payload area is twice the
+ * largest payload so that every write at (used & PAYLOAD_MASK) of at most LBD_PAYLOAD_MAX / 2 bytes
+ * is in bounds for the verifier; what is emitted is clamped to LBD_PAYLOAD_MAX.
+ */
+struct pending {
+    struct lbd_hdr hdr;
+    __u8 payload[2 * LBD_PAYLOAD_MAX];
+    __u32 used;         /* payload bytes written */
+    __u32 armed;        /* 1: enter captured, waiting for the exit of hdr.nr */
+};
+
+struct comm_key {
+    char comm[LBD_COMM_LEN];
+};
+
+BPF_RINGBUF_OUTPUT(events, LBD_RING_PAGES);
+BPF_ARRAY(descs, struct lbd_desc, LBD_MAX_SYSCALLS);
+BPF_ARRAY(settings, struct lbd_settings, 1);
+BPF_PERCPU_ARRAY(counters, u64, LBD_C_COUNT);
+BPF_PERCPU_ARRAY(wake_acc, u64, 1);          /* bytes written since this CPU's last wakeup */
+BPF_HASH(filter_pids, u32, u8, 64);
+BPF_HASH(only_pids, u32, u8, 64);
+BPF_HASH(filter_comms, struct comm_key, u8, 16);
+BPF_HASH(only_comms, struct comm_key, u8, 16);
+BPF_F_TABLE("hash", u32, struct pending, pending, LBD_MAX_THREADS, BPF_F_NO_PREALLOC);
+BPF_PERCPU_ARRAY(zero, struct pending, 1);   /* all zeros: the initial value of a pending entry */
+BPF_F_TABLE("hash", u32, u32, ppids, LBD_MAX_THREADS, BPF_F_NO_PREALLOC);  /* pid -> parent tgid */
+
+static __always_inline void counter__add(u32 idx, u64 n)
+{
+    u64 *c = counters.lookup(&idx);
+    if (c)
+        *c += n;
+}
+
+static __always_inline struct lbd_settings *settings__get(void)
+{
+    u32 zero_key = 0;
+    return settings.lookup(&zero_key);
+}
+
+/* Filters that depend on the task only.  Returns the counter of the reason to drop, or -1. */
+static __always_inline int filter__task(struct lbd_settings *s, u32 tgid, u32 tid, struct comm_key *comm)
+{
+    if (s->filter_own_tgid && tgid == s->filter_own_tgid)
+        return LBD_C_F_OWN;
+    if (s->filter_falco_tgid && tgid == s->filter_falco_tgid)
+        return LBD_C_F_FALCO;
+    if (s->filter_pids_on && filter_pids.lookup(&tgid))
+        return LBD_C_F_PID;
+    if (s->only_pids_on && !only_pids.lookup(&tgid))
+        return LBD_C_F_ONLY;
+    if (s->filter_comms_on || s->only_comms_on) {
+        bpf_get_current_comm(comm->comm, sizeof(comm->comm));
+        if (s->filter_comms_on && filter_comms.lookup(comm))
+            return LBD_C_F_COMM;
+        if (s->only_comms_on && !only_comms.lookup(comm))
+            return LBD_C_F_ONLY;
+    }
+    return -1;
+}
+
+static __always_inline struct pending *pending__get(u32 tid)
+{
+    struct pending *p = pending.lookup(&tid);
+    if (p)
+        return p;
+    u32 zero_key = 0;
+    struct pending *z = zero.lookup(&zero_key);
+    if (!z)
+        return 0;
+    pending.update(&tid, z);        /* once per thread: later syscalls reuse the entry */
+    return pending.lookup(&tid);
+}
+
+/* Fill the task part of the header: once per record, not per argument. */
+static __always_inline void hdr__task(struct lbd_hdr *h, u64 pid_tgid, struct comm_key *comm, int have_comm)
+{
+    u32 tgid = pid_tgid >> 32;
+    u64 ugid = bpf_get_current_uid_gid();
+    h->version = LBD_RECORD_VERSION;
+    h->pid = tgid;
+    h->tid = (u32)pid_tgid;
+    h->uid = (u32)ugid;
+    h->gid = ugid >> 32;
+    u32 *pp = ppids.lookup(&tgid);
+    h->ppid = pp ? *pp : 0;
+    if (have_comm)
+        __builtin_memcpy(h->comm, comm->comm, LBD_COMM_LEN);
+    else
+        bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+/* ---- argument readers: each stores one argument's payload at p->used ------------------------ */
+
+static __always_inline void arg__done(struct pending *p, int i, u32 len, int trunc, int fault)
+{
+    u32 off = p->used;
+    if (off + len > LBD_PAYLOAD_MAX) {          /* the record is full: keep what fits */
+        len = off < LBD_PAYLOAD_MAX ? LBD_PAYLOAD_MAX - off : 0;
+        trunc = 1;
+    }
+    p->hdr.slot[i].off = sizeof(struct lbd_hdr) + off;
+    p->hdr.slot[i].len = len;
+    p->used = off + len;
+    if (trunc) {
+        p->hdr.flags |= 1u << (LBD_F_TRUNC_SHIFT + i);
+        counter__add(LBD_C_TRUNCATED, 1);
+    }
+    if (fault) {
+        p->hdr.flags |= 1u << (LBD_F_FAULT_SHIFT + i);
+        counter__add(LBD_C_READ_FAULT, 1);
+    }
+}
+
+/* A NUL-terminated string of at most str_max bytes (one more is read to tell truncation). */
+static __always_inline void arg__str(struct pending *p, int i, const void *src, u32 str_max)
+{
+    u32 off = p->used & PAYLOAD_MASK;
+    u32 n = (str_max + 2) & STR_MASK;
+    long r = bpf_probe_read_user_str(&p->payload[off], n, src);
+    if (r < 0) {
+        arg__done(p, i, 0, 0, 1);
+        return;
+    }
+    u32 len = r > 0 ? r - 1 : 0;                  /* without the NUL */
+    int trunc = len > str_max;
+    arg__done(p, i, trunc ? str_max : len, trunc, 0);
+}
+
+/* Raw bytes: min(want, limit) of them. */
+static __always_inline void arg__bytes(struct pending *p, int i, const void *src, u64 want, u32 limit)
+{
+    u32 off = p->used & PAYLOAD_MASK;
+    u32 n = want < limit ? want : limit;
+    BOUND(n, 0x7ff);                              /* STR_MASK */
+    if (n && bpf_probe_read_user(&p->payload[off], n, src) < 0) {
+        arg__done(p, i, 0, 0, 1);
+        return;
+    }
+    arg__done(p, i, n, want > n, 0);
+}
+
+/* argv / envp: the strings one after another, each with its NUL. */
+static __always_inline void arg__strarr(struct pending *p, int i, const void *src, struct lbd_settings *s)
+{
+    u32 start = p->used;
+    int trunc = 0, fault = 0;
+    u32 max = s->argv_max;
+    for (int k = 0; k < ARGV_LIMIT; k++) {
+        const char *str = 0;
+        if (bpf_probe_read_user(&str, sizeof(str), (const char *const *)src + k) < 0) {
+            fault = 1;
+            break;
+        }
+        if (!str)
+            break;
+        if (k >= max || p->used >= LBD_PAYLOAD_MAX - 1) {
+            trunc = 1;
+            break;
+        }
+        u32 off = p->used & PAYLOAD_MASK;
+        u32 n = (s->str_max + 1) & STR_MASK;
+        long r = bpf_probe_read_user_str(&p->payload[off], n, str);
+        if (r <= 0) {
+            fault = 1;
+            break;
+        }
+        if ((u32)r == n) {                        /* cut: keep its bytes, end it with a NUL */
+            p->payload[(off + r - 1) & (2 * LBD_PAYLOAD_MAX - 1)] = 0;
+            trunc = 1;
+        }
+        p->used += r;
+    }
+    u32 len = p->used - start;
+    p->used = start;                              /* arg__done() accounts for it */
+    arg__done(p, i, len, trunc, fault);
+}
+
+static __always_inline u64 len_arg(struct lbd_hdr *h, u8 idx)
+{
+    return idx < LBD_MAX_ARGS ? h->args[idx & 7] : 0;
+}
+
+/* Capture argument i at enter according to its kind. */
+static __always_inline void arg__enter(struct pending *p, struct lbd_desc *d, int i, struct lbd_settings *s)
+{
+    u8 kind = d->kind[i];
+    u64 v = p->hdr.args[i];
+    if (kind < LBD_K_STR || kind >= LBD_K_OUT_BUF || !v)
+        return;                                   /* values need no copy; outputs wait for exit */
+    const void *ptr = (const void *)v;
+    switch (kind) {
+    case LBD_K_STR:
+    case LBD_K_PATH:
+        arg__str(p, i, ptr, s->str_max);
+        break;
+    case LBD_K_SOCKADDR:
+        arg__bytes(p, i, ptr, (u32)len_arg(&p->hdr, d->aux[i]), SOCKADDR_MAX);
+        break;
+    case LBD_K_BUF:
+        arg__bytes(p, i, ptr, len_arg(&p->hdr, d->aux[i]), s->buf_max);
+        break;
+    case LBD_K_STRARR:
+        arg__strarr(p, i, ptr, s);
+        break;
+    }
+}
+
+/* Read output argument i when the syscall returns. */
+static __always_inline void arg__exit(struct pending *p, struct lbd_desc *d, int i, struct lbd_settings *s)
+{
+    u8 kind = d->kind[i];
+    u64 v = p->hdr.args[i];
+    if (kind < LBD_K_OUT_BUF || !v || p->hdr.res < 0)
+        return;
+    const void *ptr = (const void *)v;
+    switch (kind) {
+    case LBD_K_OUT_BUF:
+        arg__bytes(p, i, ptr, (u64)p->hdr.res, s->buf_max);
+        break;
+    case LBD_K_OUT_SOCKADDR: {
+        int alen = 0;
+        const void *lenp = (const void *)len_arg(&p->hdr, d->aux[i]);
+        if (lenp && bpf_probe_read_user(&alen, sizeof(alen), lenp) == 0 && alen > 0)
+            arg__bytes(p, i, ptr, (u32)alen, SOCKADDR_MAX);
+        else
+            arg__done(p, i, 0, 0, lenp != 0);
+        break;
+    }
+    case LBD_K_OUT_FD2:
+        arg__bytes(p, i, ptr, 8, 8);
+        break;
+    case LBD_K_OUT_INT:
+        arg__bytes(p, i, ptr, 4, 4);
+        break;
+    }
+}
+
+/*
+ * Wakeups.  Records are written without waking the consumer, which drains on its own short timer;
+ * but a fast producer can fill the ring between two timer ticks, so each CPU forces a wakeup once
+ * it has written wake_bytes since its last one (user space sets wake_bytes per CPU).  A per-CPU
+ * count keeps this free of shared cache lines (bpf_ringbuf_query() would read the ring's).
+ */
+static __always_inline void ring__emit(struct pending *p, struct lbd_settings *s, u32 counter)
+{
+    u32 used = p->used;
+    if (used > LBD_PAYLOAD_MAX)                   /* arg__done() keeps it so; the verifier needs */
+        used = LBD_PAYLOAD_MAX;                   /* the bound it can see, hence the mask below */
+    u32 size = sizeof(struct lbd_hdr) + used;
+    BOUND(size, 0x1fff);                          /* <= sizeof(struct pending): in bounds */
+    p->hdr.size = size;
+    u32 zero_key = 0;
+    u64 flags = BPF_RB_NO_WAKEUP;
+    u64 *acc = wake_acc.lookup(&zero_key);
+    if (acc) {
+        *acc += size;
+        if (*acc >= s->wake_bytes) {
+            *acc = 0;
+            flags = BPF_RB_FORCE_WAKEUP;
+        }
+    }
+    if (events.ringbuf_output(&p->hdr, size, flags) == 0)
+        counter__add(counter, 1);
+    else
+        counter__add(LBD_C_DROP_RINGFULL, 1);
+}
+
+TRACEPOINT_PROBE(raw_syscalls, sys_enter)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 nr = args->id;
+    counter__add(LBD_C_SEEN, 1);
+    if (nr >= LBD_MAX_SYSCALLS)
+        return 0;
+    struct lbd_desc *d = descs.lookup(&nr);
+    struct lbd_settings *s = settings__get();
+    if (!d || !s)
+        return 0;
+    if (s->drop_mode) {
+        counter__add(LBD_C_F_DROP_MODE, 1);
+        return 0;
+    }
+    if (!d->enabled) {
+        counter__add(LBD_C_F_SYSCALL, 1);
+        return 0;
+    }
+    struct comm_key comm = {};
+    int why = filter__task(s, pid_tgid >> 32, (u32)pid_tgid, &comm);
+    if (why >= 0) {
+        counter__add(why, 1);
+        return 0;
+    }
+    u32 tid = (u32)pid_tgid;
+    struct pending *p = pending__get(tid);
+    if (!p)
+        return 0;
+    hdr__task(&p->hdr, pid_tgid, &comm, s->filter_comms_on || s->only_comms_on);
+    p->hdr.nr = nr;
+    p->hdr.dir = LBD_DIR_EXIT;
+    p->hdr.nargs = d->nargs;
+    p->hdr.flags = 0;
+    p->hdr.ts = bpf_ktime_get_ns();
+    p->hdr.latency = 0;
+    p->hdr.res = 0;
+    p->used = 0;
+#pragma unroll
+    for (int i = 0; i < LBD_MAX_ARGS; i++) {
+        p->hdr.args[i] = args->args[i];
+        p->hdr.slot[i].off = 0;
+        p->hdr.slot[i].len = 0;
+    }
+#pragma unroll
+    for (int i = 0; i < LBD_MAX_ARGS; i++)
+        arg__enter(p, d, i, s);
+
+    if (d->noreturn) {                            /* exit, exit_group: no sys_exit will come */
+        p->hdr.flags |= LBD_F_NORETURN;
+        p->hdr.dir = s->emit_enter ? LBD_DIR_ENTER : LBD_DIR_EXIT;
+        p->armed = 0;
+        ring__emit(p, s, LBD_C_EMITTED);
+        return 0;
+    }
+    if (s->emit_enter) {
+        p->hdr.dir = LBD_DIR_ENTER;
+        ring__emit(p, s, LBD_C_EMITTED);
+        p->hdr.dir = LBD_DIR_EXIT;
+    }
+    p->armed = 1;
+    return 0;
+}
+
+TRACEPOINT_PROBE(raw_syscalls, sys_exit)
+{
+    u32 nr = args->id;
+    if (nr >= LBD_MAX_SYSCALLS)
+        return 0;
+    struct lbd_desc *d = descs.lookup(&nr);
+    struct lbd_settings *s = settings__get();
+    if (!d || !s || !d->enabled || s->drop_mode)
+        return 0;
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 tid = (u32)pid_tgid;
+    u64 now = bpf_ktime_get_ns();
+    long ret = args->ret;
+    struct pending *p = pending.lookup(&tid);
+
+    if (!p || !p->armed || p->hdr.nr != nr) {
+        /* No enter for this exit: capture started mid-call, a new thread or process returning
+         * from clone/fork, or execve from a non-leader thread.  Emit what is known. */
+        struct comm_key comm = {};
+        int why = filter__task(s, pid_tgid >> 32, tid, &comm);
+        if (why >= 0) {
+            counter__add(why, 1);
+            return 0;
+        }
+        if (s->drop_failed && ret < 0) {
+            counter__add(LBD_C_F_FAILED, 1);
+            return 0;
+        }
+        p = pending__get(tid);
+        if (!p)
+            return 0;
+        hdr__task(&p->hdr, pid_tgid, &comm, s->filter_comms_on || s->only_comms_on);
+        p->hdr.nr = nr;
+        p->hdr.dir = LBD_DIR_EXIT;
+        p->hdr.nargs = 0;
+        p->hdr.flags = LBD_F_NOENTER;
+        p->hdr.ts = now;
+        p->hdr.latency = 0;
+        p->hdr.res = ret;
+        p->used = 0;
+        p->armed = 0;
+#pragma unroll
+        for (int i = 0; i < LBD_MAX_ARGS; i++) {
+            p->hdr.args[i] = 0;
+            p->hdr.slot[i].off = 0;
+            p->hdr.slot[i].len = 0;
+        }
+        counter__add(LBD_C_NOENTER, 1);
+        ring__emit(p, s, LBD_C_EMITTED);
+        return 0;
+    }
+
+    p->armed = 0;
+    if (s->drop_failed && ret < 0) {
+        counter__add(LBD_C_F_FAILED, 1);
+        return 0;
+    }
+    p->hdr.res = ret;
+    p->hdr.latency = now - p->hdr.ts;
+    if ((nr == NR_EXECVE || nr == NR_EXECVEAT) && ret == 0) {
+        p->hdr.flags |= LBD_F_NEWIMAGE;           /* the new program: show its name */
+        bpf_get_current_comm(p->hdr.comm, sizeof(p->hdr.comm));
+    }
+    if (d->has_exit_kinds) {
+#pragma unroll
+        for (int i = 0; i < LBD_MAX_ARGS; i++)
+            arg__exit(p, d, i, s);
+    }
+    ring__emit(p, s, LBD_C_EMITTED);
+    return 0;
+}
+
+/* ---- process tree ------------------------------------------------------------------------- */
+
+static __always_inline struct pending *sched__begin(u32 nr)
+{
+    /* Process-tree records are built in the per-CPU zero entry's twin: the CPU's own pending
+     * entry keyed by an impossible tid (0x80000000 | cpu) so they never disturb a thread's record. */
+    u32 key = 0x80000000u | bpf_get_smp_processor_id();
+    struct pending *p = pending__get(key);
+    if (!p)
+        return 0;
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    hdr__task(&p->hdr, pid_tgid, 0, 0);
+    p->hdr.nr = nr;
+    p->hdr.dir = LBD_DIR_EXIT;
+    p->hdr.nargs = 3;
+    p->hdr.flags = 0;
+    p->hdr.ts = bpf_ktime_get_ns();
+    p->hdr.latency = 0;
+    p->hdr.res = 0;
+    p->used = 0;
+    p->armed = 0;
+#pragma unroll
+    for (int i = 0; i < LBD_MAX_ARGS; i++) {
+        p->hdr.args[i] = 0;
+        p->hdr.slot[i].off = 0;
+        p->hdr.slot[i].len = 0;
+    }
+    return p;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_fork)
+{
+    u32 parent = bpf_get_current_pid_tgid() >> 32;
+    u32 child = args->child_pid;
+    /* For a new thread child is a tid: the entry is never looked up and goes at its exit. */
+    ppids.update(&child, &parent);
+    struct lbd_settings *s = settings__get();
+    if (!s || s->drop_mode)
+        return 0;
+    struct pending *p = sched__begin(LBD_NR_SCHED_FORK);
+    if (!p)
+        return 0;
+    p->hdr.args[0] = parent;
+    p->hdr.args[1] = child;
+    p->hdr.args[2] = args->parent_pid;
+    ring__emit(p, s, LBD_C_SCHED);
+    return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+    struct lbd_settings *s = settings__get();
+    if (!s || s->drop_mode)
+        return 0;
+    struct pending *p = sched__begin(LBD_NR_SCHED_EXEC);
+    if (!p)
+        return 0;
+    p->hdr.args[0] = args->pid;
+    p->hdr.args[1] = args->old_pid;
+    /* filename is a __data_loc string inside the tracepoint record (kernel memory). */
+    u16 loc = args->data_loc_filename & 0xffff;
+    u32 n = (s->str_max + 2) & STR_MASK;
+    long r = bpf_probe_read_kernel_str(&p->payload[0], n, (char *)args + loc);
+    if (r > 0) {
+        u32 len = r - 1;
+        int trunc = len > s->str_max;
+        arg__done(p, 2, trunc ? s->str_max : len, trunc, 0);
+    } else {
+        arg__done(p, 2, 0, 0, 1);
+    }
+    ring__emit(p, s, LBD_C_SCHED);
+    return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+    u32 tid = args->pid;
+    pending.delete(&tid);
+    struct lbd_settings *s = settings__get();
+    struct pending *p = (s && !s->drop_mode) ? sched__begin(LBD_NR_SCHED_EXIT) : 0;
+    if (p) {
+        p->hdr.args[0] = tid;
+#ifdef LBD_HAVE_GROUP_DEAD
+        p->hdr.args[1] = args->group_dead;
+#else
+        p->hdr.args[1] = tid == (u32)(bpf_get_current_pid_tgid() >> 32);   /* leader exit: best guess */
+#endif
+        ring__emit(p, s, LBD_C_SCHED);
+    }
+    ppids.delete(&tid);               /* after the record took its ppid */
+    return 0;
+}

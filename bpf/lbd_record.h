@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * lbd_record.h: the one definition of everything the kernel side shares with user space.
+ *
+ * Read by bpf/lbd.bpf.c (compiled by bcc), by lbd/_decode.pyx (through lbd/_record.pxd) and by
+ * the Falco plugin.  The numpy dtype in lbd/record.py is checked against sizeof/offsetof of
+ * these structs at import, so a change here that is not mirrored there fails loudly.
+ *
+ * Bump LBD_RECORD_VERSION on any change to a struct, a kind or a flag below.
+ */
+#ifndef LBD_RECORD_H
+#define LBD_RECORD_H
+
+#ifndef LBD_BPF  /* defined by bpf/lbd.bpf.c: bcc provides the kernel's own __u8 .. __s64 */
+#include <linux/types.h>
+#endif
+
+#define LBD_RECORD_VERSION 1
+
+#define LBD_MAX_ARGS      6
+#define LBD_MAX_SYSCALLS  512      /* syscall numbers are < this (x86_64: 0..470) */
+#define LBD_COMM_LEN      16
+#define LBD_PAYLOAD_MAX   4096     /* payload bytes a record may carry (after the header) */
+#define LBD_RECORD_MAX    (sizeof(struct lbd_hdr) + LBD_PAYLOAD_MAX)
+#define LBD_RECORD_ALIGN  8        /* records sit 8-byte aligned in the ring */
+
+/* Pseudo syscall numbers for the process-tree events of the sched tracepoints. */
+#define LBD_NR_SCHED_FORK 1000     /* arg0 parent tgid, arg1 child pid, arg2 child tgid guess */
+#define LBD_NR_SCHED_EXEC 1001     /* arg0 pid, arg1 old pid, arg2 filename (LBD_K_PATH) */
+#define LBD_NR_SCHED_EXIT 1002     /* arg0 pid (thread), arg1 1 when the whole process exited */
+
+/* Directions, as the seed prints them. */
+#define LBD_DIR_ENTER '>'
+#define LBD_DIR_EXIT  '<'
+
+/* Argument kinds.  The syscall table (lbd/syscall_table.json) names them in lower case without
+ * the prefix ("fd", "sockaddr", ...); lbd/record.py reads the numbers from this file.
+ * Captured at enter unless marked "exit". */
+#define LBD_K_NONE          0   /* no argument in this slot */
+#define LBD_K_INT           1   /* signed integer (sign-extended from the C type's width) */
+#define LBD_K_UINT          2   /* unsigned integer */
+#define LBD_K_HEX           3   /* unsigned, shown in hex (masks without a name set, cookies) */
+#define LBD_K_FD            4   /* file descriptor (int) */
+#define LBD_K_DIRFD         5   /* directory fd or AT_FDCWD (-100) */
+#define LBD_K_PID           6   /* process / thread id */
+#define LBD_K_UID           7
+#define LBD_K_GID           8
+#define LBD_K_MODE          9   /* permission bits, shown in octal */
+#define LBD_K_FLAGS        10   /* integer with symbolic names (the table names the flag set) */
+#define LBD_K_PTR          11   /* plain user pointer: its value only */
+#define LBD_K_STR          12   /* NUL-terminated user string: payload = bytes without the NUL */
+#define LBD_K_PATH         13   /* like LBD_K_STR, a file-system path */
+#define LBD_K_SOCKADDR     14   /* input struct sockaddr *; aux = index of its length argument;
+                                   payload = the raw sockaddr bytes (user space decodes) */
+#define LBD_K_BUF          15   /* input buffer; aux = index of its length argument;
+                                   payload = its first bytes (open_params buffer_max) */
+#define LBD_K_STRARR       16   /* NULL-terminated array of strings (argv, envp);
+                                   payload = the strings, each followed by a NUL */
+#define LBD_K_OUT_BUF      17   /* exit: output buffer; aux = index of its length argument;
+                                   payload = first min(res, buffer_max) bytes the syscall wrote */
+#define LBD_K_OUT_SOCKADDR 18   /* exit: output struct sockaddr *; aux = index of its
+                                   socklen_t * argument; payload = raw sockaddr bytes */
+#define LBD_K_OUT_FD2      19   /* exit: int[2] the syscall filled (pipe, pipe2, socketpair);
+                                   payload = 8 bytes */
+#define LBD_K_OUT_INT      20   /* exit: pointer to an int the syscall wrote (socklen_t *);
+                                   payload = 4 bytes, the value after the call */
+#define LBD_K_COUNT        21
+
+/* lbd_hdr.flags */
+#define LBD_F_TRUNC_SHIFT   0   /* bit (0 + i): argument i's payload was truncated */
+#define LBD_F_FAULT_SHIFT   8   /* bit (8 + i): reading argument i from user memory failed */
+#define LBD_F_NOENTER  (1u << 16)  /* exit seen without its enter: args unknown, ts = exit time */
+#define LBD_F_NORETURN (1u << 17)  /* emitted at enter: the syscall does not return (exit, exit_group) */
+#define LBD_F_NEWIMAGE (1u << 18)  /* execve/execveat exit seen in the new program image */
+
+/* Where argument i's payload is: byte offset from the start of the record and length.
+ * len == 0: no payload (the value in args[i] is all there is). */
+struct lbd_slot {
+    __u16 off;
+    __u16 len;
+};
+
+/*
+ * Fixed record header, 144 bytes.  Every field is naturally aligned, so the struct has no padding
+ * (packed in effect, asserted below) and BPF code can use full-width loads and stores.
+ *
+ *   0        2        4        6    7    8                12
+ *   +--------+--------+--------+----+----+-----------------+
+ *   | version|  size  |   nr   |dir |narg|      flags      |
+ *   +--------+--------+--------+----+----+-----------------+
+ *  12: pid (tgid) | 16: tid | 20: ppid (0 unknown) | 24: uid | 28: gid
+ *  32: ts      u64  enter time, ns since boot (CLOCK_MONOTONIC, bpf_ktime_get_ns)
+ *  40: latency u64  exit - enter, ns (0 for enter records)
+ *  48: res     s64  return value (0 for enter records)
+ *  56: comm    char[16]  thread name, NUL padded
+ *  72: args    u64[6]    raw argument values (pointers as addresses)
+ * 120: slot    lbd_slot[6] payload (off, len) per argument
+ * 144: payload ... (size - 144 bytes), then padding to LBD_RECORD_ALIGN in the ring
+ */
+struct lbd_hdr {
+    __u16 version;      /* LBD_RECORD_VERSION */
+    __u16 size;         /* header + payload bytes, without ring padding */
+    __u16 nr;           /* syscall number or LBD_NR_SCHED_* */
+    __u8  dir;          /* LBD_DIR_EXIT or LBD_DIR_ENTER */
+    __u8  nargs;        /* argument slots in use */
+    __u32 flags;        /* LBD_F_* */
+    __u32 pid;
+    __u32 tid;
+    __u32 ppid;
+    __u32 uid;
+    __u32 gid;
+    __u64 ts;
+    __u64 latency;
+    __s64 res;
+    char  comm[LBD_COMM_LEN];
+    __u64 args[LBD_MAX_ARGS];
+    struct lbd_slot slot[LBD_MAX_ARGS];
+};
+
+/* One entry per syscall number in the probe's descriptor map, filled from the syscall table. */
+struct lbd_desc {
+    __u8 enabled;                  /* 1: capture this syscall (interesting selection) */
+    __u8 nargs;
+    __u8 kind[LBD_MAX_ARGS];       /* LBD_K_* */
+    __u8 aux[LBD_MAX_ARGS];        /* length-argument index for SOCKADDR/BUF/OUT_* kinds */
+    __u8 has_exit_kinds;           /* 1: some argument is read at exit */
+    __u8 noreturn;                 /* 1: never returns (exit, exit_group): emitted at enter */
+};
+
+/* Counters: one per-CPU array slot each; lbd/probe.py sums the CPUs. */
+#define LBD_C_SEEN            0   /* syscalls entered */
+#define LBD_C_EMITTED         1   /* records written to the ring */
+#define LBD_C_F_SYSCALL       2   /* filtered: syscall not selected */
+#define LBD_C_F_DROP_MODE     3   /* filtered: drop_mode */
+#define LBD_C_F_OWN           4   /* filtered: filter_own */
+#define LBD_C_F_FALCO         5   /* filtered: filter_falco */
+#define LBD_C_F_PID           6   /* filtered: filter_pids */
+#define LBD_C_F_COMM          7   /* filtered: filter_comms */
+#define LBD_C_F_FAILED        8   /* filtered: drop_failed */
+#define LBD_C_DROP_RINGFULL   9   /* lost: the ring had no room */
+#define LBD_C_TRUNCATED      10   /* arguments truncated */
+#define LBD_C_READ_FAULT     11   /* reads of user memory that failed */
+#define LBD_C_NOENTER        12   /* exits without a recorded enter */
+#define LBD_C_SCHED          13   /* process-tree records written */
+#define LBD_C_F_ONLY         14   /* filtered: not in only_pids / only_comms */
+#define LBD_C_COUNT          16
+
+/* Runtime settings, one-element array map, updated by user space without reloading. */
+struct lbd_settings {
+    __u32 drop_mode;
+    __u32 drop_failed;
+    __u32 filter_own_tgid;      /* 0: off */
+    __u32 filter_falco_tgid;    /* 0: off */
+    __u32 str_max;              /* bytes per string argument, <= LBD_PAYLOAD_MAX / 2 */
+    __u32 buf_max;              /* bytes per buffer argument */
+    __u32 argv_max;             /* strings per LBD_K_STRARR argument */
+    __u32 emit_enter;           /* 1: also write an enter record (dir '>') */
+    __u32 filter_pids_on;       /* 1: drop the pids in the filter_pids map */
+    __u32 filter_comms_on;      /* 1: drop the comms in the filter_comms map */
+    __u32 only_pids_on;         /* 1: keep only the pids in the only_pids map */
+    __u32 only_comms_on;        /* 1: keep only the comms in the only_comms map */
+    __u64 wake_bytes;           /* each CPU forces a consumer wakeup after writing this much */
+};
+
+#define LBD_ASSERT_OFFSET(s, f, o) _Static_assert(__builtin_offsetof(struct s, f) == (o), #s "." #f)
+_Static_assert(sizeof(struct lbd_slot) == 4, "lbd_slot");
+_Static_assert(sizeof(struct lbd_hdr) == 144, "lbd_hdr");
+LBD_ASSERT_OFFSET(lbd_hdr, flags, 8);
+LBD_ASSERT_OFFSET(lbd_hdr, pid, 12);
+LBD_ASSERT_OFFSET(lbd_hdr, ts, 32);
+LBD_ASSERT_OFFSET(lbd_hdr, res, 48);
+LBD_ASSERT_OFFSET(lbd_hdr, comm, 56);
+LBD_ASSERT_OFFSET(lbd_hdr, args, 72);
+LBD_ASSERT_OFFSET(lbd_hdr, slot, 120);
+_Static_assert(sizeof(struct lbd_desc) == 16, "lbd_desc");
+_Static_assert(sizeof(struct lbd_settings) == 56, "lbd_settings");
+
+#endif /* LBD_RECORD_H */

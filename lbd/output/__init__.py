@@ -1,0 +1,1 @@
+"""Event output formats: the seed's `normal` text lines and JSON Lines."""

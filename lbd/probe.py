@@ -1,0 +1,253 @@
+"""Load, configure and detach lbd's eBPF probe (bpf/lbd.bpf.c) with bcc.
+
+`Probe` owns the loaded programs and their maps.  Invariants: while it is open, the five
+tracepoint programs are attached and the descriptor, settings and filter maps hold what the
+configuration says; `close()` (or leaving the `with` block, also on an exception) detaches every
+program and frees the maps, and is safe to call twice.
+
+The ring buffer itself is read by the decoder (lbd._decode), which maps it from `ring_fd`.
+"""
+from __future__ import annotations
+
+import ctypes as ct
+import mmap
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from lbd import record, syscalls
+from lbd._paths import BPF_DIR
+from lbd.config import Config, ConfigError, coerce
+
+PAGE_SIZE = mmap.PAGESIZE
+PROBE_SOURCE = BPF_DIR / "lbd.bpf.c"
+TRACEFS = Path(os.environ.get("LBD_TRACEFS", "/sys/kernel/tracing"))
+
+
+class ProbeError(RuntimeError):
+    """The probe could not be loaded or configured; the message says why."""
+
+
+def _bcc():
+    try:
+        import bcc
+    except Exception as e:  # ImportError, or libbcc failing to load
+        raise ProbeError(f"cannot import bcc ({e}); run `lbd doctor`") from e
+    return bcc
+
+
+def resolve_selection(cfg: Config) -> frozenset[int]:
+    """The syscall numbers to capture: `syscalls`, else `interest_syscall_file`, else the defaults."""
+    if cfg.open.syscalls:
+        nrs = set()
+        for name in cfg.open.syscalls:
+            try:
+                nrs.add(syscalls.lookup(name).nr)
+            except KeyError:
+                raise ConfigError(f"open_params.syscalls: {name!r} is not a known syscall") from None
+        return frozenset(nrs)
+    if cfg.open.interest_syscall_file:
+        from lbd.interesting import load_interesting_file
+
+        return load_interesting_file(cfg.open.interest_syscall_file)
+    return syscalls.default_selection()
+
+
+def _has_group_dead() -> bool:
+    fmt = TRACEFS / "events" / "sched" / "sched_process_exit" / "format"
+    try:
+        return "group_dead" in fmt.read_text()
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Counter totals over all CPUs (see LBD_C_* in bpf/lbd_record.h)."""
+
+    counts: dict[str, int]
+
+    def __getitem__(self, name: str) -> int:
+        return self.counts[name]
+
+    @property
+    def filtered(self) -> int:
+        return sum(v for k, v in self.counts.items() if k.startswith("f_"))
+
+    @property
+    def dropped(self) -> int:
+        return self.counts["drop_ringfull"]
+
+    def as_dict(self) -> dict[str, int]:
+        d = dict(self.counts)
+        d["filtered"] = self.filtered
+        d["dropped"] = self.dropped
+        return d
+
+
+class Probe:
+    """The loaded eBPF probe.  Use as a context manager, or call close()."""
+
+    def __init__(self, config: Config | dict | None = None, *, own_pid: int | None = None, host_pid: int | None = None):
+        cfg = coerce(config)
+        self.config = cfg
+        self.selection = resolve_selection(cfg)
+        self.own_pid = own_pid if own_pid is not None else os.getpid()
+        self.host_pid = host_pid if host_pid is not None else os.getpid()
+        self.ring_size = cfg.open.ring_size
+        self.page_size = PAGE_SIZE
+        self._lock = threading.Lock()
+        bcc = _bcc()
+        cflags = [
+            f"-I{BPF_DIR}",
+            f"-DLBD_RING_PAGES={self.ring_size // PAGE_SIZE}",
+            "-Wno-unused-function",
+        ]
+        if _has_group_dead():
+            cflags.append("-DLBD_HAVE_GROUP_DEAD=1")
+        try:
+            self._bpf = bcc.BPF(src_file=str(PROBE_SOURCE).encode(), cflags=cflags)
+        except Exception as e:
+            msg = str(e).strip().splitlines()
+            raise ProbeError(f"loading {PROBE_SOURCE.name} failed: {msg[-1] if msg else type(e).__name__}") from e
+        try:
+            self._fill_descs(self.selection)
+            self._apply_settings(cfg)
+            self._fill_filters(cfg)
+        except BaseException:
+            self.close()
+            raise
+        self.ring_fd = self._bpf[b"events"].map_fd
+
+    # -- configuration -------------------------------------------------------------------------
+
+    def _fill_descs(self, selected: frozenset[int]) -> None:
+        table = self._bpf[b"descs"]
+        for sc in syscalls.TABLE:
+            if sc.nr >= record.MAX_SYSCALLS:
+                continue
+            d = table.Leaf()
+            d.enabled = 1 if (sc.nr in selected and sc.implemented) else 0
+            d.nargs = len(sc.args)
+            for i, a in enumerate(sc.args[: record.MAX_ARGS]):
+                d.kind[i] = a.kind_id
+                d.aux[i] = a.len_arg if a.len_arg is not None else 0xFF
+            d.has_exit_kinds = int(any(a.kind_id in record.EXIT_KINDS for a in sc.args))
+            d.noreturn = int(sc.noreturn)
+            table[table.Key(sc.nr)] = d
+
+    def _apply_settings(self, cfg: Config) -> None:
+        o = cfg.open
+        s = self._bpf[b"settings"].Leaf()
+        s.drop_mode = int(o.drop_mode)
+        s.drop_failed = int(o.drop_failed)
+        s.filter_own_tgid = self.own_pid if o.filter_own else 0
+        s.filter_falco_tgid = self.host_pid if o.filter_falco else 0
+        s.str_max = o.str_max
+        s.buf_max = o.buf_max
+        s.argv_max = o.argv_max
+        s.emit_enter = int(o.emit_enter)
+        s.filter_pids_on = int(bool(o.filter_pids))
+        s.filter_comms_on = int(bool(o.filter_comms))
+        s.only_pids_on = int(bool(o.only_pids))
+        s.only_comms_on = int(bool(o.only_comms))
+        s.wake_bytes = o.wake_bytes or self.ring_size // 4
+        table = self._bpf[b"settings"]
+        table[table.Key(0)] = s
+
+    def _set_members(self, name: str, values: Iterable, key_of) -> None:
+        table = self._bpf[name.encode()]
+        table.clear()
+        for v in values:
+            table[key_of(table, v)] = ct.c_uint8(1)
+
+    def _fill_filters(self, cfg: Config) -> None:
+        o = cfg.open
+
+        def pid_key(t, pid):
+            return t.Key(pid)
+
+        def comm_key(t, comm):
+            k = t.Key()
+            k.comm = comm.encode()[: record.COMM_LEN - 1]
+            return k
+
+        self._set_members("filter_pids", o.filter_pids, pid_key)
+        self._set_members("only_pids", o.only_pids, pid_key)
+        self._set_members("filter_comms", o.filter_comms, comm_key)
+        self._set_members("only_comms", o.only_comms, comm_key)
+
+    def update(self, config: Config | dict) -> None:
+        """Apply new open_params at run time, without reloading the programs.
+
+        The new configuration is validated completely first; ring_size cannot change while loaded.
+        """
+        cfg = coerce(config)
+        if cfg.open.ring_size != self.ring_size:
+            raise ConfigError(
+                f"open_params.ring_size: {cfg.open.ring_size} differs from the loaded {self.ring_size}; "
+                "the ring buffer size cannot change without reloading"
+            )
+        selection = resolve_selection(cfg)
+        with self._lock:
+            self._fill_filters(cfg)
+            self._fill_descs(selection)
+            self._apply_settings(cfg)
+            self.config, self.selection = cfg, selection
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def stats(self) -> Stats:
+        table = self._bpf[b"counters"]
+        counts = {}
+        for name, idx in record.COUNTERS.items():
+            counts[name] = int(sum(table[table.Key(idx)]))
+        return Stats(counts)
+
+    @property
+    def bpf(self):
+        """The bcc BPF object (for tests and benchmarks that attach their own consumers)."""
+        return self._bpf
+
+    def program_ids(self) -> list[int]:
+        """Kernel ids of the attached programs (to check that close() removed them)."""
+        ids = []
+        for fn in self._bpf.funcs.values():
+            info = _prog_info(fn.fd)
+            if info is not None:
+                ids.append(info)
+        return ids
+
+    def close(self) -> None:
+        bpf, self._bpf = getattr(self, "_bpf", None), None
+        if bpf is not None:
+            bpf.cleanup()
+
+    def __enter__(self) -> Probe:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+
+class _ProgInfo(ct.Structure):
+    _fields_ = [("type", ct.c_uint32), ("id", ct.c_uint32), ("tag", ct.c_uint8 * 8), ("pad", ct.c_uint8 * 200)]
+
+
+def _prog_info(fd: int) -> int | None:
+    """The id of the BPF program behind fd (BPF_OBJ_GET_INFO_BY_FD)."""
+    libc = ct.CDLL(None, use_errno=True)
+    info = _ProgInfo()
+
+    class Attr(ct.Structure):
+        _fields_ = [("bpf_fd", ct.c_uint32), ("info_len", ct.c_uint32), ("info", ct.c_uint64)]
+
+    attr = Attr(fd, ct.sizeof(info), ct.addressof(info))
+    if libc.syscall(321, 15, ct.byref(attr), ct.sizeof(attr)) != 0:  # bpf(BPF_OBJ_GET_INFO_BY_FD)
+        return None
+    return info.id

@@ -1,0 +1,76 @@
+"""lbd doctor: each check names the missing piece; the exit code says whether capture can work."""
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+from lbd import doctor
+
+
+def _fake_tracefs(root: Path, tracepoints=doctor.TRACEPOINTS) -> Path:
+    for tp in tracepoints:
+        d = root / "events" / tp
+        d.mkdir(parents=True)
+        (d / "format").write_text("name: x\n")
+    return root
+
+
+def test_tracefs_unmounted_is_named(tmp_path):
+    c = doctor.check_tracefs(doctor.Host(tracefs=tmp_path))
+    assert not c.ok and c.essential
+    assert str(tmp_path) in c.detail and "not mounted" in c.detail
+    assert c.fix.startswith("mount -t tracefs nodev")
+
+
+def test_tracefs_missing_tracepoint_is_named(tmp_path):
+    _fake_tracefs(tmp_path, doctor.TRACEPOINTS[:-1])
+    c = doctor.check_tracefs(doctor.Host(tracefs=tmp_path))
+    assert not c.ok
+    assert "sched/sched_process_exit" in c.detail
+
+
+def test_tracefs_complete(tmp_path):
+    c = doctor.check_tracefs(doctor.Host(tracefs=_fake_tracefs(tmp_path)))
+    assert c.ok, c.detail
+
+
+def test_headers_missing(tmp_path):
+    c = doctor.check_headers(doctor.Host(modules=tmp_path, release="9.9.9-test"))
+    assert not c.ok
+    assert "9.9.9-test/build" in c.detail and "linux-headers-9.9.9-test" in c.fix
+
+
+def test_old_kernel():
+    c = doctor.check_kernel(doctor.Host(release="5.4.0-100-generic"))
+    assert not c.ok and "5.4.0" in c.detail
+
+
+def test_privileges_from_capabilities(tmp_path, monkeypatch):
+    status = tmp_path / "status"
+    status.write_text("Name:\tx\nCapEff:\t0000000000000000\n")
+    monkeypatch.setattr(doctor.os, "geteuid", lambda: 1000)
+    c = doctor.check_privileges(doctor.Host(proc_status=status))
+    assert not c.ok and "CAP_BPF" in c.detail and "cap_bpf" in c.fix
+    status.write_text(f"CapEff:\t{(1 << doctor.CAP_BPF | 1 << doctor.CAP_PERFMON):016x}\n")
+    assert doctor.check_privileges(doctor.Host(proc_status=status)).ok
+
+
+def test_report_exit_code_and_lines():
+    out = io.StringIO()
+    rc = doctor.report([doctor.Check("a", True, "fine"), doctor.Check("b", False, "broken", "do x"),
+                        doctor.Check("c", False, "meh", "do y", essential=False)], out)
+    text = out.getvalue()
+    assert rc == 1
+    assert "PASS  a" in text and "FAIL  b" in text and "WARN  c" in text
+    assert "fix: do x" in text and "capture cannot work: b" in text
+    assert doctor.report([doctor.Check("a", True, "fine")], io.StringIO()) == 0
+
+
+def test_cli_doctor_names_unmounted_tracefs(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "lbd.cli", "doctor", "--tracefs", str(tmp_path)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "FAIL  tracefs" in p.stdout and str(tmp_path) in p.stdout
+    assert "skipped: an essential check above failed" in p.stdout
