@@ -23,7 +23,7 @@ $(EXT): lbd/_decode.pyx $(wildcard lbd/*.pxd) bpf/lbd_record.h setup.py
 run: build
 	$(VENV)/bin/lbd run
 
-test: build
+test: build plugin
 	$(PY) -m pytest tests
 
 test-unit: build
@@ -32,12 +32,21 @@ test-unit: build
 test-kernel: build
 	$(PY) -m pytest tests/kernel
 
-bench: build
+bench: build bench-tools plugin
 	$(PY) -m pytest bench --benchmark-only --benchmark-autosave --benchmark-columns=min,median,mean,ops,rounds
 
 # Compare the current code against the last saved `make bench` run; fail on a >20% slowdown.
-bench-compare: build
+bench-compare: build bench-tools plugin
 	$(PY) -m pytest bench --benchmark-only --benchmark-compare --benchmark-compare-fail=median:20%
 
 clean:
 	rm -rf build lbd/_decode.c lbd/_decode*.so .pytest_cache
+
+# The C load generator and consumers the benchmarks compare against (bench/Makefile).
+.PHONY: bench-tools plugin
+bench-tools: setup
+	@if [ -f bench/Makefile ]; then $(MAKE) --no-print-directory -C bench; fi
+
+# The Falco plugin, build/liblbd.so (plugin/Makefile).
+plugin: build
+	@if [ -f plugin/Makefile ]; then $(MAKE) --no-print-directory -C plugin; fi

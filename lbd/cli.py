@@ -210,7 +210,12 @@ def cmd_stats(a) -> int:
 
 
 def cmd_falco_config(a) -> int:
-    raise CliError("the Falco plugin is not built yet (see the README's Falco section)")
+    try:
+        from lbd.falco import falco_config_fragment
+    except ImportError:
+        raise CliError("the Falco plugin support is not built yet (see the README's Falco section)") from None
+    sys.stdout.write(falco_config_fragment())
+    return EXIT_OK
 
 
 COMMANDS = {"run": cmd_run, "doctor": cmd_doctor, "syscalls": cmd_syscalls, "stats": cmd_stats,
