@@ -7,9 +7,22 @@
  *   sched:sched_process_*   process tree records (fork: parent, exec: path, exit) and map upkeep
  *
  * Per-syscall cost is what matters: a syscall that is not selected costs one array lookup at
- * enter and one at exit; a filtered one also the filter checks; nothing is copied or reserved for
- * either.  A selected syscall costs a hash lookup at enter and at exit, the argument copies, and
- * one ring write at exit (no wakeup unless the ring is filling up, see ring__flags()).
+ * enter and one at exit (plus the per-CPU seen / f_syscall counters); a filtered one also the
+ * settings lookup and the filter checks, and at exit a hash lookup for the thread's record before
+ * the same checks (not counted twice); nothing is copied or reserved for either.  A selected
+ * syscall costs a hash lookup at enter and at exit, the argument copies, and one ring write at
+ * exit (no wakeup unless this CPU has written wake_bytes since its last one, see ring__emit()).
+ *
+ * One record per syscall, written at exit, whatever the exit looks like:
+ *   - exit with its armed enter: the normal case;
+ *   - exit with another number: rt_sigreturn (-1) and a successful execveat (59), see
+ *     exit__renumbered();
+ *   - exit without an enter (a new thread or process returning from clone/fork, capture started
+ *     mid-call): LBD_F_NOENTER, no arguments;
+ *   - no exit at all (exit, exit_group): written at enter, LBD_F_NORETURN.
+ * With emit_enter, an enter record (dir '>') precedes each, except that noreturn syscalls have
+ * only it.  A thread's record lives in `pending` from its first captured syscall until
+ * sched_process_exit.
  *
  * Only tracepoint arguments and bpf helpers are used: never kernel struct offsets, because the
  * kernel headers bcc compiles with may be from another kernel version (MACHINE.md).
@@ -33,6 +46,7 @@
 #define ARGV_LIMIT     64
 #define NR_EXECVE      59
 #define NR_EXECVEAT    322
+#define NR_RT_SIGRETURN 15
 
 /* x &= mask, in a way clang cannot fold away: the verifier must see the bound on the register it
  * checks (clang otherwise turns a min() followed by a mask into code whose bound it loses). */
@@ -157,6 +171,10 @@ static __always_inline void arg__done(struct pending *p, int i, u32 len, int tru
 /* A NUL-terminated string of at most str_max bytes (one more is read to tell truncation). */
 static __always_inline void arg__str(struct pending *p, int i, const void *src, u32 str_max)
 {
+    if (p->used >= LBD_PAYLOAD_MAX) {             /* full: (used & mask) would be 0, over arg 0 */
+        arg__done(p, i, 0, 1, 0);
+        return;
+    }
     u32 off = p->used & PAYLOAD_MASK;
     u32 n = (str_max + 2) & STR_MASK;
     long r = bpf_probe_read_user_str(&p->payload[off], n, src);
@@ -172,6 +190,10 @@ static __always_inline void arg__str(struct pending *p, int i, const void *src, 
 /* Raw bytes: min(want, limit) of them. */
 static __always_inline void arg__bytes(struct pending *p, int i, const void *src, u64 want, u32 limit)
 {
+    if (p->used >= LBD_PAYLOAD_MAX) {             /* full: see arg__str() */
+        arg__done(p, i, 0, want != 0, 0);
+        return;
+    }
     u32 off = p->used & PAYLOAD_MASK;
     u32 n = want < limit ? want : limit;
     BOUND(n, 0x7ff);                              /* STR_MASK */
@@ -201,17 +223,19 @@ static __always_inline void arg__strarr(struct pending *p, int i, const void *sr
             break;
         }
         u32 off = p->used & PAYLOAD_MASK;
-        u32 n = (s->str_max + 1) & STR_MASK;
+        u32 n = (s->str_max + 2) & STR_MASK;      /* one byte more than kept: tells a cut */
         long r = bpf_probe_read_user_str(&p->payload[off], n, str);
         if (r <= 0) {
             fault = 1;
             break;
         }
-        if ((u32)r == n) {                        /* cut: keep its bytes, end it with a NUL */
-            p->payload[(off + r - 1) & (2 * LBD_PAYLOAD_MAX - 1)] = 0;
+        u32 len = r;                              /* with the NUL */
+        if (len > s->str_max + 1) {               /* cut: keep str_max bytes, end them with a NUL */
+            len = s->str_max + 1;
+            p->payload[(off + len - 1) & (2 * LBD_PAYLOAD_MAX - 1)] = 0;
             trunc = 1;
         }
-        p->used += r;
+        p->used += len;
     }
     u32 len = p->used - start;
     p->used = start;                              /* arg__done() accounts for it */
@@ -310,30 +334,32 @@ static __always_inline void ring__emit(struct pending *p, struct lbd_settings *s
 
 TRACEPOINT_PROBE(raw_syscalls, sys_enter)
 {
-    u64 pid_tgid = bpf_get_current_pid_tgid();
-    u32 nr = args->id;
     counter__add(LBD_C_SEEN, 1);
+    u32 nr = args->id;
     if (nr >= LBD_MAX_SYSCALLS)
         return 0;
     struct lbd_desc *d = descs.lookup(&nr);
+    if (!d)
+        return 0;
+    if (!d->enabled) {                            /* not selected: nothing more than this lookup */
+        counter__add(LBD_C_F_SYSCALL, 1);
+        return 0;
+    }
     struct lbd_settings *s = settings__get();
-    if (!d || !s)
+    if (!s)
         return 0;
     if (s->drop_mode) {
         counter__add(LBD_C_F_DROP_MODE, 1);
         return 0;
     }
-    if (!d->enabled) {
-        counter__add(LBD_C_F_SYSCALL, 1);
-        return 0;
-    }
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 tid = (u32)pid_tgid;
     struct comm_key comm = {};
-    int why = filter__task(s, pid_tgid >> 32, (u32)pid_tgid, &comm);
+    int why = filter__task(s, pid_tgid >> 32, tid, &comm);
     if (why >= 0) {
         counter__add(why, 1);
         return 0;
     }
-    u32 tid = (u32)pid_tgid;
     struct pending *p = pending__get(tid);
     if (!p)
         return 0;
@@ -372,65 +398,18 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
     return 0;
 }
 
-TRACEPOINT_PROBE(raw_syscalls, sys_exit)
+/* Finish an armed record at its exit: drop_failed, return value, latency, outputs; emit it. */
+static __always_inline int exit__complete(struct pending *p, struct lbd_desc *d, struct lbd_settings *s,
+                                          long ret, int is_status)
 {
-    u32 nr = args->id;
-    if (nr >= LBD_MAX_SYSCALLS)
-        return 0;
-    struct lbd_desc *d = descs.lookup(&nr);
-    struct lbd_settings *s = settings__get();
-    if (!d || !s || !d->enabled || s->drop_mode)
-        return 0;
-    u64 pid_tgid = bpf_get_current_pid_tgid();
-    u32 tid = (u32)pid_tgid;
-    u64 now = bpf_ktime_get_ns();
-    long ret = args->ret;
-    struct pending *p = pending.lookup(&tid);
-
-    if (!p || !p->armed || p->hdr.nr != nr) {
-        /* No enter for this exit: capture started mid-call, a new thread or process returning
-         * from clone/fork, or execve from a non-leader thread.  Emit what is known. */
-        struct comm_key comm = {};
-        int why = filter__task(s, pid_tgid >> 32, tid, &comm);
-        if (why >= 0) {
-            counter__add(why, 1);
-            return 0;
-        }
-        if (s->drop_failed && ret < 0) {
-            counter__add(LBD_C_F_FAILED, 1);
-            return 0;
-        }
-        p = pending__get(tid);
-        if (!p)
-            return 0;
-        hdr__task(&p->hdr, pid_tgid, &comm, s->filter_comms_on || s->only_comms_on);
-        p->hdr.nr = nr;
-        p->hdr.dir = LBD_DIR_EXIT;
-        p->hdr.nargs = 0;
-        p->hdr.flags = LBD_F_NOENTER;
-        p->hdr.ts = now;
-        p->hdr.latency = 0;
-        p->hdr.res = ret;
-        p->used = 0;
-        p->armed = 0;
-#pragma unroll
-        for (int i = 0; i < LBD_MAX_ARGS; i++) {
-            p->hdr.args[i] = 0;
-            p->hdr.slot[i].off = 0;
-            p->hdr.slot[i].len = 0;
-        }
-        counter__add(LBD_C_NOENTER, 1);
-        ring__emit(p, s, LBD_C_EMITTED);
-        return 0;
-    }
-
     p->armed = 0;
-    if (s->drop_failed && ret < 0) {
+    if (is_status && s->drop_failed && ret < 0) {
         counter__add(LBD_C_F_FAILED, 1);
         return 0;
     }
     p->hdr.res = ret;
-    p->hdr.latency = now - p->hdr.ts;
+    p->hdr.latency = bpf_ktime_get_ns() - p->hdr.ts;
+    u32 nr = p->hdr.nr;
     if ((nr == NR_EXECVE || nr == NR_EXECVEAT) && ret == 0) {
         p->hdr.flags |= LBD_F_NEWIMAGE;           /* the new program: show its name */
         bpf_get_current_comm(p->hdr.comm, sizeof(p->hdr.comm));
@@ -444,18 +423,112 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
     return 0;
 }
 
+/*
+ * Exits that report another number than their enter.  rt_sigreturn restores the registers of the
+ * interrupted context, orig_ax included, and restore_sigcontext() sets that to -1, so its exit
+ * reports -1; a tracer cancelling a syscall does the same.  A successful execveat() returns in the
+ * new image as execve (59) on this kernel.  Syscalls of a thread never overlap, so the thread's
+ * armed record is the syscall that is returning.  rt_sigreturn's "return value" is the restored
+ * rax (as strace shows it), not a status: drop_failed does not apply to it.
+ */
+static __always_inline int exit__renumbered(struct pending *p, struct lbd_settings *s, long ret)
+{
+    u32 nr = p->hdr.nr;
+    struct lbd_desc *d = descs.lookup(&nr);
+    if (!d) {
+        p->armed = 0;
+        return 0;
+    }
+    return exit__complete(p, d, s, ret, nr != NR_RT_SIGRETURN);
+}
+
+TRACEPOINT_PROBE(raw_syscalls, sys_exit)
+{
+    long id = args->id;
+    long ret = args->ret;
+    int renumbered = id < 0 || id >= LBD_MAX_SYSCALLS;
+    int new_image = id == NR_EXECVE && ret == 0;  /* maybe an execveat: see exit__renumbered() */
+    u32 nr = (u32)id;
+    struct lbd_desc *d = 0;
+    if (!renumbered) {
+        d = descs.lookup(&nr);
+        if (!d || (!d->enabled && !new_image))
+            return 0;                             /* not selected: one lookup, as at enter */
+    }
+    struct lbd_settings *s = settings__get();
+    if (!s || s->drop_mode)
+        return 0;
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 tid = (u32)pid_tgid;
+    struct pending *p = pending.lookup(&tid);
+    if (p && p->armed) {
+        if (d && p->hdr.nr == nr)
+            return exit__complete(p, d, s, ret, 1);
+        if (renumbered || (new_image && p->hdr.nr == NR_EXECVEAT))
+            return exit__renumbered(p, s, ret);
+    }
+    if (!d || !d->enabled)
+        return 0;
+
+    /*
+     * No enter for this exit.  Mostly the enter was filtered: the same filters drop the exit, and
+     * are not counted again (the enter was).  Otherwise capture started mid-call, or a new thread
+     * or process returns from clone/fork/vfork (Falco users need these: the child's first event):
+     * emit what is known, flagged LBD_F_NOENTER, with ts the exit time.
+     */
+    struct comm_key comm = {};
+    if (filter__task(s, pid_tgid >> 32, tid, &comm) >= 0)
+        return 0;
+    if (s->drop_failed && ret < 0) {
+        counter__add(LBD_C_F_FAILED, 1);
+        return 0;
+    }
+    if (!p)
+        p = pending__get(tid);
+    if (!p)
+        return 0;
+    hdr__task(&p->hdr, pid_tgid, &comm, s->filter_comms_on || s->only_comms_on);
+    p->hdr.nr = nr;
+    p->hdr.dir = LBD_DIR_EXIT;
+    p->hdr.nargs = 0;
+    p->hdr.flags = LBD_F_NOENTER;
+    p->hdr.ts = bpf_ktime_get_ns();
+    p->hdr.latency = 0;
+    p->hdr.res = ret;
+    p->used = 0;
+    p->armed = 0;
+#pragma unroll
+    for (int i = 0; i < LBD_MAX_ARGS; i++) {
+        p->hdr.args[i] = 0;
+        p->hdr.slot[i].off = 0;
+        p->hdr.slot[i].len = 0;
+    }
+    counter__add(LBD_C_NOENTER, 1);
+    ring__emit(p, s, LBD_C_EMITTED);
+    return 0;
+}
+
 /* ---- process tree ------------------------------------------------------------------------- */
 
-static __always_inline struct pending *sched__begin(u32 nr)
+/*
+ * Process-tree records obey the task filters (own, falco, pids, comms, only_*) of the task they
+ * run in, like its syscalls, but are not counted as filtered syscalls; the map upkeep (ppids,
+ * pending) is done for every task.  They are built in the CPU's own pending entry, keyed by an
+ * impossible tid (0x80000000 | cpu), so they never disturb a thread's record.
+ */
+static __always_inline struct pending *sched__begin(struct lbd_settings *s, u32 nr)
 {
-    /* Process-tree records are built in the per-CPU zero entry's twin: the CPU's own pending
-     * entry keyed by an impossible tid (0x80000000 | cpu) so they never disturb a thread's record. */
+    if (!s || s->drop_mode)
+        return 0;
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    struct comm_key comm = {};
+    if (filter__task(s, pid_tgid >> 32, (u32)pid_tgid, &comm) >= 0)
+        return 0;
     u32 key = 0x80000000u | bpf_get_smp_processor_id();
     struct pending *p = pending__get(key);
     if (!p)
         return 0;
-    u64 pid_tgid = bpf_get_current_pid_tgid();
-    hdr__task(&p->hdr, pid_tgid, 0, 0);
+    hdr__task(&p->hdr, pid_tgid, &comm, s->filter_comms_on || s->only_comms_on);
     p->hdr.nr = nr;
     p->hdr.dir = LBD_DIR_EXIT;
     p->hdr.nargs = 3;
@@ -481,10 +554,8 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
     /* For a new thread child is a tid: the entry is never looked up and goes at its exit. */
     ppids.update(&child, &parent);
     struct lbd_settings *s = settings__get();
-    if (!s || s->drop_mode)
-        return 0;
-    struct pending *p = sched__begin(LBD_NR_SCHED_FORK);
-    if (!p)
+    struct pending *p = sched__begin(s, LBD_NR_SCHED_FORK);
+    if (!p || !s)
         return 0;
     p->hdr.args[0] = parent;
     p->hdr.args[1] = child;
@@ -495,14 +566,23 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
 
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
+    u32 pid = args->pid;
+    u32 old_pid = args->old_pid;
+    if (old_pid != pid) {
+        /* A non-leader thread exec'd and took the leader's pid: its execve record moves with it
+         * (so the exit finds it), and the old tid, which sees no sched_process_exit, goes. */
+        struct pending *old = pending.lookup(&old_pid);
+        if (old)
+            pending.update(&pid, old);
+        pending.delete(&old_pid);
+        ppids.delete(&old_pid);       /* the thread's own entry (from its clone) */
+    }
     struct lbd_settings *s = settings__get();
-    if (!s || s->drop_mode)
+    struct pending *p = sched__begin(s, LBD_NR_SCHED_EXEC);
+    if (!p || !s)
         return 0;
-    struct pending *p = sched__begin(LBD_NR_SCHED_EXEC);
-    if (!p)
-        return 0;
-    p->hdr.args[0] = args->pid;
-    p->hdr.args[1] = args->old_pid;
+    p->hdr.args[0] = pid;
+    p->hdr.args[1] = old_pid;
     /* filename is a __data_loc string inside the tracepoint record (kernel memory). */
     u16 loc = args->data_loc_filename & 0xffff;
     u32 n = (s->str_max + 2) & STR_MASK;
@@ -521,18 +601,25 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 TRACEPOINT_PROBE(sched, sched_process_exit)
 {
     u32 tid = args->pid;
-    pending.delete(&tid);
-    struct lbd_settings *s = settings__get();
-    struct pending *p = (s && !s->drop_mode) ? sched__begin(LBD_NR_SCHED_EXIT) : 0;
-    if (p) {
-        p->hdr.args[0] = tid;
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
 #ifdef LBD_HAVE_GROUP_DEAD
-        p->hdr.args[1] = args->group_dead;
+    u32 group_dead = args->group_dead;
 #else
-        p->hdr.args[1] = tid == (u32)(bpf_get_current_pid_tgid() >> 32);   /* leader exit: best guess */
+    u32 group_dead = tid == tgid;     /* leader exit: best guess */
 #endif
+    pending.delete(&tid);             /* the thread's record, armed or not, goes with it */
+    struct lbd_settings *s = settings__get();
+    struct pending *p = sched__begin(s, LBD_NR_SCHED_EXIT);
+    if (p && s) {
+        p->hdr.args[0] = tid;
+        p->hdr.args[1] = group_dead;
         ring__emit(p, s, LBD_C_SCHED);
     }
-    ppids.delete(&tid);               /* after the record took its ppid */
+    /* After the record took its ppid.  The process's entry goes with its last thread, not with
+     * its leader: a leader exits first when another thread execs (de_thread), or by pthread_exit. */
+    if (tid != tgid)
+        ppids.delete(&tid);
+    if (group_dead)
+        ppids.delete(&tgid);
     return 0;
 }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes as ct
 import mmap
 import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,7 @@ class Probe:
         self.ring_size = cfg.open.ring_size
         self.page_size = PAGE_SIZE
         self._lock = threading.Lock()
+        self._descs_written: dict[int, bytes] = {}   # nr -> the lbd_desc last written to the map
         bcc = _bcc()
         cflags = [
             f"-I{BPF_DIR}",
@@ -113,9 +115,11 @@ class Probe:
             msg = str(e).strip().splitlines()
             raise ProbeError(f"loading {PROBE_SOURCE.name} failed: {msg[-1] if msg else type(e).__name__}") from e
         try:
-            self._fill_descs(self.selection)
+            # Settings and filters first: the descriptors start all disabled, so nothing is
+            # captured before the filters (filter_own, drop_mode, ...) are in place.
             self._apply_settings(cfg)
             self._fill_filters(cfg)
+            self._fill_descs(self.selection)
         except BaseException:
             self.close()
             raise
@@ -124,7 +128,9 @@ class Probe:
     # -- configuration -------------------------------------------------------------------------
 
     def _fill_descs(self, selected: frozenset[int]) -> None:
+        """Write the descriptor of every syscall whose entry changed (all of them the first time)."""
         table = self._bpf[b"descs"]
+        written = self._descs_written
         for sc in syscalls.TABLE:
             if sc.nr >= record.MAX_SYSCALLS:
                 continue
@@ -136,7 +142,27 @@ class Probe:
                 d.aux[i] = a.len_arg if a.len_arg is not None else 0xFF
             d.has_exit_kinds = int(any(a.kind_id in record.EXIT_KINDS for a in sc.args))
             d.noreturn = int(sc.noreturn)
-            table[table.Key(sc.nr)] = d
+            if written.get(sc.nr) != bytes(d):
+                table[table.Key(sc.nr)] = d
+                written[sc.nr] = bytes(d)
+
+    def _disarm_stale(self, nrs: frozenset[int] | None) -> None:
+        """Forget records armed at an enter whose exit the probe then skipped.
+
+        An exit is skipped, without looking at the thread's record, while drop_mode is on or its
+        syscall is not selected (that keeps those exits at one lookup).  A record armed before such a
+        change stays armed, and a later exit of the same syscall whose enter was not captured would
+        complete it with old arguments.  So before capture resumes (leaving drop_mode: nrs None, all)
+        or syscalls are selected again (nrs), their armed records are deleted: a syscall still in
+        flight then ends as an exit without enter (LBD_F_NOENTER) instead.
+        """
+        table = self._bpf[b"pending"]
+        for k, v in list(table.items()):
+            if v.armed and (nrs is None or v.hdr.nr in nrs):
+                try:
+                    del table[k]
+                except KeyError:
+                    pass  # the thread exited meanwhile
 
     def _apply_settings(self, cfg: Config) -> None:
         o = cfg.open
@@ -158,10 +184,17 @@ class Probe:
         table[table.Key(0)] = s
 
     def _set_members(self, name: str, values: Iterable, key_of) -> None:
+        """Make the set map hold exactly `values`: delete the keys that go, then add the new ones
+        (a key that stays is never missing, as it would be with clear-then-fill; deleting first
+        keeps a full map, 64 pids, within its size)."""
         table = self._bpf[name.encode()]
-        table.clear()
-        for v in values:
-            table[key_of(table, v)] = ct.c_uint8(1)
+        want = [key_of(table, v) for v in values]
+        wanted = {bytes(k) for k in want}
+        for k in list(table.keys()):
+            if bytes(k) not in wanted:
+                del table[k]
+        for k in want:
+            table[k] = ct.c_uint8(1)
 
     def _fill_filters(self, cfg: Config) -> None:
         o = cfg.open
@@ -179,10 +212,13 @@ class Probe:
         self._set_members("filter_comms", o.filter_comms, comm_key)
         self._set_members("only_comms", o.only_comms, comm_key)
 
-    def update(self, config: Config | dict) -> None:
+    def update(self, config: Config | dict, *, own_pid: int | None = None, host_pid: int | None = None) -> None:
         """Apply new open_params at run time, without reloading the programs.
 
         The new configuration is validated completely first; ring_size cannot change while loaded.
+        own_pid / host_pid, when given, replace the processes filter_own / filter_falco drop.
+        The maps are written filters first and settings last, so a filter switched on applies to
+        its complete set; see _disarm_stale() for what resuming capture does first.
         """
         cfg = coerce(config)
         if cfg.open.ring_size != self.ring_size:
@@ -192,6 +228,14 @@ class Probe:
             )
         selection = resolve_selection(cfg)
         with self._lock:
+            if own_pid is not None:
+                self.own_pid = own_pid
+            if host_pid is not None:
+                self.host_pid = host_pid
+            if self.config.open.drop_mode and not cfg.open.drop_mode:
+                self._disarm_stale(None)
+            elif not cfg.open.drop_mode and selection - self.selection:
+                self._disarm_stale(selection - self.selection)
             self._fill_filters(cfg)
             self._fill_descs(selection)
             self._apply_settings(cfg)
@@ -215,9 +259,18 @@ class Probe:
         """Kernel ids of the attached programs (to check that close() removed them)."""
         ids = []
         for fn in self._bpf.funcs.values():
-            info = _prog_info(fn.fd)
+            info = _obj_id(fn.fd)
             if info is not None:
                 ids.append(info)
+        return ids
+
+    def map_ids(self) -> dict[str, int]:
+        """Kernel ids of the probe's maps, by name (to check that close() freed them)."""
+        ids = {}
+        for name in map_names():
+            obj = _obj_id(self._bpf[name.encode()].map_fd)
+            if obj is not None:
+                ids[name] = obj
         return ids
 
     def close(self) -> None:
@@ -235,14 +288,23 @@ class Probe:
         self.close()
 
 
-class _ProgInfo(ct.Structure):
-    _fields_ = [("type", ct.c_uint32), ("id", ct.c_uint32), ("tag", ct.c_uint8 * 8), ("pad", ct.c_uint8 * 200)]
+_MAP_DECL = re.compile(r"^BPF_(?:F_TABLE\(\"\w+\",\s*[^,]+,\s*[^,]+,|\w+\()\s*(\w+)\s*,", re.M)
 
 
-def _prog_info(fd: int) -> int | None:
-    """The id of the BPF program behind fd (BPF_OBJ_GET_INFO_BY_FD)."""
+def map_names() -> list[str]:
+    """The maps bpf/lbd.bpf.c declares (BPF_ARRAY(name, ...), BPF_F_TABLE("hash", k, v, name, ...))."""
+    return _MAP_DECL.findall(PROBE_SOURCE.read_text())
+
+
+class _ObjInfo(ct.Structure):
+    """The start of struct bpf_prog_info and of struct bpf_map_info: type, id."""
+    _fields_ = [("type", ct.c_uint32), ("id", ct.c_uint32), ("pad", ct.c_uint8 * 208)]
+
+
+def _obj_id(fd: int) -> int | None:
+    """The id of the BPF program or map behind fd (BPF_OBJ_GET_INFO_BY_FD)."""
     libc = ct.CDLL(None, use_errno=True)
-    info = _ProgInfo()
+    info = _ObjInfo()
 
     class Attr(ct.Structure):
         _fields_ = [("bpf_fd", ct.c_uint32), ("info_len", ct.c_uint32), ("info", ct.c_uint64)]

@@ -1,18 +1,49 @@
 """Kernel tier: one probe per test session (bcc compiles it in about a second), reconfigured
 through its maps for each test.
 
-`capture(fn, **config)` forks a child that waits for a go signal, points the probe at the child
-(only_pids), lets it run fn() and exit, and returns the child's events as `Event` objects.
+`cap.run(fn, **config)` forks a child that waits for a go signal, points the probe at the child
+(only_pids, unless the test says otherwise), lets it run fn() and exit, and returns the events of
+the child and its descendants as `Event` objects.  `cap.run_many([fn, ...])` does the same for
+several children at once (filter tests: one child dropped, another kept).
+
+Completeness without timing: after the children have exited, a witness child is run under a
+configuration that only lets the witness through, and the events are read until the witness's
+sched_process_exit record arrives.  The ring is one buffer in reservation order, and every record
+of the children was written before they died, so everything of theirs has been read by then,
+whatever the filters under test dropped.
 """
 from __future__ import annotations
 
+import ctypes
 import os
+import pickle
 import time
 from dataclasses import dataclass, field
 
 import pytest
 
 from tests.conftest import require_bpf
+
+LIBC = ctypes.CDLL(None, use_errno=True)
+LIBC.syscall.restype = ctypes.c_long
+PR_SET_NAME = 15
+AT_FDCWD = -100
+
+
+def syscall(nr: int, *args) -> int:
+    """libc syscall(nr, ...): the exact syscall, its raw result; -errno on failure."""
+    cargs = [ctypes.c_long(a) if isinstance(a, int) else a for a in args]
+    r = LIBC.syscall(ctypes.c_long(nr), *cargs)
+    return -ctypes.get_errno() if r == -1 else r
+
+
+def set_comm(name: str) -> None:
+    LIBC.prctl(PR_SET_NAME, name.encode(), 0, 0, 0)
+
+
+def own_comm() -> str:
+    with open("/proc/self/comm") as f:
+        return f.read().strip()
 
 
 @dataclass
@@ -34,7 +65,7 @@ class Event:
     truncated: tuple = ()
 
     def __repr__(self) -> str:
-        return f"<{self.name} res={self.res} pid={self.pid} {self.args}>"
+        return f"<{self.name}{self.dir} res={self.res} pid={self.pid} tid={self.tid} flags={self.flags:#x} {self.args}>"
 
 
 def events_of(batch) -> list[Event]:
@@ -54,22 +85,60 @@ def events_of(batch) -> list[Event]:
     return out
 
 
+def _child_main(r: int, w: int, out: int, fn, comm: str | None) -> None:
+    code = 0
+    try:
+        os.close(w)
+        if comm:
+            set_comm(comm)
+        os.write(out, b"r")        # ready: everything before this is not the workload's
+        if os.read(r, 1) != b"g":  # the test gave up before starting us: do nothing
+            os._exit(3)
+        os.close(r)
+        result = fn()
+        if result is not None:  # fn's return value goes back to the test (Capture.results)
+            data = pickle.dumps(result)
+            while data:
+                data = data[os.write(out, data):]
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    os._exit(code)
+
+
 class Capture:
     """Runs workloads in child processes and returns what the probe saw of them."""
 
     def __init__(self, collector, base_config):
         self.col = collector
         self.base = base_config
+        self.child_pid = 0
+        self.pids: list[int] = []
+        self.results: list | None = []
+        self.result = None
+        self._parent_fds: set[int] = set()  # pipe ends of children not yet released / reaped
+        self.all_events: list[Event] = []     # everything the last run_many() read, all processes
+        self.drained = 0                      # records read so far
+
+    @property
+    def probe(self):
+        return self.col.probe
+
+    def stats(self) -> dict[str, int]:
+        return dict(self.probe.stats().counts)
 
     def configure(self, **changes):
         changes.setdefault("drop_mode", False)
-        self.col.probe.update(self.base.replace(**changes))
+        self.probe.update(self.base.replace(**changes))
 
     def drain(self, timeout_ms: int = 20) -> list[Event]:
         out = []
         while True:
             b = self.col.next_batch(timeout_ms)
             if not len(b):
+                self.drained += len(out)
                 return out
             out.extend(events_of(b))
 
@@ -78,46 +147,126 @@ class Capture:
         self.configure(drop_mode=True)
         self.drain()
 
-    def run(self, fn, *, settle_s: float = 0.05, **changes) -> list[Event]:
-        """Fork a child, capture its syscalls while it runs fn(), return its events.
+    def spawn(self, fn, comm: str | None = None) -> tuple[int, int, int]:
+        """Fork a child that runs fn() once released; returns (pid, go fd, result fd).
 
-        The child's own exit status must be 0 (fn raising makes it 1 and the test fails).
+        Returns once the child is ready (its comm set, the pipes of other children closed), so a
+        configuration made afterwards sees none of that preparation under the wrong comm.
         """
+        r, w = os.pipe()
+        res_r, res_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            for fd in self._parent_fds | {res_r}:  # other children's pipes: they must see EOF
+                os.close(fd)
+            _child_main(r, w, res_w, fn, comm)
+        os.close(r)
+        os.close(res_w)
+        self._parent_fds |= {w, res_r}
+        assert os.read(res_r, 1) == b"r", "the child died before it was ready"
+        return pid, w, res_r
+
+    def release(self, children) -> None:
+        for _, w, _ in children:
+            os.write(w, b"g")
+            os.close(w)
+            self._parent_fds.discard(w)
+
+    def reap(self, children, ok=True) -> list[int]:
+        """Wait for the children; their fn() results go to self.results."""
+        codes, self.results = [], []
+        for pid, _, res_r in children:
+            chunks = []
+            while chunk := os.read(res_r, 65536):
+                chunks.append(chunk)
+            os.close(res_r)
+            self._parent_fds.discard(res_r)
+            self.results.append(pickle.loads(b"".join(chunks)) if chunks else None)
+            _, status = os.waitpid(pid, 0)
+            codes.append(os.waitstatus_to_exitcode(status))
+        if ok:
+            assert codes == [0] * len(codes), f"a workload failed in its child (exit codes {codes}, see stderr)"
+        return codes
+
+    def witness(self) -> list[Event]:
+        """Read the ring up to the exit of a child run after everything else (see the module doc)."""
         from lbd import record
 
-        self.quiesce()
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child
-            code = 0
-            try:
-                os.close(w)
-                os.read(r, 1)
-                os.close(r)
-                fn()
-            except BaseException:
-                import traceback
-
-                traceback.print_exc()
-                code = 1
-            os._exit(code)
-        os.close(r)
-        only = changes.pop("only_pids", [pid])
-        self.configure(only_pids=only, **changes)
-        os.write(w, b"g")
-        os.close(w)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0, "the workload failed in the child (see stderr)"
+        wit = self.spawn(lambda: None)
+        self.configure(only_pids=[wit[0]])
+        self.release([wit])
+        results, self.results = self.results, None
+        self.reap([wit])
+        self.results = results
         events: list[Event] = []
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             events.extend(self.drain())
-            if any(e.nr == record.NR_SCHED_EXIT and e.args.get("pid") == pid for e in events):
-                break
-        time.sleep(settle_s)
-        events.extend(self.drain())
-        self.child_pid = pid
-        return [e for e in events if e.pid == pid or (e.nr >= 1000 and pid in e.args.values())]
+            if any(e.nr == record.NR_SCHED_EXIT and e.pid == wit[0] for e in events):
+                return events
+        raise AssertionError(f"the witness child {wit[0]}'s exit record never arrived")
+
+    def run_many(self, fns, *, comms=None, **changes) -> list[list[Event]]:
+        """Run each fn in its own child under one configuration; the events of each child's tree.
+
+        only_pids defaults to the children's pids; pass only_pids=[] to capture everything.
+        """
+        self.quiesce()
+        comms = comms or [None] * len(fns)
+        children = []
+        try:
+            for fn, comm in zip(fns, comms):
+                children.append(self.spawn(fn, comm))
+            self.pids = [pid for pid, _, _ in children]
+            only = changes.pop("only_pids", self.pids)
+            self.configure(only_pids=only, **changes)
+        except BaseException:
+            for _, w, _ in children:
+                os.close(w)
+                self._parent_fds.discard(w)
+            self.reap(children, ok=False)
+            raise
+        self.release(children)
+        self.reap(children)
+        events = self.drain() + self.witness()
+        self.quiesce()
+        self.all_events = events
+        return [self._tree_events(events, pid) for pid in self.pids]
+
+    def run(self, fn, *, comm: str | None = None, **changes) -> list[Event]:
+        """Fork a child, capture its syscalls while it runs fn(), return its (tree's) events.
+
+        The child's exit status must be 0 (fn raising makes it 1 and the test fails).
+        """
+        (events,) = self.run_many([fn], comms=[comm], **changes)
+        self.child_pid = self.pids[0]
+        self.result = self.results[0]
+        return events
+
+    def expect(self, e: Event, args: dict, res: int, *, pid: int | None = None, tid: int | None = None,
+               ppid: int | None = None, uid: int | None = None, gid: int | None = None,
+               comm: str | None = None, flags: int = 0, dir: str = "<") -> None:
+        """Assert every field of e; the task fields default to those of the (last) child."""
+        pid = self.child_pid if pid is None else pid
+        want = dict(args=args, res=res, pid=pid, tid=pid if tid is None else tid,
+                    ppid=os.getpid() if ppid is None else ppid,
+                    uid=os.getuid() if uid is None else uid, gid=os.getgid() if gid is None else gid,
+                    comm=own_comm() if comm is None else comm, flags=flags, dir=dir)
+        got = {k: getattr(e, k) for k in want}
+        assert got == want, f"{e.name}: got {got}, want {want}"
+        if dir == "<" and not flags:
+            assert e.latency > 0
+
+    @staticmethod
+    def _tree_events(events: list[Event], pid: int) -> list[Event]:
+        """The events of pid and of the processes and threads it (transitively) forked."""
+        from lbd import record
+
+        tree = {pid}
+        for e in events:
+            if e.nr == record.NR_SCHED_FORK and e.args["parent_pid"] in tree:
+                tree.add(e.args["child_pid"])
+        return [e for e in events if e.pid in tree]
 
 
 @pytest.fixture(scope="session")
@@ -153,3 +302,15 @@ def one(events, name, pred=lambda e: True):
     found = [e for e in by_name(events, name) if pred(e)]
     assert len(found) == 1, f"expected one {name}, got {found} among {[e.name for e in events]}"
     return found[0]
+
+
+def sched(events, nr_name: str):
+    """The process-tree records ('fork', 'exec', 'exit') among events."""
+    from lbd import record
+
+    nr = {"fork": record.NR_SCHED_FORK, "exec": record.NR_SCHED_EXEC, "exit": record.NR_SCHED_EXIT}[nr_name]
+    return [e for e in events if e.nr == nr]
+
+
+def delta(before: dict, after: dict) -> dict:
+    return {k: after[k] - before[k] for k in after}
