@@ -1,4 +1,10 @@
-"""Build the Cython extension.  LBD_DEBUG=1 turns on bounds checks and line tracing."""
+"""Build the Cython extension.
+
+LBD_DEBUG=1: a debug build (-O0 -g): Cython bounds / wraparound / initialisation checks, line
+tracing, and LBD_DEBUG_CHECKS, which makes lbd._decode assert every pointer its unchecked loops
+follow (abort with a message on failure; lbd._decode.DEBUG is True).  Rebuild with --force when
+switching between the two builds (the sources do not change, so setuptools would skip it).
+"""
 import os
 
 import numpy
@@ -11,7 +17,7 @@ macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 cflags = ["-O2", "-Wall"]
 if debug:
     directives.update(boundscheck=True, wraparound=True, linetrace=True, initializedcheck=True)
-    macros.append(("CYTHON_TRACE_NOGIL", "1"))
+    macros += [("CYTHON_TRACE_NOGIL", "1"), ("LBD_DEBUG_CHECKS", "1")]
     cflags = ["-O0", "-g", "-Wall"]
 else:
     directives.update(boundscheck=False, wraparound=False, initializedcheck=False)
@@ -24,4 +30,13 @@ ext = Extension(
     extra_compile_args=cflags,
 )
 
-setup(ext_modules=cythonize([ext], compiler_directives=directives))
+# The bulk output formatter (lbd/output/): normal lines and JSON Lines per batch.
+fmt_ext = Extension(
+    "lbd._format",
+    ["lbd/_format.pyx"],
+    include_dirs=[numpy.get_include(), "bpf"],
+    define_macros=macros,
+    extra_compile_args=cflags,
+)
+
+setup(ext_modules=cythonize([ext, fmt_ext], compiler_directives=directives))

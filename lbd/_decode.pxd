@@ -5,55 +5,81 @@ from lbd._record cimport lbd_hdr
 # Falco's plugin event prefix in front of every record in the arena (FALCO_PLUGIN_ABI.md):
 # ss_plugin_event {u64 ts, u64 tid, u32 len, u16 type, u32 nparams} (26 bytes, packed),
 # then u32 len(param 0) = 4, u32 len(param 1) = record size, u32 plugin_id: 38 bytes.
+# ARENA_BASE: the first prefix starts 2 bytes into the arena, and every slot's length is a
+# multiple of 8, so each record (prefix + 38) sits 8-byte aligned and C readers may cast it.
 cdef enum:
     FALCO_PREFIX = 38
+    ARENA_BASE = 2
+
+# Why Ring.drain() stopped (Ring.last_stop; exported to Python as lbd._decode.STOP_*).
+cpdef enum:
+    STOP_EMPTY = 0          # consumed everything the producer had published
+    STOP_BUSY = 1           # the next record is reserved but not committed yet: it waits
+    STOP_FULL = 2           # the batch had no room (max_events or arena bytes): records remain
 
 # One row of Batch.events: the record header, copied while the record is copied to the arena
 # (same pass), plus where the record is.  Mirrors lbd.record.EVENT_DTYPE (checked at import).
 ctypedef struct lbd_event:
     lbd_hdr h               # ts is wall-clock ns here (the record in the arena keeps boot time)
-    uint32_t rec            # byte offset of the record in the arena (its Falco event is FALCO_PREFIX before)
+    uint32_t rec            # byte offset of the record in the arena, 8-aligned (its Falco event
+                            # starts FALCO_PREFIX bytes before); h.size is its length
     uint32_t cpu_ring       # reserved: ring index (0 for the single ring)
 
 
 cdef class Batch:
-    # Owns three buffers, allocated once and reused by every fill: the arena (Falco prefix +
-    # record, 8-byte aligned, per event), the events table and the event pointer array.  What
-    # fill() wrote stays valid until the next fill() into this batch or release().
-    cdef readonly object arena          # numpy uint8[arena_bytes]
-    cdef readonly object table          # numpy EVENT_DTYPE[capacity]
-    cdef readonly object ptrs           # numpy uint64[capacity]: address of each Falco event
-    cdef uint8_t *arena_p
-    cdef lbd_event *ev_p
-    cdef uint64_t *ptrs_p
-    cdef readonly size_t capacity
-    cdef readonly size_t arena_bytes
-    cdef readonly size_t n              # events in the batch
-    cdef readonly size_t used           # arena bytes in use
-    cdef readonly uint64_t generation   # bumped by every fill() and release()
+    # Owns three buffers, allocated once in __cinit__, never reallocated, freed with the object:
+    # the arena, the events table and the event pointer array.  Python sees them read-only; only
+    # Ring.drain() writes them (through the raw pointers below).  What a fill wrote stays valid
+    # until the next fill() into this batch or release().
+    cdef readonly object arena          # numpy uint8[arena_bytes]: per event, Falco prefix + record
+                                        # + padding to 8; lifetime: the batch's
+    cdef readonly object table          # numpy EVENT_DTYPE[capacity]: rows [0, n) are this fill's
+    cdef readonly object ptrs           # numpy uint64[capacity]: address of each event's Falco
+                                        # prefix in the arena (for a C consumer); rows [0, n)
+    cdef object view                    # table viewed as EVENT_VIEW_DTYPE (adds `syscall_id`)
+    cdef uint8_t *arena_p               # data of `arena`: valid while the batch lives
+    cdef lbd_event *ev_p                # data of `table`
+    cdef uint64_t *ptrs_p               # data of `ptrs`
+    cdef readonly size_t capacity       # rows of `table`: the most events one fill can hold
+    cdef readonly size_t arena_bytes    # size of `arena` (< 4 GiB: `rec` is 32 bits)
+    cdef readonly size_t n              # events in the batch (rows [0, n) of `table`)
+    cdef readonly size_t used           # arena bytes in use, counted from 0 (>= ARENA_BASE)
+    cdef readonly uint64_t generation   # bumped by every fill() that starts over and release()
     cdef public uint32_t plugin_id      # written into each Falco prefix (0: Falco fills it in)
+
+    cdef object _index(self, idx)
 
 
 cdef class Ring:
     # A BPF ring buffer mapped as the kernel lays it out, or an in-memory image of one (tests).
-    cdef uint64_t *cons_pos             # consumer page (read-write)
-    cdef const uint64_t *prod_pos       # producer page (read-only)
-    cdef const uint8_t *data            # data pages, mapped twice back to back (read-only)
-    cdef uint64_t size                  # data bytes, a power of two
-    cdef uint64_t mask
-    cdef void *map_cons
-    cdef void *map_prod
+    # The maps live from __init__ (or from_image) to close(); close() is deferred while a fill()
+    # or wait() of another thread runs with the GIL released, so no pointer below dangles there.
+    cdef uint64_t *cons_pos             # consumer page (read-write): only drain() stores to it
+    cdef const uint64_t *prod_pos       # producer page (read-only): loaded with acquire
+    cdef const uint8_t *data            # data pages, mapped twice back to back (read-only):
+                                        # [data, data + 2 * size) is readable
+    cdef uint64_t size                  # data bytes, a power of two, >= 8
+    cdef uint64_t mask                  # size - 1
+    cdef void *map_cons                 # mmap of the consumer page (NULL for an image)
+    cdef void *map_prod                 # mmap of the producer page + data twice (NULL for an image)
     cdef size_t map_prod_len
     cdef size_t page
-    cdef int map_fd
-    cdef int epfd
-    cdef object keep                    # the buffers of an in-memory image
+    cdef int map_fd                     # the BPF map's fd: borrowed (the probe owns and closes it)
+    cdef int epfd                       # epoll fd watching map_fd: owned, closed by close()
+    cdef object keep                    # an image's buffers (memoryviews hold their exports)
+    cdef int active                     # fill()/wait() calls now running with the GIL released
+    cdef bint filling                   # a fill() is running (one at a time)
+    cdef bint close_pending             # close() was called while active: unmap when it ends
     cdef uint8_t valid_nr[1024]         # 1: a record may carry this syscall / sched number
     cdef public int64_t wall_offset     # add to boot-time ns to get wall-clock ns
+    cdef readonly int last_stop         # STOP_* of the last drain
     cdef readonly uint64_t records      # records copied into batches
-    cdef readonly uint64_t malformed    # records that failed validation (skipped)
+    cdef readonly uint64_t malformed    # records that failed validation (skipped), and resyncs
     cdef readonly uint64_t discarded    # records the producer discarded
-    cdef readonly uint64_t bytes        # ring bytes consumed
+    cdef readonly uint64_t resyncs      # impossible positions / lengths: skipped to the producer
+    cdef readonly uint64_t bytes        # ring bytes consumed (copied, discarded or skipped)
 
     cdef _set_valid(self, valid_nrs)
+    cdef _unmap(self)
+    cdef _leave(self)
     cdef size_t drain(self, Batch b, size_t max_events) noexcept nogil

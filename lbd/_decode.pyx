@@ -3,14 +3,27 @@
 
 `Ring.fill(batch)` copies every ready record once, with the GIL released, into the batch's arena
 (behind a Falco plugin-event prefix) and its header fields into the batch's numpy table in the same
-pass.  No Python object is made per record.  Each record is validated once (lengths, version,
-syscall number, payload slots inside the record) before anything trusts it; a malformed one is
-counted and skipped.
+pass.  No Python object is made per record.  Each record is validated once (ring length against
+the header's size, version, syscall number, direction, argument count, every payload slot inside
+the record) before anything trusts it; a malformed one is counted and skipped.  Positions or
+lengths the kernel can never produce (a record longer than what the producer published, unaligned
+or impossible positions) cannot be parsed past: the consumer counts a resync and skips to the
+producer's position.
 
-Ring space is released (consumer position stored) as soon as a record has been copied: a batch
-never points into the ring.  The batch's memory is reused by the next `fill()` into it.
+Ring space is released (consumer position stored, with release ordering) after the records have
+been copied, every 256 records and at the end of the fill: a batch never points into the ring.  The batch's memory is reused by the
+next `fill()` into it, which is what its lifetime means: valid until the next `fill()` or
+`release()`.
+
+The Batch accessors `gather`, `strings`, `payloads` and `payloads_fixed` extract one argument's
+payload over many events in one C loop (the byte copies with the GIL released); they bounds-check
+each payload against the arena, so they are safe whatever the table holds.
+
+Debug build (LBD_DEBUG=1 at build time): besides Cython's bounds checks, every pointer the
+unchecked loop dereferences is asserted to lie inside the ring image / arena (abort on failure).
 """
-from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memcpy, memset
 from libc.errno cimport errno
@@ -21,7 +34,8 @@ import os
 import numpy as np
 cimport numpy as cnp
 
-from lbd._record cimport lbd_hdr, lbd_slot, LBD_RECORD_VERSION, LBD_MAX_ARGS, LBD_PAYLOAD_MAX
+from lbd._record cimport (lbd_hdr, lbd_slot, LBD_RECORD_VERSION, LBD_MAX_ARGS, LBD_PAYLOAD_MAX,
+                          LBD_RECORD_ALIGN)
 from lbd import record as _record
 
 cnp.import_array()
@@ -49,8 +63,13 @@ cdef extern from "<sys/epoll.h>" nogil:
 cdef extern from *:
     """
     #include <stdint.h>
-    /* The kernel publishes producer_pos and each record's length word with release semantics;
-     * we read them with acquire, and publish consumer_pos with release (BPF ring buffer ABI). */
+    #include <stdio.h>
+    #include <stdlib.h>
+    /* BPF ring buffer ABI (kernel/bpf/ringbuf.c, libbpf ringbuf.c): the kernel stores
+     * producer_pos with release after writing a reserved record's header (busy bit set), and
+     * commits a record by clearing the busy bit with a full barrier (xchg).  We load both with
+     * acquire, so the record bytes we then read are the committed ones, and store consumer_pos
+     * with release after our last read of the records it frees. */
     static inline uint64_t lbd_load_acq64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
     static inline uint32_t lbd_load_acq32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
     static inline void lbd_store_rel64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
@@ -63,11 +82,56 @@ cdef extern from *:
         uint32_t plen0; uint32_t plen1; uint32_t plugin_id;
     };
     #pragma pack(pop)
+    /* The per-record validation (see rec__valid() in the .pyx for the rules).  The six payload
+     * slots are checked together: each slot is one u32 (off | len << 16); with SSE2 all six in
+     * two vectors, branch-free. */
+    #include "lbd_record.h"
+    #ifdef __SSE2__
+    #include <emmintrin.h>
+    static inline int lbd_slots_bad(const struct lbd_slot *slot, uint32_t rlen)
+    {
+        const __m128i lo16 = _mm_set1_epi32(0xffff), hdr = _mm_set1_epi32(sizeof(struct lbd_hdr));
+        const __m128i zero = _mm_setzero_si128(), lim = _mm_set1_epi32((int)rlen);
+        __m128i v[2] = { _mm_loadu_si128((const __m128i *)slot),                /* slots 0..3 */
+                         _mm_loadl_epi64((const __m128i *)(slot + 4)) };        /* 4, 5, then 0s */
+        __m128i bad = zero;
+        for (int i = 0; i < 2; i++) {
+            __m128i off = _mm_and_si128(v[i], lo16), len = _mm_srli_epi32(v[i], 16);
+            __m128i out = _mm_or_si128(_mm_cmpgt_epi32(hdr, off),                /* off < HDR */
+                                       _mm_cmpgt_epi32(_mm_add_epi32(off, len), lim)); /* end > rlen */
+            bad = _mm_or_si128(bad, _mm_andnot_si128(_mm_cmpeq_epi32(len, zero), out));
+        }
+        return _mm_movemask_epi8(bad);
+    }
+    #else
+    static inline int lbd_slots_bad(const struct lbd_slot *slot, uint32_t rlen)
+    {
+        uint32_t bad = 0;
+        for (int i = 0; i < LBD_MAX_ARGS; i++) {
+            uint32_t off = slot[i].off, len = slot[i].len;
+            bad |= (len != 0) & ((off < sizeof(struct lbd_hdr)) | (off + len > rlen));
+        }
+        return bad;
+    }
+    #endif
+    /* LBD_DEBUG_CHECKS (setup.py, LBD_DEBUG=1): assert what the unchecked loop trusts. */
+    #ifdef LBD_DEBUG_CHECKS
+    #define LBD_DEBUG_BUILD 1
+    #define LBD_CHECK(c) do { if (!(c)) { \\
+        fprintf(stderr, "lbd._decode: internal check failed at %s:%d: %s\\n", __FILE__, __LINE__, #c); \\
+        abort(); } } while (0)
+    #else
+    #define LBD_DEBUG_BUILD 0
+    #define LBD_CHECK(c) ((void)0)
+    #endif
     """
     uint64_t lbd_load_acq64(const uint64_t *p) nogil
     uint32_t lbd_load_acq32(const uint32_t *p) nogil
     void lbd_store_rel64(uint64_t *p, uint64_t v) nogil
     uint32_t LBD_RB_BUSY_BIT, LBD_RB_DISCARD_BIT, LBD_RB_HDR_SZ
+    bint LBD_DEBUG_BUILD
+    void LBD_CHECK(bint c) nogil
+    int lbd_slots_bad(const lbd_slot *slot, uint32_t rlen) nogil
     struct lbd_falco_prefix:
         uint64_t ts
         uint64_t tid
@@ -81,10 +145,29 @@ cdef extern from *:
 cdef enum:
     PPME_PLUGINEVENT_E = 322
     HDR_SIZE = sizeof(lbd_hdr)
+    RECORD_MAX = sizeof(lbd_hdr) + LBD_PAYLOAD_MAX
+    N_VALID = 1024                      # size of Ring.valid_nr
+    DIR_ENTER = 62                      # '>'
+    DIR_EXIT = 60                       # '<'
 
 # ---- import-time layout checks: the numpy dtypes must be the C structs, field for field -------
 
 EVENT_DTYPE = _record.EVENT_DTYPE
+
+
+def _view_dtype(base):
+    """EVENT_DTYPE plus `syscall_id`, a second name for the bytes of `nr` (overlapping field)."""
+    names = list(base.names) + ["syscall_id"]
+    return np.dtype({
+        "names": names,
+        "formats": [base.fields[n][0] for n in base.names] + [base.fields["nr"][0]],
+        "offsets": [base.fields[n][1] for n in base.names] + [base.fields["nr"][1]],
+        "itemsize": base.itemsize,
+    })
+
+
+#: The dtype of `Batch.events`: EVENT_DTYPE (the C struct) with the alias `syscall_id` of `nr`.
+EVENT_VIEW_DTYPE = _view_dtype(EVENT_DTYPE)
 
 
 def _check_layout():
@@ -109,25 +192,76 @@ def _check_layout():
             raise ImportError(f"field {name}: offset {off} in C, {EVENT_DTYPE.fields[name][1]} in lbd.record")
     if sizeof(lbd_falco_prefix) != FALCO_PREFIX:
         raise ImportError("Falco plugin event prefix is not 38 bytes")
+    if (ARENA_BASE + FALCO_PREFIX) % 8 or LBD_RECORD_ALIGN != 8:
+        raise ImportError("arena records would not be 8-byte aligned")
     if LBD_RECORD_VERSION != _record.VERSION:
         raise ImportError("record version differs between lbd_record.h and lbd.record")
+    if _record.NR_SCHED_EXIT >= N_VALID:
+        raise ImportError("sched pseudo syscall numbers do not fit Ring.valid_nr")
 
 
 _check_layout()
 
+#: bytes of Falco's plugin-event prefix in front of each record in the arena
 FALCO_PREFIX_SIZE = FALCO_PREFIX
+#: arena offset of the first event's Falco prefix (records are then 8-byte aligned)
+ARENA_OFFSET = ARENA_BASE
+#: Falco event type of the prefix (PPME_PLUGINEVENT_E)
+PLUGIN_EVENT_TYPE = PPME_PLUGINEVENT_E
+#: largest record the decoder accepts (header + LBD_PAYLOAD_MAX)
+RECORD_MAX_SIZE = RECORD_MAX
+#: True in a LBD_DEBUG=1 build (internal checks abort on failure)
+DEBUG = bool(LBD_DEBUG_BUILD)
 
 
 cdef inline size_t align8(size_t n) noexcept nogil:
     return (n + 7) & ~(<size_t>7)
 
 
+cdef inline bint rec__valid(const lbd_hdr *h, uint32_t rlen, const uint8_t *valid_nr) noexcept nogil:
+    """The one validation of a record: after it, the copy and every reader trust its header.
+
+    The caller guarantees rlen bytes at h are readable; nothing of h is read unless
+    rlen >= HDR_SIZE.  nargs is range-checked only: readers take argument names from the table.
+    """
+    if rlen < HDR_SIZE or rlen > RECORD_MAX:
+        return False
+    if (h.size != rlen or h.version != LBD_RECORD_VERSION or h.nr >= N_VALID or not valid_nr[h.nr]
+            or h.nargs > LBD_MAX_ARGS or (h.dir != DIR_EXIT and h.dir != DIR_ENTER)):
+        return False
+    # each slot with a payload: HDR_SIZE <= off and off + len <= rlen (all six at once, in C)
+    return lbd_slots_bad(h.slot, rlen) == 0
+
+
+cdef inline uint32_t ev__payload(const lbd_event *e, int slot, size_t used, const uint8_t *arena,
+                                 const uint8_t **p) noexcept nogil:
+    """Length of argument `slot`'s payload of event e and (through p) where it is in the arena;
+    0 when it has none.  Checked against the arena bytes in use, so a tampered row reads nothing."""
+    cdef uint32_t ln = e.h.slot[slot].len
+    cdef size_t start = <size_t>e.rec + e.h.slot[slot].off
+    if ln == 0 or start + ln > used:
+        return 0
+    p[0] = arena + start
+    return ln
+
+
+cdef inline int check_slot(int slot) except -1:
+    if slot < 0 or slot >= LBD_MAX_ARGS:
+        raise IndexError(f"argument slot {slot}: 0 .. {LBD_MAX_ARGS - 1}")
+    return 0
+
+
 cdef class Batch:
     """A batch of events: an arena of records plus a numpy table of their headers.
 
-    Lifetime: the arrays returned by `events`, `arena` views and event pointers are valid until
-    the next `Ring.fill()` into this batch or `release()`; after that they show other events.
-    Copy (`batch.events.copy()`) what must outlive it.
+    Invariants: the arena, the table and the pointer array are allocated once here and never
+    reallocated; rows [0, n) of the table describe records inside arena[ARENA_OFFSET, used), each
+    8-byte aligned behind its 38-byte Falco prefix.  Python sees the buffers read-only.
+
+    Lifetime: `events`, the arrays and memoryviews taken from it and the event pointers are valid
+    until the next `Ring.fill()` into this batch (`Collector.next_batch()`) or `release()`; after
+    that they show other events.  Copy (`batch.events.copy()`) what must outlive it.  Values the
+    accessors return (`strings`, `payloads`, `gather`, ...) are copies and stay valid.
     """
 
     def __cinit__(self, size_t capacity=512, size_t arena_bytes=0):
@@ -136,7 +270,9 @@ cdef class Batch:
         if arena_bytes == 0:
             arena_bytes = capacity * 640
         # Room for at least one largest record, so a fill can always make progress.
-        arena_bytes = max(arena_bytes, align8(FALCO_PREFIX + HDR_SIZE + LBD_PAYLOAD_MAX))
+        arena_bytes = max(arena_bytes, ARENA_BASE + align8(FALCO_PREFIX + RECORD_MAX))
+        if arena_bytes > 0xFFFFFFFF:
+            raise ValueError(f"batch arena of {arena_bytes} bytes: at most 4 GiB (offsets are 32-bit)")
         self.capacity = capacity
         self.arena_bytes = arena_bytes
         self.arena = np.zeros(arena_bytes, dtype=np.uint8)
@@ -145,8 +281,11 @@ cdef class Batch:
         self.arena_p = <uint8_t *>cnp.PyArray_DATA(self.arena)
         self.ev_p = <lbd_event *>cnp.PyArray_DATA(self.table)
         self.ptrs_p = <uint64_t *>cnp.PyArray_DATA(self.ptrs)
+        for a in (self.arena, self.table, self.ptrs):
+            a.flags.writeable = False     # Python reads; only Ring.drain() writes (raw pointers)
+        self.view = self.table.view(EVENT_VIEW_DTYPE)
         self.n = 0
-        self.used = 0
+        self.used = ARENA_BASE
         self.generation = 0
         self.plugin_id = 0
 
@@ -155,18 +294,22 @@ cdef class Batch:
 
     @property
     def events(self):
-        """numpy structured array (EVENT_DTYPE) of this batch's events: a view, not a copy."""
-        return self.table[: self.n]
+        """numpy structured array (EVENT_VIEW_DTYPE) of this batch's events: a read-only view.
+
+        Fields: those of lbd.record.EVENT_DTYPE (ts is wall-clock ns; `rec` is the record's offset
+        in the arena and `size` its length) plus `syscall_id`, another name for `nr`.
+        """
+        return self.view[: self.n]
 
     def record(self, size_t i):
-        """Event i's record (header + payload) as a memoryview into the arena."""
+        """Event i's record (header + payload) as a read-only memoryview into the arena."""
         if i >= self.n:
             raise IndexError(f"event {i} of a batch of {self.n}")
         cdef size_t rec = self.ev_p[i].rec
         return memoryview(self.arena)[rec: rec + self.ev_p[i].h.size]
 
     def falco_event(self, size_t i):
-        """Event i as Falco's plugin event (prefix + record), a memoryview into the arena."""
+        """Event i as Falco's plugin event (prefix + record), a read-only memoryview into the arena."""
         if i >= self.n:
             raise IndexError(f"event {i} of a batch of {self.n}")
         cdef size_t rec = self.ev_p[i].rec
@@ -179,8 +322,114 @@ cdef class Batch:
     def release(self):
         """Forget the events; the memory is reused by the next fill."""
         self.n = 0
-        self.used = 0
+        self.used = ARENA_BASE
         self.generation += 1
+
+    cdef object _index(self, idx):
+        """idx (None: all events; int or bool array-like) as a C-contiguous intp array in [0, n)."""
+        cdef Py_ssize_t n = self.n
+        if idx is None:
+            return np.arange(n, dtype=np.intp)
+        a = np.asarray(idx)
+        if a.dtype == np.bool_:
+            if a.shape != (n,):
+                raise IndexError(f"boolean index of shape {a.shape} for a batch of {n}")
+            return np.flatnonzero(a).astype(np.intp, copy=False)
+        if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
+            raise IndexError("index: a 1-d array of event numbers or a boolean mask")
+        a = a.astype(np.intp)
+        if a.size:
+            a = np.where(a < 0, a + n, a)
+            if a.min() < 0 or a.max() >= n:
+                raise IndexError(f"event index out of range for a batch of {n}")
+        return np.ascontiguousarray(a)
+
+    def gather(self, int slot, idx=None):
+        """Argument `slot`'s payload bytes of events idx (default: all), concatenated.
+
+        Returns (data, offsets): uint8[total] and int64[len(idx) + 1]; event idx[k]'s payload is
+        data[offsets[k]:offsets[k + 1]] (empty when it has none).  One C pass, GIL released.
+        """
+        check_slot(slot)
+        cdef cnp.intp_t[::1] ix = self._index(idx)
+        cdef Py_ssize_t m = ix.shape[0], k
+        offsets = np.empty(m + 1, dtype=np.int64)
+        cdef int64_t[::1] off = offsets
+        cdef const uint8_t *p = NULL
+        cdef uint32_t ln
+        cdef int64_t total = 0
+        with nogil:
+            off[0] = 0
+            for k in range(m):
+                LBD_CHECK(<size_t>ix[k] < self.n)
+                total += ev__payload(self.ev_p + ix[k], slot, self.used, self.arena_p, &p)
+                off[k + 1] = total
+        data = np.empty(total, dtype=np.uint8)
+        cdef uint8_t *d = <uint8_t *>cnp.PyArray_DATA(data)
+        with nogil:
+            for k in range(m):
+                ln = ev__payload(self.ev_p + ix[k], slot, self.used, self.arena_p, &p)
+                if ln:
+                    LBD_CHECK(off[k] + ln <= total)
+                    memcpy(d + off[k], p, ln)
+        return data, offsets
+
+    def strings(self, int slot, idx=None, missing=None, str errors="backslashreplace"):
+        """Argument `slot`'s payload of events idx (default: all) decoded as UTF-8 text.
+
+        Returns a numpy object array of str; `missing` (None) where an event has no payload.
+        Undecodable bytes follow `errors` (as bytes.decode; default: \\xNN escapes).
+        """
+        check_slot(slot)
+        cdef cnp.intp_t[::1] ix = self._index(idx)
+        cdef Py_ssize_t m = ix.shape[0], k
+        out = np.empty(m, dtype=object)
+        cdef object[::1] ov = out
+        eb = errors.encode()
+        cdef const char *ep = eb
+        cdef const uint8_t *p = NULL
+        cdef uint32_t ln
+        for k in range(m):
+            ln = ev__payload(self.ev_p + ix[k], slot, self.used, self.arena_p, &p)
+            ov[k] = PyUnicode_DecodeUTF8(<const char *>p, ln, ep) if ln else missing
+        return out
+
+    def payloads(self, int slot, idx=None, missing=None):
+        """Argument `slot`'s payload of events idx (default: all) as a numpy object array of
+        bytes; `missing` (None) where an event has no payload."""
+        check_slot(slot)
+        cdef cnp.intp_t[::1] ix = self._index(idx)
+        cdef Py_ssize_t m = ix.shape[0], k
+        out = np.empty(m, dtype=object)
+        cdef object[::1] ov = out
+        cdef const uint8_t *p = NULL
+        cdef uint32_t ln
+        for k in range(m):
+            ln = ev__payload(self.ev_p + ix[k], slot, self.used, self.arena_p, &p)
+            ov[k] = PyBytes_FromStringAndSize(<const char *>p, ln) if ln else missing
+        return out
+
+    def payloads_fixed(self, int slot, Py_ssize_t width, idx=None):
+        """Argument `slot`'s payload of events idx (default: all) in a numpy `S<width>` array:
+        the first `width` bytes, NUL padded (numpy strips trailing NULs on access).  For
+        vectorised matching (np.char.startswith, ==, np.unique).  One C pass, GIL released."""
+        check_slot(slot)
+        if width < 1:
+            raise ValueError(f"width {width}: at least 1")
+        cdef cnp.intp_t[::1] ix = self._index(idx)
+        cdef Py_ssize_t m = ix.shape[0], k
+        out = np.zeros(m, dtype=f"S{width}")
+        cdef uint8_t *o = <uint8_t *>cnp.PyArray_DATA(out)
+        cdef const uint8_t *p = NULL
+        cdef uint32_t ln
+        with nogil:
+            for k in range(m):
+                ln = ev__payload(self.ev_p + ix[k], slot, self.used, self.arena_p, &p)
+                if ln > <size_t>width:
+                    ln = <uint32_t>width
+                if ln:
+                    memcpy(o + k * width, p, ln)
+        return out
 
 
 cdef class Ring:
@@ -188,7 +437,9 @@ cdef class Ring:
 
     Invariants: `data` is the ring's data area mapped twice back to back, so a record that wraps
     past the end is contiguous in memory; only this object advances the consumer position, and it
-    does so only past records it has copied (or skipped as discarded / malformed).
+    does so only past records it has copied (or skipped as discarded / malformed), after its last
+    read of them.  The maps stay until close(); a close() from another thread while
+    a fill() or wait() runs without the GIL takes effect when that call returns.
     """
 
     def __cinit__(self):
@@ -198,19 +449,33 @@ cdef class Ring:
         self.epfd = -1
         self.keep = None
         self.wall_offset = 0
+        self.active = 0
+        self.filling = False
+        self.close_pending = False
+        self.last_stop = STOP_EMPTY
         memset(self.valid_nr, 0, sizeof(self.valid_nr))
 
     def __init__(self, int map_fd=-1, uint64_t size=0, valid_nrs=None, int64_t wall_offset=0):
-        """Map the ring buffer behind map_fd (a BPF_MAP_TYPE_RINGBUF of `size` data bytes)."""
+        """Map the ring buffer behind map_fd (a BPF_MAP_TYPE_RINGBUF of `size` data bytes).
+
+        valid_nrs: the syscall numbers a record may carry (default: the syscall table and the
+        sched pseudo numbers); others are malformed.  wall_offset: added to each record's
+        boot-time ts for `events["ts"]` and the Falco prefix.
+        """
+        if self.data != NULL or self.map_fd >= 0:
+            raise RuntimeError("Ring is already initialised")
         self._set_valid(valid_nrs)
         self.wall_offset = wall_offset
         if map_fd < 0:
             return  # an image: see from_image()
-        if size == 0 or size & (size - 1):
+        if size < 8 or size & (size - 1):
             raise ValueError(f"ring size {size}: must be a power of two")
         self.page = os.sysconf("SC_PAGE_SIZE")
         self.size = size
         self.mask = size - 1
+        # Layout of a BPF ring buffer map's mmap (kernel/bpf/ringbuf.c, as libbpf maps it):
+        # offset 0: consumer page (read-write); offset page: producer page, then the data pages
+        # twice (read-only).
         cdef void *cons = mmap(NULL, self.page, PROT_READ | PROT_WRITE, MAP_SHARED, map_fd, 0)
         if cons == MAP_FAILED:
             raise OSError(errno, f"mmap of the ring's consumer page: {os.strerror(errno)}")
@@ -219,7 +484,7 @@ cdef class Ring:
         cdef void *prod = mmap(NULL, self.map_prod_len, PROT_READ, MAP_SHARED, map_fd, self.page)
         if prod == MAP_FAILED:
             err = errno
-            self.close()
+            self._unmap()
             raise OSError(err, f"mmap of the ring's producer page and data: {os.strerror(err)}")
         self.map_prod = prod
         self.cons_pos = <uint64_t *>cons
@@ -232,28 +497,35 @@ cdef class Ring:
         ev.data.fd = map_fd
         if self.epfd < 0 or epoll_ctl(self.epfd, EPOLL_CTL_ADD, map_fd, &ev) != 0:
             err = errno
-            self.close()
+            self._unmap()
             raise OSError(err, f"epoll on the ring buffer: {os.strerror(err)}")
 
     @staticmethod
     def from_image(cons, prod, data, valid_nrs=None, int64_t wall_offset=0):
         """A ring over in-memory buffers laid out like the kernel's (for tests and benchmarks).
 
-        cons, prod: writable uint64 buffers holding the consumer and producer positions;
-        data: 2 * size bytes, the second half a copy of the first (as the kernel maps it).
+        cons, prod: writable / readable uint64 buffers whose element 0 is the consumer / producer
+        position; data: 2 * size bytes (size a power of two >= 8), 8-byte aligned, the second
+        half a copy of the first (as the kernel maps it).  The ring holds the buffers' exports
+        until close().  See lbd.ringimage.RingImage, which builds such images.
         """
         cdef Ring r = Ring(-1, 0, valid_nrs, wall_offset)
         cdef uint64_t[::1] c = cons
         cdef const uint64_t[::1] p = prod
         cdef const uint8_t[::1] d = data
-        if d.shape[0] == 0 or d.shape[0] % 2 or (d.shape[0] // 2) & (d.shape[0] // 2 - 1):
-            raise ValueError("image data must be twice a power of two bytes")
-        r.keep = (cons, prod, data)
+        cdef size_t size = d.shape[0] // 2
+        if c.shape[0] < 1 or p.shape[0] < 1:
+            raise ValueError("image cons and prod need one uint64 each")
+        if d.shape[0] % 2 or size < 8 or size & (size - 1):
+            raise ValueError(f"image data of {d.shape[0]} bytes: must be twice a power of two >= 8")
+        if (<size_t>&d[0]) & 7 or (<size_t>&c[0]) & 7 or (<size_t>&p[0]) & 7:
+            raise ValueError("image buffers must be 8-byte aligned")
+        r.keep = (c, p, d)      # typed memoryviews: they keep the buffers exported (not resizable)
         r.cons_pos = &c[0]
         r.prod_pos = &p[0]
         r.data = &d[0]
-        r.size = d.shape[0] // 2
-        r.mask = r.size - 1
+        r.size = size
+        r.mask = size - 1
         return r
 
     cdef _set_valid(self, valid_nrs):
@@ -262,123 +534,211 @@ cdef class Ring:
             valid_nrs = [sc.nr for sc in syscalls.TABLE] + [
                 _record.NR_SCHED_FORK, _record.NR_SCHED_EXEC, _record.NR_SCHED_EXIT]
         for nr in valid_nrs:
-            if 0 <= nr < 1024:
+            if 0 <= nr < N_VALID:
                 self.valid_nr[nr] = 1
 
     @property
     def ring_size(self):
+        """Data bytes of the ring (a power of two)."""
         return self.size
+
+    @property
+    def closed(self):
+        return self.data == NULL or self.close_pending
+
+    @property
+    def consumer_pos(self):
+        """The consumer position (bytes consumed since the ring was created)."""
+        return 0 if self.cons_pos == NULL else self.cons_pos[0]
+
+    @property
+    def producer_pos(self):
+        """The producer position (bytes reserved by the producer)."""
+        return 0 if self.prod_pos == NULL else lbd_load_acq64(self.prod_pos)
 
     def pending_bytes(self):
         """Bytes written by the producer and not yet consumed."""
-        if self.prod_pos == NULL:
+        if self.prod_pos == NULL or self.cons_pos == NULL:
             return 0
-        return lbd_load_acq64(self.prod_pos) - self.cons_pos[0]
+        cdef uint64_t prod = lbd_load_acq64(self.prod_pos), cons = self.cons_pos[0]
+        return prod - cons if prod >= cons else 0
 
     def wait(self, int timeout_ms):
-        """Sleep until the producer wakes us or timeout_ms passes (GIL released).  True if woken."""
+        """Sleep until the producer wakes us or timeout_ms passes (GIL released).  True if woken.
+
+        The ring's poll is level-triggered: it returns at once while records are pending.  The
+        probe writes without waking us until a CPU has written wake_bytes, so after a fill that
+        emptied the ring this sleeps until the ring is filling up or the time is up.  An
+        interrupted wait (EINTR) returns False.  An image ring returns pending_bytes() > 0 at once.
+        """
         cdef epoll_event ev
-        cdef int rc
-        if self.epfd < 0:
+        cdef int rc, epfd = self.epfd
+        if self.closed:
+            raise ValueError("ring is closed")
+        if epfd < 0:
             return self.pending_bytes() > 0
-        with nogil:
-            rc = epoll_wait(self.epfd, &ev, 1, timeout_ms)
+        self.active += 1
+        try:
+            with nogil:
+                rc = epoll_wait(epfd, &ev, 1, timeout_ms)
+        finally:
+            self._leave()
         return rc > 0
 
     def fill(self, Batch batch, size_t max_events=0, bint append=False):
         """Replace batch's events with the ready records (at most max_events, 0 = its capacity).
 
-        With append=True the records are added after the batch's current events instead.
-        Returns the number of events in the batch.  Never blocks.
+        With append=True the records are added after the batch's current events instead (then
+        max_events bounds the batch's total).  Returns the number of events in the batch.  Never
+        blocks.  `last_stop` tells why it stopped (STOP_EMPTY, STOP_BUSY, STOP_FULL).  Ring space
+        of the copied records is released before it returns.
         """
         cdef size_t n
-        if self.data == NULL:
+        if self.closed:
             raise ValueError("ring is closed")
+        if self.filling:
+            raise RuntimeError("Ring.fill() is already running in another thread")
         if max_events == 0 or max_events > batch.capacity:
             max_events = batch.capacity
         if not append:
             batch.n = 0
-            batch.used = 0
+            batch.used = ARENA_BASE
             batch.generation += 1
-        with nogil:
-            n = self.drain(batch, max_events)
+        self.filling = True
+        self.active += 1
+        try:
+            with nogil:
+                n = self.drain(batch, max_events)
+        finally:
+            self.filling = False
+            self._leave()
         return n
 
+    cdef _leave(self):
+        self.active -= 1
+        if self.active == 0 and self.close_pending:
+            self._unmap()
+
     cdef size_t drain(self, Batch b, size_t max_events) noexcept nogil:
+        # The hot loop.  It trusts: the ring mapping (data readable for 2 * size bytes, checked
+        # at map time), the batch buffers (capacity rows, arena_bytes bytes), and, after
+        # rec__valid(), the record's header.  Positions and lengths from the ring are checked
+        # before use: cons and prod 8-aligned with prod - cons <= size, and each record inside
+        # what the producer published, so every read is in [data, data + 2 * size).
+        cdef const uint8_t *data = self.data
+        cdef uint64_t mask = self.mask
         cdef uint64_t cons = self.cons_pos[0]
         cdef uint64_t prod = lbd_load_acq64(self.prod_pos)
-        cdef uint64_t start = cons
+        cdef uint64_t start = cons, total
+        cdef uint8_t *arena = b.arena_p
+        cdef lbd_event *ev = b.ev_p
+        cdef size_t n = b.n, n0 = b.n, used = b.used, arena_bytes = b.arena_bytes, need, at
+        cdef uint64_t wall = <uint64_t>self.wall_offset
+        cdef uint32_t plugin_id = b.plugin_id
+        cdef uint64_t malformed = 0, discarded = 0, resyncs = 0
         cdef const uint8_t *rp
         cdef uint32_t word, rlen
-        cdef uint64_t total
         cdef const lbd_hdr *h
         cdef lbd_event *e
         cdef lbd_falco_prefix *pre
-        cdef size_t need, at
-        cdef int i
-        cdef uint32_t end
-        cdef bint ok
-        while cons < prod and b.n < max_events:
-            rp = self.data + (cons & self.mask)
+        cdef int stop = STOP_EMPTY
+        if cons != prod and (((cons | prod) & 7) != 0 or prod - cons > self.size):
+            # Positions the kernel never produces (prod - cons <= size - 8, both multiples of 8):
+            # nothing between them can be parsed.  Resynchronise on the producer.
+            malformed += 1
+            resyncs += 1
+            cons = prod
+        while cons < prod:
+            if n >= max_events:
+                stop = STOP_FULL
+                break
+            rp = data + (cons & mask)
+            LBD_CHECK(rp >= data and rp + 8 <= data + 2 * self.size)
             word = lbd_load_acq32(<const uint32_t *>rp)
             if word & LBD_RB_BUSY_BIT:
-                break                                   # being written: the rest waits
+                stop = STOP_BUSY                        # being written: it and the rest wait
+                break
             rlen = word & ~(LBD_RB_BUSY_BIT | LBD_RB_DISCARD_BIT)
-            total = align8(rlen + LBD_RB_HDR_SZ)
-            if total > prod - cons or rlen > self.size:  # inconsistent positions: skip what is there
-                self.malformed += 1
+            total = align8(<uint64_t>rlen + LBD_RB_HDR_SZ)
+            if total > prod - cons:
+                # Longer than what was published: the length word is corrupt and the next
+                # record's position unknown.  Resynchronise on the producer.
+                malformed += 1
+                resyncs += 1
                 cons = prod
                 break
+            LBD_CHECK(rp + total <= data + 2 * self.size and total <= self.size)
             if word & LBD_RB_DISCARD_BIT:
-                self.discarded += 1
+                discarded += 1
                 cons += total
                 continue
             h = <const lbd_hdr *>(rp + LBD_RB_HDR_SZ)
-            # Validate once; everything after this trusts the record.
-            ok = (rlen >= HDR_SIZE and h.size >= HDR_SIZE and h.size <= rlen
-                  and h.version == LBD_RECORD_VERSION and h.nr < 1024 and self.valid_nr[h.nr]
-                  and h.nargs <= LBD_MAX_ARGS and (h.dir == 60 or h.dir == 62))
-            if ok:
-                for i in range(LBD_MAX_ARGS):
-                    if h.slot[i].len:
-                        end = <uint32_t>h.slot[i].off + h.slot[i].len
-                        if h.slot[i].off < HDR_SIZE or end > h.size:
-                            ok = False
-                            break
-            if not ok:
-                self.malformed += 1
+            if not rec__valid(h, rlen, self.valid_nr):   # validated once; trusted from here on
+                malformed += 1
                 cons += total
                 continue
-            need = align8(FALCO_PREFIX + h.size)
-            if b.used + need > b.arena_bytes:
-                break                                   # arena full: the record stays for the next batch
-            at = b.used
-            pre = <lbd_falco_prefix *>(b.arena_p + at)
-            pre.ts = h.ts + self.wall_offset
+            need = align8(FALCO_PREFIX + rlen)
+            if used + need > arena_bytes:
+                stop = STOP_FULL                        # the record stays for the next batch
+                break
+            at = used
+            LBD_CHECK(at + need <= arena_bytes and n < b.capacity and (at + FALCO_PREFIX) % 8 == 0)
+            pre = <lbd_falco_prefix *>(arena + at)
+            pre.ts = h.ts + wall
             pre.tid = h.tid
-            pre.len = FALCO_PREFIX + h.size
+            pre.len = FALCO_PREFIX + rlen
             pre.type = PPME_PLUGINEVENT_E
             pre.nparams = 2
             pre.plen0 = 4
-            pre.plen1 = h.size
-            pre.plugin_id = b.plugin_id
-            memcpy(b.arena_p + at + FALCO_PREFIX, h, h.size)
-            e = b.ev_p + b.n
+            pre.plen1 = rlen
+            pre.plugin_id = plugin_id
+            # The copies, all from the ring (reading back the arena copy just stored would stall
+            # on store forwarding).  The header's fixed size lets the compiler inline both header
+            # copies; a short payload is copied as a fixed 64 bytes (inlined too) when the bytes
+            # past it are inside the mapping and the arena (the extra bytes land in this slot's
+            # padding or where the next record goes, and are never read as data); a long one
+            # goes through memcpy().
+            e = ev + n
+            memcpy(arena + at + FALCO_PREFIX, h, HDR_SIZE)
             memcpy(&e.h, h, HDR_SIZE)
-            e.h.ts = h.ts + self.wall_offset
+            if rlen > HDR_SIZE:
+                if (rlen <= HDR_SIZE + 64 and at + FALCO_PREFIX + HDR_SIZE + 64 <= arena_bytes
+                        and rp + LBD_RB_HDR_SZ + HDR_SIZE + 64 <= data + 2 * self.size):
+                    memcpy(arena + at + FALCO_PREFIX + HDR_SIZE, <const uint8_t *>h + HDR_SIZE, 64)
+                else:
+                    memcpy(arena + at + FALCO_PREFIX + HDR_SIZE, <const uint8_t *>h + HDR_SIZE,
+                           rlen - HDR_SIZE)
+            e.h.ts = e.h.ts + wall
             e.rec = <uint32_t>(at + FALCO_PREFIX)
             e.cpu_ring = 0
-            b.ptrs_p[b.n] = <uint64_t>(b.arena_p + at)
-            b.used = at + need
-            b.n += 1
-            self.records += 1
+            b.ptrs_p[n] = <uint64_t>(arena + at)
+            used = at + need
+            n += 1
             cons += total
+            if (n & 255) == 0:
+                # a big batch frees ring space as it goes, so producers see room sooner
+                lbd_store_rel64(self.cons_pos, cons)
+        b.n = n
+        b.used = used
+        self.records += n - n0
+        self.malformed += malformed
+        self.discarded += discarded
+        self.resyncs += resyncs
+        self.last_stop = stop
         if cons != start:
-            self.bytes += cons - start
-            lbd_store_rel64(self.cons_pos, cons)
-        return b.n
+            if cons > start:                            # (a resync may move backwards)
+                self.bytes += cons - start
+            lbd_store_rel64(self.cons_pos, cons)       # after the last read of what it frees
+        return n
 
     def close(self):
+        """Unmap the ring and close its epoll fd (the map fd belongs to the probe).  Idempotent."""
+        if self.active > 0:
+            self.close_pending = True       # another thread is in fill()/wait(): it unmaps
+            return
+        self._unmap()
+
+    cdef _unmap(self):
         if self.epfd >= 0:
             close(self.epfd)
             self.epfd = -1
@@ -392,10 +752,19 @@ cdef class Ring:
         self.prod_pos = NULL
         self.cons_pos = NULL
         self.keep = None
+        self.close_pending = False
 
     def __dealloc__(self):
+        self._unmap()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
         self.close()
 
     def stats(self):
-        return {"records": self.records, "malformed": self.malformed,
-                "discarded": self.discarded, "bytes": self.bytes}
+        """Counts so far: records (copied into batches), malformed (skipped records and resyncs),
+        discarded (by the producer), resyncs, bytes (ring bytes consumed)."""
+        return {"records": self.records, "malformed": self.malformed, "discarded": self.discarded,
+                "resyncs": self.resyncs, "bytes": self.bytes}

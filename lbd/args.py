@@ -2,7 +2,13 @@
 
 This is the reference for what each argument kind means in user space (bpf/lbd_record.h says what
 the kernel captures).  The per-event accessor `Batch.args(i)`, the reference decoder and the output
-formatters use it; bulk paths may do the same work vectorised, and tests hold them to this.
+formatters use it; bulk paths (`Batch.column`) do the same work vectorised, and tests hold them to
+this.
+
+An argument's payload is "absent" (`None` below) when its slot has length 0.  For the input kinds
+str, path, buf and strarr a zero length is still a value (``""``, ``b""``, ``[]``) when the pointer
+was not NULL and reading it did not fault (`payload_or_empty`): `open("")` has an empty pathname,
+not a NULL one.
 """
 from __future__ import annotations
 
@@ -12,8 +18,33 @@ import struct
 from dataclasses import dataclass
 
 from lbd import record
+from lbd.syscalls import BY_NR, Arg
 
 K = record.KINDS
+
+#: kinds whose value is the register itself, sign-extended from the argument's bits
+SIGNED_KINDS = frozenset(K[k] for k in ("int", "fd", "dirfd", "pid"))
+#: kinds whose value is the register itself, unsigned (masked to the argument's bits; uid/gid: 32)
+UNSIGNED_KINDS = frozenset(K[k] for k in ("uint", "hex", "mode", "flags", "ptr", "uid", "gid"))
+#: input kinds for which an empty payload behind a non-NULL pointer is an empty value
+EMPTY_OK_KINDS = frozenset(K[k] for k in ("str", "path", "buf", "strarr"))
+
+
+def _sched_arg(name: str, kind: str) -> Arg:
+    return Arg(name, "char *" if kind == "path" else "u64", kind, K[kind], 64, None, None)
+
+
+#: argument names and kinds of the process-tree pseudo syscalls (bpf/lbd_record.h LBD_NR_SCHED_*)
+SCHED_ARGS: dict[int, tuple[Arg, ...]] = {
+    record.NR_SCHED_FORK: tuple(_sched_arg(n, "uint") for n in ("parent_pid", "child_pid", "parent_tid")),
+    record.NR_SCHED_EXEC: (_sched_arg("pid", "uint"), _sched_arg("old_pid", "uint"), _sched_arg("filename", "path")),
+    record.NR_SCHED_EXIT: (_sched_arg("pid", "uint"), _sched_arg("group_dead", "uint")),
+}
+SCHED_NAMES: dict[int, str] = {
+    record.NR_SCHED_FORK: "sched_process_fork",
+    record.NR_SCHED_EXEC: "sched_process_exec",
+    record.NR_SCHED_EXIT: "sched_process_exit",
+}
 
 AF_UNIX, AF_INET, AF_INET6 = socket.AF_UNIX, socket.AF_INET, socket.AF_INET6
 _FAMILY_NAMES = {AF_UNIX: "AF_UNIX", AF_INET: "AF_INET", AF_INET6: "AF_INET6", socket.AF_NETLINK: "AF_NETLINK",
@@ -103,3 +134,41 @@ def decode(kind: int, bits: int, raw: int, payload: bytes | None):
     if kind == K["out_int"]:
         return struct.unpack("<i", payload)[0] if payload is not None and len(payload) == 4 else None
     return raw
+
+
+def syscall_name(nr: int) -> str:
+    """The name of syscall (or sched pseudo syscall) number nr; ``syscall_<nr>`` if unknown."""
+    sc = BY_NR.get(nr)
+    if sc is not None:
+        return sc.name
+    return SCHED_NAMES.get(nr, f"syscall_{nr}")
+
+
+def arg_specs(nr: int) -> tuple[Arg, ...] | None:
+    """The arguments (name, kind, bits) events of number nr carry; None for an unknown number."""
+    sc = BY_NR.get(nr)
+    if sc is not None:
+        return sc.args[: record.MAX_ARGS]
+    return SCHED_ARGS.get(nr)
+
+
+def payload_or_empty(kind: int, raw: int, payload: bytes | None, faulted: bool) -> bytes | None:
+    """The payload, or b"" for an empty value of an input kind (see the module docstring)."""
+    if payload is None and kind in EMPTY_OK_KINDS and raw and not faulted:
+        return b""
+    return payload
+
+
+def decode_args(nr: int, flags: int, raw, payloads) -> dict:
+    """One event's arguments as {name: value}: raw is its six register values, payloads its six
+    payloads (bytes, or None for a zero-length slot).  Empty for an event without its enter
+    (LBD_F_NOENTER: the arguments are unknown) or of an unknown number."""
+    specs = arg_specs(nr)
+    if specs is None or flags & record.F_NOENTER:
+        return {}
+    out = {}
+    for k, a in enumerate(specs):
+        r = int(raw[k])
+        p = payload_or_empty(a.kind_id, r, payloads[k], bool(flags >> (record.F_FAULT_SHIFT + k) & 1))
+        out[a.name] = decode(a.kind_id, a.bits, r, p)
+    return out

@@ -1,35 +1,72 @@
 """Batch: a numpy table of event headers over an arena of records (see lbd._decode.Batch).
 
 The compiled base class owns the memory and is filled by `Ring.fill()` with the GIL released;
-this subclass adds the Python conveniences.  Lifetime: valid until the next fill into the batch.
+this subclass adds the Python conveniences.  Lifetime: the batch's events (and every view of them)
+are valid until the next fill into the batch (`Collector.next_batch()`) or `release()`; the values
+the accessors return are copies.
+
+Bulk access, no Python code per event:
+
+    batch.events["res"]                        # every return value (numpy int64)
+    batch.events["syscall_id"]                 # the same bytes as batch.events["nr"]
+    idx, paths = batch.column("openat", "filename")   # the openat events and their decoded paths
+    data, offsets = batch.gather(slot, idx)    # raw payload bytes of one argument, concatenated
+    batch.strings(slot, idx)                   # ... decoded as text (numpy object array)
+    batch.payloads_fixed(slot, 64, idx)        # ... as numpy S64, for vectorised matching
+
+Per event (convenience, not the bulk path): `args(i)`, `name(i)`, `payload(i, slot)`.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
 from lbd import _decode, args as _args, record, syscalls
+from lbd.args import syscall_name
 
-_SCHED_ARGS = {
-    record.NR_SCHED_FORK: ("parent_pid", "child_pid", "parent_tid"),
-    record.NR_SCHED_EXEC: ("pid", "old_pid", "filename"),
-    record.NR_SCHED_EXIT: ("pid", "group_dead"),
-}
-_SCHED_NAMES = {
-    record.NR_SCHED_FORK: "sched_process_fork",
-    record.NR_SCHED_EXEC: "sched_process_exec",
-    record.NR_SCHED_EXIT: "sched_process_exit",
-}
+__all__ = ["Batch", "Column", "syscall_name"]
+
+_K = record.KINDS
 
 
-def syscall_name(nr: int) -> str:
-    sc = syscalls.BY_NR.get(nr)
-    if sc is not None:
-        return sc.name
-    return _SCHED_NAMES.get(nr, f"syscall_{nr}")
+class Column(NamedTuple):
+    """One argument over the events of one syscall in a batch: `values[k]` belongs to event
+    `index[k]` and equals `batch.args(index[k])[name]`.
+
+    values: int64 (signed kinds) or uint64 (unsigned kinds) numpy array, else a numpy object array
+    of str, bytes, list or SockAddr, with None where the argument has no value.
+    """
+
+    index: np.ndarray
+    values: np.ndarray
+
+
+def _signed(raw: np.ndarray, bits: int) -> np.ndarray:
+    if bits >= 64:
+        return raw.view(np.int64)
+    sign = np.int64(1 << (bits - 1))
+    return ((raw & np.uint64((1 << bits) - 1)).astype(np.int64) ^ sign) - sign
+
+
+def _unsigned(raw: np.ndarray, bits: int) -> np.ndarray:
+    return raw if bits >= 64 else raw & np.uint64((1 << bits) - 1)
+
+
+def _resolve(syscall: str | int) -> int:
+    if isinstance(syscall, str):
+        for nr, name in _args.SCHED_NAMES.items():
+            if name == syscall:
+                return nr
+    elif syscall in _args.SCHED_ARGS:
+        return int(syscall)
+    return syscalls.lookup(syscall).nr
 
 
 class Batch(_decode.Batch):
-    """Events of one fill: `events` (numpy, EVENT_DTYPE), `args(i)`, `record(i)`."""
+    """Events of one fill: `events` (numpy, EVENT_VIEW_DTYPE), `column()`, `args(i)`, `record(i)`."""
+
+    # ---- per event ---------------------------------------------------------------------------
 
     def payload(self, i: int, slot: int) -> bytes | None:
         """Argument `slot`'s payload bytes of event i (None when it has none)."""
@@ -44,34 +81,102 @@ class Batch(_decode.Batch):
         return syscall_name(int(self.events["nr"][i]))
 
     def args(self, i: int) -> dict:
-        """Event i's arguments as {name: decoded value} (convenience; not for the bulk path)."""
+        """Event i's arguments as {name: decoded value} (convenience; not for the bulk path).
+
+        Empty for an exit without its enter (LBD_F_NOENTER) or an unknown syscall number."""
         e = self.events[i]
-        nr = int(e["nr"])
-        raw = e["args"]
-        if nr in _SCHED_ARGS:
-            names = _SCHED_ARGS[nr]
-            out = {n: int(raw[k]) for k, n in enumerate(names) if n != "filename"}
-            if nr == record.NR_SCHED_EXEC:
-                p = self.payload(i, 2)
-                out["filename"] = None if p is None else _args.text(p)
-            return out
-        sc = syscalls.BY_NR.get(nr)
-        if sc is None or int(e["flags"]) & record.F_NOENTER:
-            return {}
-        out = {}
-        for k, a in enumerate(sc.args[: record.MAX_ARGS]):
-            payload = self.payload(i, k)
-            v = _args.decode(a.kind_id, a.bits, int(raw[k]), payload)
-            if v is None and a.kind_id not in record.EXIT_KINDS and a.kind_id < record.KINDS["str"]:
-                v = int(raw[k])
-            out[a.name] = v
-        return out
+        payloads = [self.payload(i, k) for k in range(record.MAX_ARGS)]
+        return _args.decode_args(int(e["nr"]), int(e["flags"]), e["args"], payloads)
 
     def truncated(self, i: int, slot: int) -> bool:
+        """Argument `slot`'s payload of event i was cut (str_max, buffer_max, a full record)."""
         return bool(int(self.events["flags"][i]) >> (record.F_TRUNC_SHIFT + slot) & 1)
+
+    def faulted(self, i: int, slot: int) -> bool:
+        """Reading argument `slot` of event i from user memory failed."""
+        return bool(int(self.events["flags"][i]) >> (record.F_FAULT_SHIFT + slot) & 1)
+
+    # ---- whole batch -------------------------------------------------------------------------
 
     def names(self) -> np.ndarray:
         """Syscall names of all events (object array)."""
         nrs = self.events["nr"]
         uniq, inv = np.unique(nrs, return_inverse=True)
         return np.array([syscall_name(int(n)) for n in uniq], dtype=object)[inv]
+
+    def indices(self, syscall: str | int) -> np.ndarray:
+        """Numbers of the events of `syscall` (name or number, sched pseudo names too)."""
+        return np.flatnonzero(self.events["nr"] == _resolve(syscall))
+
+    def column(self, syscall: str | int, arg: str | int) -> Column:
+        """Argument `arg` (name or position) of every event of `syscall` in the batch, decoded in
+        bulk: `Column(index, values)` with `values[k] == self.args(index[k])[arg]`.
+
+        Events without their enter (LBD_F_NOENTER) carry no arguments and are left out.
+        Integer kinds are numpy int64/uint64 arrays (vectorised); payload kinds are object arrays
+        built in one C loop over the arena (strings, bytes), or per distinct value (sockaddr).
+        """
+        nr = _resolve(syscall)
+        specs = _args.arg_specs(nr) or ()
+        if isinstance(arg, str):
+            pos = next((k for k, a in enumerate(specs) if a.name == arg), None)
+            if pos is None:
+                raise KeyError(f"{syscall_name(nr)} has no argument {arg!r} "
+                               f"(it has {', '.join(a.name for a in specs) or 'none'})")
+        else:
+            pos = int(arg)
+            if not 0 <= pos < len(specs):
+                raise IndexError(f"{syscall_name(nr)} has {len(specs)} arguments, not {pos + 1}")
+        spec = specs[pos]
+        ev = self.events
+        idx = np.flatnonzero((ev["nr"] == nr) & (ev["flags"] & np.uint32(record.F_NOENTER) == 0))
+        return Column(idx, self._values(idx, pos, spec))
+
+    def _values(self, idx: np.ndarray, k: int, spec) -> np.ndarray:
+        kind, bits = spec.kind_id, spec.bits
+        ev = self.events
+        raw = ev["args"][idx, k]
+        if kind in _args.SIGNED_KINDS:
+            return _signed(raw, bits if kind == _K["int"] else 32)
+        if kind in (_K["uid"], _K["gid"]):
+            return _unsigned(raw, 32)
+        if kind == _K["ptr"]:
+            return raw.copy()
+        if kind in _args.UNSIGNED_KINDS:
+            return _unsigned(raw, bits)
+        empty = None
+        if kind in _args.EMPTY_OK_KINDS:
+            # zero-length payload behind a non-NULL pointer that did not fault: an empty value
+            lens = ev["slot"][idx, k]["len"]
+            fault = (ev["flags"][idx] >> np.uint32(record.F_FAULT_SHIFT + k)) & np.uint32(1)
+            empty = np.flatnonzero((lens == 0) & (raw != 0) & (fault == 0))
+        if kind in (_K["str"], _K["path"]):
+            out = self.strings(k, idx)
+            if empty is not None and empty.size:
+                out[empty] = ""
+            return out
+        out = self.payloads(k, idx)
+        if kind == _K["buf"] or kind == _K["out_buf"]:
+            if empty is not None and empty.size:
+                out[empty] = b""
+            return out
+        if kind == _K["strarr"]:
+            res = np.empty(len(out), dtype=object)
+            for j, p in enumerate(out):
+                if p is not None:
+                    res[j] = _args.decode(kind, bits, 1, p)
+            if empty is not None:
+                for j in empty:
+                    res[j] = []
+            return res
+        # sockaddr, out_sockaddr, out_fd2, out_int: decode each distinct payload once
+        cache: dict = {}
+        res = np.empty(len(out), dtype=object)
+        for j, p in enumerate(out):
+            if p is None:
+                continue
+            v = cache.get(p, cache)
+            if v is cache:
+                v = cache[p] = _args.decode(kind, bits, 0, p)
+            res[j] = v
+        return res

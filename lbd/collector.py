@@ -18,7 +18,7 @@ from typing import Iterator
 from lbd import record
 from lbd.batch import Batch
 from lbd.config import Config, coerce
-from lbd._decode import Ring
+from lbd._decode import STOP_FULL, Ring
 
 
 def wall_offset_ns() -> int:
@@ -38,11 +38,17 @@ class Collector:
 
     A yielded batch may be empty when nothing arrived within batch_timeout_ms, so that a loop can
     look at the clock or a stop flag; stop() ends the iteration.
+
+    enrich=True (or an lbd.enrich.Enricher) gives every batch its enrichment (batch.enrich,
+    batch.strtab, batch.fdtab: parent, command line, user, group, open files; see lbd.enrich)
+    before it is returned; `enricher` is then the Enricher (its stats(), its process table).
     """
 
     def __init__(self, config: Config | dict | None = None, *, batch_size: int | None = None,
-                 own_pid: int | None = None, host_pid: int | None = None):
+                 own_pid: int | None = None, host_pid: int | None = None, enrich=False):
         self.config = coerce(config)
+        self._enrich = enrich
+        self.enricher = None
         self.batch_size = batch_size or self.config.init.batch_size
         self.timeout_ms = self.config.init.batch_timeout_ms
         self._own_pid, self._host_pid = own_pid, host_pid
@@ -60,6 +66,12 @@ class Collector:
         try:
             self.ring = Ring(self.probe.ring_fd, self.probe.ring_size, wall_offset=wall_offset_ns())
             self.batch = Batch(self.batch_size)
+            if self._enrich is True:
+                from lbd.enrich import Enricher
+
+                self.enricher = Enricher(self.config, selection=self.probe.selection)
+            elif self._enrich:
+                self.enricher = self._enrich
         except BaseException:
             self.probe.close()
             raise
@@ -93,7 +105,9 @@ class Collector:
         timeout = self.timeout_ms if timeout_ms is None else timeout_ms
         deadline = time.monotonic() + timeout / 1000.0
         n = ring.fill(batch)
-        while n < batch.capacity:
+        # STOP_FULL: the arena has no room for the next record; waiting would only spin (the
+        # ring's poll stays readable while records are pending).
+        while n < batch.capacity and ring.last_stop != STOP_FULL:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -101,6 +115,8 @@ class Collector:
             n = ring.fill(batch, append=True)
         self.batches += 1
         self.events += n
+        if self.enricher is not None:
+            self.enricher.enrich(batch)
         return batch
 
     def __iter__(self) -> Iterator[Batch]:

@@ -1,0 +1,90 @@
+"""Ring over a real BPF ring buffer map, created with the bpf() syscall (no program, no bcc):
+the kernel's mmap layout, epoll waits with a timeout, and close() from another thread while a
+wait runs without the GIL.  Skips where BPF maps cannot be created (not root, no BPF)."""
+from __future__ import annotations
+
+import ctypes
+import os
+import struct
+import threading
+import time
+
+import pytest
+
+from lbd._decode import STOP_EMPTY, Ring
+from lbd.batch import Batch
+
+BPF_MAP_CREATE = 0
+BPF_MAP_TYPE_RINGBUF = 27
+SYS_BPF = 321            # x86_64
+SIZE = 1 << 16
+
+
+@pytest.fixture
+def ring_fd():
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    attr = ctypes.create_string_buffer(struct.pack("<IIIII", BPF_MAP_TYPE_RINGBUF, 0, 0, SIZE, 0) + bytes(108))
+    fd = libc.syscall(SYS_BPF, BPF_MAP_CREATE, attr, ctypes.c_uint(len(attr)))
+    if fd < 0:
+        pytest.skip(f"cannot create a BPF ring buffer map: {os.strerror(ctypes.get_errno())}")
+    yield fd
+    os.close(fd)
+
+
+def test_maps_the_kernel_layout(ring_fd):
+    with Ring(ring_fd, SIZE) as r:
+        assert r.ring_size == SIZE
+        assert r.consumer_pos == r.producer_pos == r.pending_bytes() == 0
+        b = Batch(8)
+        assert r.fill(b) == 0 and r.last_stop == STOP_EMPTY
+        assert r.stats()["bytes"] == 0
+    assert r.closed
+
+
+def test_wait_times_out_without_the_gil(ring_fd):
+    r = Ring(ring_fd, SIZE)
+    ticks = []
+    stop = threading.Event()
+
+    def ticker():                      # runs only if wait() released the GIL
+        while not stop.is_set():
+            ticks.append(1)
+            time.sleep(0.005)
+
+    th = threading.Thread(target=ticker)
+    th.start()
+    t = time.monotonic()
+    assert r.wait(100) is False
+    took = time.monotonic() - t
+    stop.set()
+    th.join()
+    assert 0.09 <= took < 1.0
+    assert len(ticks) >= 5
+    r.close()
+
+
+def test_close_from_another_thread_waits_for_the_wait(ring_fd):
+    r = Ring(ring_fd, SIZE)
+    done = []
+
+    def closer():
+        time.sleep(0.05)
+        r.close()                      # deferred: the wait still uses the maps and the epoll fd
+        done.append(r.closed)
+
+    th = threading.Thread(target=closer)
+    th.start()
+    assert r.wait(300) is False
+    th.join()
+    assert done == [True] and r.closed
+    with pytest.raises(ValueError):
+        r.fill(Batch(4))
+    r.close()                          # idempotent
+
+
+def test_wrong_size_fails_cleanly(ring_fd):
+    with pytest.raises(OSError):
+        Ring(ring_fd, SIZE * 2)        # the kernel refuses a mapping longer than the map
+    with pytest.raises(ValueError):
+        Ring(ring_fd, SIZE + 8)
