@@ -2,16 +2,21 @@
 /*
  * lbd.bpf.c: one table-driven syscall probe (compiled and loaded by lbd/probe.py with bcc).
  *
- *   raw_syscalls:sys_enter  filter -> capture the arguments by kind into the thread's pending record
- *   raw_syscalls:sys_exit   complete it (return value, latency, output arguments) -> ring buffer
- *   sched:sched_process_*   process tree records (fork: parent, exec: path, exit) and map upkeep
+ *   raw tracepoint sys_enter  filter -> capture the arguments by kind into the thread's pending record
+ *   raw tracepoint sys_exit   complete it (return value, latency, output arguments) -> ring buffer
+ *   sched:sched_process_*     process tree records (fork: parent, exec: path, exit) and map upkeep
  *
- * Per-syscall cost is what matters: a syscall that is not selected costs one array lookup at
- * enter and one at exit (plus the per-CPU seen / f_syscall counters); a filtered one also the
- * settings lookup and the filter checks, and at exit a hash lookup for the thread's record before
- * the same checks (not counted twice); nothing is copied or reserved for either.  A selected
- * syscall costs a hash lookup at enter and at exit, the argument copies, and one ring write at
- * exit (no wakeup unless this CPU has written wake_bytes since its last one, see ring__emit()).
+ * Per-syscall cost is what matters, so the syscall programs are raw tracepoints (no perf record
+ * is built for them, unlike classic tracepoints: about 90 ns less per syscall here) and:
+ *   - a syscall that is not selected costs one descriptor lookup at enter, and at exit the read
+ *     of its number plus that lookup;
+ *   - a filtered one also the settings lookup and the filter checks; nothing is copied, reserved
+ *     or counted twice for either;
+ *   - a selected one finds its thread's record in task-local storage (no hash), takes comm, uid,
+ *     gid and ppid from the copies cached there (refreshed every LBD_TASK_REFRESH_NS, after exec
+ *     and after a syscall that may change them: one helper call each instead of four per
+ *     syscall), copies its arguments, and writes one ring record at exit (no wakeup unless this
+ *     CPU has written wake_bytes since its last one, see ring__emit()).
  *
  * One record per syscall, written at exit, whatever the exit looks like:
  *   - exit with its armed enter: the normal case;
@@ -21,11 +26,13 @@
  *     mid-call): LBD_F_NOENTER, no arguments;
  *   - no exit at all (exit, exit_group): written at enter, LBD_F_NORETURN.
  * With emit_enter, an enter record (dir '>') precedes each, except that noreturn syscalls have
- * only it.  A thread's record lives in `pending` from its first captured syscall until
- * sched_process_exit.
+ * only it.  A thread's record lives in task-local storage, which the kernel frees with the task
+ * and which follows the thread when a non-leader thread execs and takes the leader's pid.
  *
- * Only tracepoint arguments and bpf helpers are used: never kernel struct offsets, because the
- * kernel headers bcc compiles with may be from another kernel version (MACHINE.md).
+ * Kernel memory is read only through tracepoint arguments, bpf helpers, and struct pt_regs at the
+ * syscall tracepoints, whose x86_64 layout is the ptrace register ABI (uapi asm/ptrace.h,
+ * user_regs_struct), unchanged since x86_64 exists.  Never other kernel struct offsets: the kernel
+ * headers bcc compiles with may be from another kernel version (MACHINE.md).
  *
  * Compile-time parameters (-D from lbd/probe.py): LBD_RING_PAGES, LBD_MAX_THREADS.
  */
@@ -48,6 +55,16 @@
 #define NR_EXECVEAT    322
 #define NR_RT_SIGRETURN 15
 
+/* struct pt_regs (x86_64): r15 r14 r13 r12 bp bx r11 r10 r9 r8 ax cx dx si di orig_ax ... */
+#define PT_REGS_R10_OFF     56
+#define PT_REGS_ORIG_AX_OFF 120
+struct x64_args { u64 r10, r9, r8, ax, cx, dx, si, di; };   /* pt_regs from r10 to di */
+
+/* How long a thread's cached comm / uid / gid / ppid may be reused before it is read again.  Exec,
+ * prctl and the set*id calls refresh it at once; this bounds what they cannot see (a comm written
+ * through /proc/<pid>/task/<tid>/comm by another process). */
+#define LBD_TASK_REFRESH_NS 10000000ull
+
 /* x &= mask, in a way clang cannot fold away: the verifier must see the bound on the register it
  * checks (clang otherwise turns a min() followed by a mask into code whose bound it loses). */
 #define BOUND(x, mask) asm volatile("%0 &= " #mask : "+r"(x))
@@ -62,6 +79,13 @@ struct pending {
     __u8 payload[2 * LBD_PAYLOAD_MAX];
     __u32 used;         /* payload bytes written */
     __u32 armed;        /* 1: enter captured, waiting for the exit of hdr.nr */
+    __u32 generation;   /* settings.generation when armed */
+    __u8 selected;      /* descs[hdr.nr].enabled when armed */
+    __u8 task_valid;    /* 1: the cached task identity below may be used */
+    __u16 pad;
+    __u64 task_ts;      /* when it was read */
+    char comm[LBD_COMM_LEN];
+    __u32 uid, gid, ppid, pad2;
 };
 
 struct comm_key {
@@ -77,8 +101,8 @@ BPF_HASH(filter_pids, u32, u8, 64);
 BPF_HASH(only_pids, u32, u8, 64);
 BPF_HASH(filter_comms, struct comm_key, u8, 16);
 BPF_HASH(only_comms, struct comm_key, u8, 16);
-BPF_F_TABLE("hash", u32, struct pending, pending, LBD_MAX_THREADS, BPF_F_NO_PREALLOC);
-BPF_PERCPU_ARRAY(zero, struct pending, 1);   /* all zeros: the initial value of a pending entry */
+BPF_TASK_STORAGE(pending, struct pending);   /* the thread's record: created at its first capture */
+BPF_PERCPU_ARRAY(sched_scratch, struct pending, 1);  /* where process-tree records are built */
 BPF_F_TABLE("hash", u32, u32, ppids, LBD_MAX_THREADS, BPF_F_NO_PREALLOC);  /* pid -> parent tgid */
 
 static __always_inline void counter__add(u32 idx, u64 n)
@@ -115,20 +139,14 @@ static __always_inline int filter__task(struct lbd_settings *s, u32 tgid, u32 ti
     return -1;
 }
 
-static __always_inline struct pending *pending__get(u32 tid)
+/* The current thread's record; created (zeroed) on first use when create is set. */
+static __always_inline struct pending *pending__get(int create)
 {
-    struct pending *p = pending.lookup(&tid);
-    if (p)
-        return p;
-    u32 zero_key = 0;
-    struct pending *z = zero.lookup(&zero_key);
-    if (!z)
-        return 0;
-    pending.update(&tid, z);        /* once per thread: later syscalls reuse the entry */
-    return pending.lookup(&tid);
+    return pending.task_storage_get(bpf_get_current_task_btf(), 0,
+                                    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
 }
 
-/* Fill the task part of the header: once per record, not per argument. */
+/* Fill the task part of the header with helpers (process-tree records: rare, other tasks'). */
 static __always_inline void hdr__task(struct lbd_hdr *h, u64 pid_tgid, struct comm_key *comm, int have_comm)
 {
     u32 tgid = pid_tgid >> 32;
@@ -144,6 +162,31 @@ static __always_inline void hdr__task(struct lbd_hdr *h, u64 pid_tgid, struct co
         __builtin_memcpy(h->comm, comm->comm, LBD_COMM_LEN);
     else
         bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+/* Fill the task part of a syscall record from the thread's cached identity, reading it anew when
+ * it is missing, older than LBD_TASK_REFRESH_NS or invalidated. */
+static __always_inline void hdr__thread(struct pending *p, u64 pid_tgid, u64 now)
+{
+    u32 tgid = pid_tgid >> 32;
+    if (!p->task_valid || now - p->task_ts > LBD_TASK_REFRESH_NS) {
+        u64 ugid = bpf_get_current_uid_gid();
+        p->uid = (u32)ugid;
+        p->gid = ugid >> 32;
+        u32 *pp = ppids.lookup(&tgid);
+        p->ppid = pp ? *pp : 0;
+        bpf_get_current_comm(p->comm, sizeof(p->comm));
+        p->task_ts = now;
+        p->task_valid = 1;
+    }
+    struct lbd_hdr *h = &p->hdr;
+    h->version = LBD_RECORD_VERSION;
+    h->pid = tgid;
+    h->tid = (u32)pid_tgid;
+    h->uid = p->uid;
+    h->gid = p->gid;
+    h->ppid = p->ppid;
+    __builtin_memcpy(h->comm, p->comm, LBD_COMM_LEN);
 }
 
 /* ---- argument readers: each stores one argument's payload at p->used ------------------------ */
@@ -332,10 +375,10 @@ static __always_inline void ring__emit(struct pending *p, struct lbd_settings *s
         counter__add(LBD_C_DROP_RINGFULL, 1);
 }
 
-TRACEPOINT_PROBE(raw_syscalls, sys_enter)
+RAW_TRACEPOINT_PROBE(sys_enter)
 {
     counter__add(LBD_C_SEEN, 1);
-    u32 nr = args->id;
+    u32 nr = ctx->args[1];
     if (nr >= LBD_MAX_SYSCALLS)
         return 0;
     struct lbd_desc *d = descs.lookup(&nr);
@@ -353,28 +396,35 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
         return 0;
     }
     u64 pid_tgid = bpf_get_current_pid_tgid();
-    u32 tid = (u32)pid_tgid;
     struct comm_key comm = {};
-    int why = filter__task(s, pid_tgid >> 32, tid, &comm);
+    int why = filter__task(s, pid_tgid >> 32, (u32)pid_tgid, &comm);
     if (why >= 0) {
         counter__add(why, 1);
         return 0;
     }
-    struct pending *p = pending__get(tid);
+    struct pending *p = pending__get(1);
     if (!p)
         return 0;
-    hdr__task(&p->hdr, pid_tgid, &comm, s->filter_comms_on || s->only_comms_on);
+    u64 now = bpf_ktime_get_ns();
+    hdr__thread(p, pid_tgid, now);
     p->hdr.nr = nr;
     p->hdr.dir = LBD_DIR_EXIT;
     p->hdr.nargs = d->nargs;
     p->hdr.flags = 0;
-    p->hdr.ts = bpf_ktime_get_ns();
+    p->hdr.ts = now;
     p->hdr.latency = 0;
     p->hdr.res = 0;
     p->used = 0;
+    struct x64_args ra = {};
+    bpf_probe_read_kernel(&ra, sizeof(ra), (void *)ctx->args[0] + PT_REGS_R10_OFF);
+    p->hdr.args[0] = ra.di;
+    p->hdr.args[1] = ra.si;
+    p->hdr.args[2] = ra.dx;
+    p->hdr.args[3] = ra.r10;
+    p->hdr.args[4] = ra.r8;
+    p->hdr.args[5] = ra.r9;
 #pragma unroll
     for (int i = 0; i < LBD_MAX_ARGS; i++) {
-        p->hdr.args[i] = args->args[i];
         p->hdr.slot[i].off = 0;
         p->hdr.slot[i].len = 0;
     }
@@ -382,7 +432,7 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
     for (int i = 0; i < LBD_MAX_ARGS; i++)
         arg__enter(p, d, i, s);
 
-    if (d->noreturn) {                            /* exit, exit_group: no sys_exit will come */
+    if (d->flags & LBD_D_NORETURN) {              /* exit, exit_group: no sys_exit will come */
         p->hdr.flags |= LBD_F_NORETURN;
         p->hdr.dir = s->emit_enter ? LBD_DIR_ENTER : LBD_DIR_EXIT;
         p->armed = 0;
@@ -394,6 +444,8 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
         ring__emit(p, s, LBD_C_EMITTED);
         p->hdr.dir = LBD_DIR_EXIT;
     }
+    p->generation = s->generation;
+    p->selected = d->enabled;
     p->armed = 1;
     return 0;
 }
@@ -414,7 +466,7 @@ static __always_inline int exit__complete(struct pending *p, struct lbd_desc *d,
         p->hdr.flags |= LBD_F_NEWIMAGE;           /* the new program: show its name */
         bpf_get_current_comm(p->hdr.comm, sizeof(p->hdr.comm));
     }
-    if (d->has_exit_kinds) {
+    if (d->flags & LBD_D_EXIT_KINDS) {
 #pragma unroll
         for (int i = 0; i < LBD_MAX_ARGS; i++)
             arg__exit(p, d, i, s);
@@ -442,27 +494,36 @@ static __always_inline int exit__renumbered(struct pending *p, struct lbd_settin
     return exit__complete(p, d, s, ret, nr != NR_RT_SIGRETURN);
 }
 
-TRACEPOINT_PROBE(raw_syscalls, sys_exit)
+RAW_TRACEPOINT_PROBE(sys_exit)
 {
-    long id = args->id;
-    long ret = args->ret;
+    u64 regs_nr = -1;
+    bpf_probe_read_kernel(&regs_nr, sizeof(regs_nr), (void *)ctx->args[0] + PT_REGS_ORIG_AX_OFF);
+    long id = regs_nr;
+    long ret = ctx->args[1];
     int renumbered = id < 0 || id >= LBD_MAX_SYSCALLS;
     int new_image = id == NR_EXECVE && ret == 0;  /* maybe an execveat: see exit__renumbered() */
     u32 nr = (u32)id;
     struct lbd_desc *d = 0;
     if (!renumbered) {
         d = descs.lookup(&nr);
-        if (!d || (!d->enabled && !new_image))
-            return 0;                             /* not selected: one lookup, as at enter */
+        if (!d)
+            return 0;
+        if (d->flags & LBD_D_REFRESH) {           /* comm or credentials may have changed */
+            struct pending *t = pending__get(0);
+            if (t)
+                t->task_valid = 0;
+        }
+        if (!d->enabled && !new_image)
+            return 0;                             /* not selected: the lookup, as at enter */
     }
     struct lbd_settings *s = settings__get();
     if (!s || s->drop_mode)
         return 0;
     u64 pid_tgid = bpf_get_current_pid_tgid();
     u32 tid = (u32)pid_tgid;
-    struct pending *p = pending.lookup(&tid);
-    if (p && p->armed) {
-        if (d && p->hdr.nr == nr)
+    struct pending *p = pending__get(0);
+    if (p && p->armed && p->generation == s->generation) {
+        if (d && p->hdr.nr == nr && p->selected == d->enabled)
             return exit__complete(p, d, s, ret, 1);
         if (renumbered || (new_image && p->hdr.nr == NR_EXECVEAT))
             return exit__renumbered(p, s, ret);
@@ -472,9 +533,10 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
 
     /*
      * No enter for this exit.  Mostly the enter was filtered: the same filters drop the exit, and
-     * are not counted again (the enter was).  Otherwise capture started mid-call, or a new thread
-     * or process returns from clone/fork/vfork (Falco users need these: the child's first event):
-     * emit what is known, flagged LBD_F_NOENTER, with ts the exit time.
+     * are not counted again (the enter was).  Otherwise capture started mid-call (or resumed: the
+     * record armed before is stale, another generation), or a new thread or process returns from
+     * clone/fork/vfork (Falco users need these: the child's first event): emit what is known,
+     * flagged LBD_F_NOENTER, with ts the exit time.
      */
     struct comm_key comm = {};
     if (filter__task(s, pid_tgid >> 32, tid, &comm) >= 0)
@@ -484,15 +546,16 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
         return 0;
     }
     if (!p)
-        p = pending__get(tid);
+        p = pending__get(1);
     if (!p)
         return 0;
-    hdr__task(&p->hdr, pid_tgid, &comm, s->filter_comms_on || s->only_comms_on);
+    u64 now = bpf_ktime_get_ns();
+    hdr__thread(p, pid_tgid, now);
     p->hdr.nr = nr;
     p->hdr.dir = LBD_DIR_EXIT;
     p->hdr.nargs = 0;
     p->hdr.flags = LBD_F_NOENTER;
-    p->hdr.ts = bpf_ktime_get_ns();
+    p->hdr.ts = now;
     p->hdr.latency = 0;
     p->hdr.res = ret;
     p->used = 0;
@@ -513,8 +576,8 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
 /*
  * Process-tree records obey the task filters (own, falco, pids, comms, only_*) of the task they
  * run in, like its syscalls, but are not counted as filtered syscalls; the map upkeep (ppids,
- * pending) is done for every task.  They are built in the CPU's own pending entry, keyed by an
- * impossible tid (0x80000000 | cpu), so they never disturb a thread's record.
+ * the thread's cached identity) is done for every task.  They are built in a per-CPU scratch
+ * record, so they never disturb a thread's record.
  */
 static __always_inline struct pending *sched__begin(struct lbd_settings *s, u32 nr)
 {
@@ -524,8 +587,8 @@ static __always_inline struct pending *sched__begin(struct lbd_settings *s, u32 
     struct comm_key comm = {};
     if (filter__task(s, pid_tgid >> 32, (u32)pid_tgid, &comm) >= 0)
         return 0;
-    u32 key = 0x80000000u | bpf_get_smp_processor_id();
-    struct pending *p = pending__get(key);
+    u32 key = 0;
+    struct pending *p = sched_scratch.lookup(&key);
     if (!p)
         return 0;
     hdr__task(&p->hdr, pid_tgid, &comm, s->filter_comms_on || s->only_comms_on);
@@ -568,15 +631,13 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 {
     u32 pid = args->pid;
     u32 old_pid = args->old_pid;
-    if (old_pid != pid) {
-        /* A non-leader thread exec'd and took the leader's pid: its execve record moves with it
-         * (so the exit finds it), and the old tid, which sees no sched_process_exit, goes. */
-        struct pending *old = pending.lookup(&old_pid);
-        if (old)
-            pending.update(&pid, old);
-        pending.delete(&old_pid);
-        ppids.delete(&old_pid);       /* the thread's own entry (from its clone) */
-    }
+    /* A non-leader thread that execs takes the leader's pid; its record, in task-local storage,
+     * stays with it, and its own ppid entry (from its clone) goes: it sees no sched_process_exit. */
+    if (old_pid != pid)
+        ppids.delete(&old_pid);
+    struct pending *t = pending__get(0);
+    if (t)
+        t->task_valid = 0;            /* new comm, maybe new credentials (setuid binary) */
     struct lbd_settings *s = settings__get();
     struct pending *p = sched__begin(s, LBD_NR_SCHED_EXEC);
     if (!p || !s)
@@ -607,7 +668,6 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 #else
     u32 group_dead = tid == tgid;     /* leader exit: best guess */
 #endif
-    pending.delete(&tid);             /* the thread's record, armed or not, goes with it */
     struct lbd_settings *s = settings__get();
     struct pending *p = sched__begin(s, LBD_NR_SCHED_EXIT);
     if (p && s) {

@@ -6,7 +6,9 @@
  * the Falco plugin.  The numpy dtype in lbd/record.py is checked against sizeof/offsetof of
  * these structs at import, so a change here that is not mirrored there fails loudly.
  *
- * Bump LBD_RECORD_VERSION on any change to a struct, a kind or a flag below.
+ * Bump LBD_RECORD_VERSION on any change to the ring record (lbd_hdr, lbd_slot, the kinds, the
+ * LBD_F_* flags).  lbd_desc and lbd_settings are private to the probe and lbd/probe.py, which are
+ * always built together.
  */
 #ifndef LBD_RECORD_H
 #define LBD_RECORD_H
@@ -118,13 +120,18 @@ struct lbd_hdr {
 };
 
 /* One entry per syscall number in the probe's descriptor map, filled from the syscall table. */
+#define LBD_D_EXIT_KINDS  1        /* some argument is read at exit */
+#define LBD_D_NORETURN    2        /* never returns (exit, exit_group): emitted at enter */
+#define LBD_D_REFRESH     4        /* may change the thread's comm or credentials (prctl, set*id,
+                                      capset, setns, unshare, execve): refresh the cached ones */
 struct lbd_desc {
-    __u8 enabled;                  /* 1: capture this syscall (interesting selection) */
+    __u8 enabled;                  /* 0: not captured; else the selection generation (1..255), which
+                                      user space changes each time the syscall is selected anew */
     __u8 nargs;
     __u8 kind[LBD_MAX_ARGS];       /* LBD_K_* */
     __u8 aux[LBD_MAX_ARGS];        /* length-argument index for SOCKADDR/BUF/OUT_* kinds */
-    __u8 has_exit_kinds;           /* 1: some argument is read at exit */
-    __u8 noreturn;                 /* 1: never returns (exit, exit_group): emitted at enter */
+    __u8 flags;                    /* LBD_D_* */
+    __u8 pad;
 };
 
 /* Counters: one per-CPU array slot each; lbd/probe.py sums the CPUs. */
@@ -159,6 +166,9 @@ struct lbd_settings {
     __u32 filter_comms_on;      /* 1: drop the comms in the filter_comms map */
     __u32 only_pids_on;         /* 1: keep only the pids in the only_pids map */
     __u32 only_comms_on;        /* 1: keep only the comms in the only_comms map */
+    __u32 generation;           /* changed when capture resumes (leaving drop_mode): records
+                                   armed under another generation are stale */
+    __u32 pad;
     __u64 wake_bytes;           /* each CPU forces a consumer wakeup after writing this much */
 };
 
@@ -173,6 +183,6 @@ LBD_ASSERT_OFFSET(lbd_hdr, comm, 56);
 LBD_ASSERT_OFFSET(lbd_hdr, args, 72);
 LBD_ASSERT_OFFSET(lbd_hdr, slot, 120);
 _Static_assert(sizeof(struct lbd_desc) == 16, "lbd_desc");
-_Static_assert(sizeof(struct lbd_settings) == 56, "lbd_settings");
+_Static_assert(sizeof(struct lbd_settings) == 64, "lbd_settings");
 
 #endif /* LBD_RECORD_H */

@@ -27,6 +27,14 @@ PROBE_SOURCE = BPF_DIR / "lbd.bpf.c"
 TRACEFS = Path(os.environ.get("LBD_TRACEFS", "/sys/kernel/tracing"))
 
 
+#: Syscalls after which the probe reads the thread's comm and credentials anew instead of using
+#: its cached copies (exec is handled by sched_process_exec).
+REFRESH_SYSCALLS = frozenset({
+    "prctl", "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setfsuid",
+    "setfsgid", "setgroups", "capset", "setns", "unshare", "execve", "execveat",
+})
+
+
 class ProbeError(RuntimeError):
     """The probe could not be loaded or configured; the message says why."""
 
@@ -101,6 +109,8 @@ class Probe:
         self.page_size = PAGE_SIZE
         self._lock = threading.Lock()
         self._descs_written: dict[int, bytes] = {}   # nr -> the lbd_desc last written to the map
+        self._selection_gen = 0                      # the `enabled` value of syscalls selected anew
+        self._generation = 1                         # settings.generation
         bcc = _bcc()
         cflags = [
             f"-I{BPF_DIR}",
@@ -128,41 +138,36 @@ class Probe:
     # -- configuration -------------------------------------------------------------------------
 
     def _fill_descs(self, selected: frozenset[int]) -> None:
-        """Write the descriptor of every syscall whose entry changed (all of them the first time)."""
+        """Write the descriptor of every syscall whose entry changed (all of them the first time).
+
+        `enabled` is the syscall's selection generation: a syscall selected anew gets a new non-zero
+        value, so a record armed under its previous selection (whose exit the probe then skipped
+        without looking) is not completed by a later exit (see sys_exit in bpf/lbd.bpf.c).
+        """
         table = self._bpf[b"descs"]
         written = self._descs_written
+        self._selection_gen = self._selection_gen % 255 + 1
         for sc in syscalls.TABLE:
             if sc.nr >= record.MAX_SYSCALLS:
                 continue
+            old = written.get(sc.nr)
             d = table.Leaf()
-            d.enabled = 1 if (sc.nr in selected and sc.implemented) else 0
+            if sc.nr in selected and sc.implemented:
+                d.enabled = old[0] if old and old[0] else self._selection_gen
+            else:
+                d.enabled = 0
             d.nargs = len(sc.args)
             for i, a in enumerate(sc.args[: record.MAX_ARGS]):
                 d.kind[i] = a.kind_id
                 d.aux[i] = a.len_arg if a.len_arg is not None else 0xFF
-            d.has_exit_kinds = int(any(a.kind_id in record.EXIT_KINDS for a in sc.args))
-            d.noreturn = int(sc.noreturn)
-            if written.get(sc.nr) != bytes(d):
+            d.flags = (
+                (record.D_EXIT_KINDS if any(a.kind_id in record.EXIT_KINDS for a in sc.args) else 0)
+                | (record.D_NORETURN if sc.noreturn else 0)
+                | (record.D_REFRESH if sc.name in REFRESH_SYSCALLS else 0)
+            )
+            if old != bytes(d):
                 table[table.Key(sc.nr)] = d
                 written[sc.nr] = bytes(d)
-
-    def _disarm_stale(self, nrs: frozenset[int] | None) -> None:
-        """Forget records armed at an enter whose exit the probe then skipped.
-
-        An exit is skipped, without looking at the thread's record, while drop_mode is on or its
-        syscall is not selected (that keeps those exits at one lookup).  A record armed before such a
-        change stays armed, and a later exit of the same syscall whose enter was not captured would
-        complete it with old arguments.  So before capture resumes (leaving drop_mode: nrs None, all)
-        or syscalls are selected again (nrs), their armed records are deleted: a syscall still in
-        flight then ends as an exit without enter (LBD_F_NOENTER) instead.
-        """
-        table = self._bpf[b"pending"]
-        for k, v in list(table.items()):
-            if v.armed and (nrs is None or v.hdr.nr in nrs):
-                try:
-                    del table[k]
-                except KeyError:
-                    pass  # the thread exited meanwhile
 
     def _apply_settings(self, cfg: Config) -> None:
         o = cfg.open
@@ -180,6 +185,7 @@ class Probe:
         s.only_pids_on = int(bool(o.only_pids))
         s.only_comms_on = int(bool(o.only_comms))
         s.wake_bytes = o.wake_bytes or self.ring_size // 4
+        s.generation = self._generation
         table = self._bpf[b"settings"]
         table[table.Key(0)] = s
 
@@ -218,7 +224,9 @@ class Probe:
         The new configuration is validated completely first; ring_size cannot change while loaded.
         own_pid / host_pid, when given, replace the processes filter_own / filter_falco drop.
         The maps are written filters first and settings last, so a filter switched on applies to
-        its complete set; see _disarm_stale() for what resuming capture does first.
+        its complete set.  Records armed before capture resumes (leaving drop_mode) or before a
+        syscall is selected anew are never completed by a later exit (generations: see
+        _fill_descs()); a syscall in flight then ends as an exit without enter (LBD_F_NOENTER).
         """
         cfg = coerce(config)
         if cfg.open.ring_size != self.ring_size:
@@ -233,9 +241,9 @@ class Probe:
             if host_pid is not None:
                 self.host_pid = host_pid
             if self.config.open.drop_mode and not cfg.open.drop_mode:
-                self._disarm_stale(None)
-            elif not cfg.open.drop_mode and selection - self.selection:
-                self._disarm_stale(selection - self.selection)
+                # Capture resumes: records armed before drop_mode, whose exits were skipped
+                # without looking, are stale; a syscall still in flight ends as NOENTER instead.
+                self._generation += 1
             self._fill_filters(cfg)
             self._fill_descs(selection)
             self._apply_settings(cfg)
@@ -266,9 +274,12 @@ class Probe:
 
     def map_ids(self) -> dict[str, int]:
         """Kernel ids of the probe's maps, by name (to check that close() freed them)."""
+        from bcc.libbcc import lib
+
         ids = {}
         for name in map_names():
-            obj = _obj_id(self._bpf[name.encode()].map_fd)
+            # By fd, not through bcc's table wrappers: bcc 0.26 has none for task storage maps.
+            obj = _obj_id(lib.bpf_table_fd(self._bpf.module, name.encode()))
             if obj is not None:
                 ids[name] = obj
         return ids

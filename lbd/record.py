@@ -60,6 +60,10 @@ EXIT_KINDS = frozenset(KINDS[k] for k in ("out_buf", "out_sockaddr", "out_fd2", 
 #: kinds whose aux byte is the index of a length argument
 LEN_KINDS = frozenset(KINDS[k] for k in ("sockaddr", "buf", "out_buf", "out_sockaddr"))
 
+D_EXIT_KINDS = CONSTANTS["LBD_D_EXIT_KINDS"]
+D_NORETURN = CONSTANTS["LBD_D_NORETURN"]
+D_REFRESH = CONSTANTS["LBD_D_REFRESH"]
+
 F_TRUNC_SHIFT = CONSTANTS["LBD_F_TRUNC_SHIFT"]
 F_FAULT_SHIFT = CONSTANTS["LBD_F_FAULT_SHIFT"]
 F_NOENTER = CONSTANTS["LBD_F_NOENTER"]

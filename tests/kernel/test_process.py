@@ -269,8 +269,8 @@ def test_thread_and_process_state_freed_at_exit(cap):
     tids = cap.result
     ids = {cap.child_pid, *tids}
     assert {e.tid for e in by_name(ev, "getppid")} == set(tids)
-    pending = {k.value for k in cap.probe.bpf[b"pending"].keys()}
+    # (The threads' records are task-local storage: the kernel frees them with the tasks.)
     ppids = {k.value for k in cap.probe.bpf[b"ppids"].keys()}
-    assert not ids & pending and not ids & ppids
+    assert not ids & ppids
     assert d["noenter"] >= 3                 # each thread's first event: clone3 returning 0
     assert d["sched"] >= len(sched(ev, "exit")) == 4
