@@ -1,16 +1,24 @@
 """The `lbd` command line: run, doctor, syscalls, stats, falco-config.
 
 Errors are one line on stderr and a non-zero exit code; --debug shows the traceback.
+`lbd run` writes events to stdout or a file (lbd.output), logs per the configuration's
+log_level / log_file (stderr by default), shows a live status line on stderr when stderr is a
+terminal (not with --quiet), and on Ctrl-C, SIGTERM or --duration detaches the probe, writes what
+is buffered and prints a summary (events, drops by reason, top syscalls) on stderr.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import signal
 import sys
 import time
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+log = logging.getLogger("lbd.cli")
 
 
 class CliError(Exception):
@@ -22,10 +30,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = sub.add_parser("run", help="capture syscalls and write events (stdout by default)")
+    run = sub.add_parser("run", help="capture syscalls and write events (stdout by default)",
+                         description="Capture syscalls and write one event per line until Ctrl-C, SIGTERM or "
+                                     "--duration; then print a summary on stderr.")
     run.add_argument("--config", metavar="FILE", help="JSON or YAML configuration (default: the embedded one)")
     run.add_argument("--format", choices=("normal", "json"), help="output format (default: config's format)")
-    run.add_argument("--output", "-o", metavar="PATH", help="append events to PATH instead of stdout")
+    run.add_argument("--output", "-o", metavar="PATH",
+                     help="append events to PATH (created with mode 0600; never truncated) instead of stdout "
+                          "(default: config's path when putfile is true)")
     sel = run.add_mutually_exclusive_group()
     sel.add_argument("--syscalls", metavar="FILE", help="interesting-syscalls JSON file (the seed's format)")
     sel.add_argument("--syscall", metavar="NAME", nargs="+", action="extend", help="capture only these syscalls")
@@ -33,8 +45,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--comm", nargs="+", action="extend", metavar="NAME", help="keep only these command names")
     run.add_argument("--exclude-pid", type=int, nargs="+", action="extend", metavar="PID", help="drop these pids")
     run.add_argument("--exclude-comm", nargs="+", action="extend", metavar="NAME", help="drop these command names")
-    run.add_argument("--drop-failed", action="store_true", help="drop failed syscalls (res < 0)")
+    fail = run.add_mutually_exclusive_group()
+    fail.add_argument("--failed-only", action="store_true",
+                      help="write only failed syscalls (res < 0); filtered in user space: the kernel still "
+                           "captures every selected call (they count in the summary, and keep the fd table right)")
+    fail.add_argument("--drop-failed", action="store_true", help="drop failed syscalls (res < 0), in the kernel")
     run.add_argument("--enter", action="store_true", help="also emit enter events (dir '>')")
+    run.add_argument("--process-events", action="store_true",
+                     help="also write the process-tree records (sched_process_fork/exec/exit)")
     run.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     run.add_argument("--quiet", "-q", action="store_true", help="no live status line on stderr")
 
@@ -49,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--duration", type=float, default=5.0, metavar="S")
     st.add_argument("--config", metavar="FILE")
     st.add_argument("--top", type=int, default=15, metavar="N")
+    st.add_argument("--json", action="store_true", help="one JSON object instead of tables")
 
     sub.add_parser("falco-config", help="print a falco.yaml fragment that loads lbd's plugin")
     return p
@@ -58,6 +77,31 @@ def _load_config(path: str | None):
     from lbd.config import Config
 
     return Config.from_file(path) if path else Config.default()
+
+
+_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR,
+           "FATAL": logging.CRITICAL}
+
+
+def setup_logging(cfg) -> logging.Handler:
+    """Log records of the "lbd" loggers at cfg's log_level to log_file (appended) or stderr."""
+    log_file = cfg.init.log_file
+    if log_file:
+        try:
+            handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as e:
+            raise CliError(f"cannot open log file {log_file}: {e.strerror}") from None
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("lbd: %(message)s"))
+    root = logging.getLogger("lbd")
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(_LEVELS.get(cfg.init.log_level, logging.INFO))
+    root.propagate = False
+    return handler
 
 
 # ---- run ------------------------------------------------------------------------------------
@@ -88,58 +132,118 @@ def _run_config(a):
     return cfg.replace(**changes) if changes else cfg
 
 
+class _UserFilter:
+    """What `lbd run` writes of a batch, decided in user space: syscalls only unless
+    --process-events (then the process-tree records of the selected pids and comms), and only the
+    failed ones with --failed-only."""
+
+    def __init__(self, cfg, failed_only: bool, process_events: bool):
+        import numpy as np
+
+        from lbd import record
+
+        self.failed_only = failed_only
+        self.process_events = process_events
+        self.sched_min = record.NR_SCHED_FORK
+        o = cfg.open
+        self.only_pids = np.array(o.only_pids, dtype=np.uint32) if o.only_pids else None
+        self.only_comms = np.array([c.encode()[:15] for c in o.only_comms], dtype="S16") if o.only_comms else None
+        self.drop_pids = np.array(o.filter_pids, dtype=np.uint32) if o.filter_pids else None
+        self.drop_comms = np.array([c.encode()[:15] for c in o.filter_comms], dtype="S16") if o.filter_comms else None
+
+    def mask(self, batch):
+        """A bool array (None: every event)."""
+        import numpy as np
+
+        ev = batch.events
+        sched = ev["nr"] >= self.sched_min
+        if not self.failed_only and not sched.any():
+            return None
+        keep = ~sched
+        if self.process_events and sched.any():
+            ok = sched.copy()
+            if self.only_pids is not None or self.only_comms is not None:
+                sel = np.zeros(len(ev), dtype=bool)
+                if self.only_pids is not None:
+                    sel |= np.isin(ev["pid"], self.only_pids)
+                if self.only_comms is not None:
+                    sel |= np.isin(ev["comm"], self.only_comms)
+                ok &= sel
+            if self.drop_pids is not None:
+                ok &= ~np.isin(ev["pid"], self.drop_pids)
+            if self.drop_comms is not None:
+                ok &= ~np.isin(ev["comm"], self.drop_comms)
+            keep |= ok
+        if self.failed_only:
+            keep &= ev["res"] < 0
+        return keep
+
+
 def cmd_run(a) -> int:
     from lbd.collector import Collector
     from lbd.output.writer import open_writer
 
     cfg = _run_config(a)
-    stop = {"flag": False}
+    setup_logging(cfg)
+    ufilter = _UserFilter(cfg, a.failed_only, a.process_events)
+    stop = {"signal": None}
 
     def on_signal(signum, frame):
-        stop["flag"] = True
+        stop["signal"] = signum
 
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     status = sys.stderr.isatty() and not a.quiet
+    # the output first: a file that cannot be opened stops the run before the probe is loaded
+    writer = open_writer(cfg, a.output)
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     t0 = time.monotonic()
+    final = None
+    col = None
     try:
-        with open_writer(cfg, a.output) as writer, Collector(cfg) as col:
+        with writer, Collector(cfg, enrich=True) as col:
+            log.info("capturing %d syscalls, %s format, to %s; Ctrl-C stops",
+                     len(col.probe.selection), writer.format, writer.name)
+            t0 = time.monotonic()              # --duration counts from the attach
             last = t0
             last_events = 0
             for batch in col:
                 if len(batch):
-                    writer.write_batch(batch)
+                    writer.write_batch(batch, ufilter.mask(batch))
                 now = time.monotonic()
-                if stop["flag"] or (a.duration is not None and now - t0 >= a.duration):
+                if stop["signal"] is not None or (a.duration is not None and now - t0 >= a.duration):
                     break
                 if status and now - last >= 1.0:
                     st = col.stats()
                     rate = (col.events - last_events) / (now - last)
                     use = 100.0 * st["ring_pending_bytes"] / col.probe.ring_size
-                    sys.stderr.write(f"\r{rate:10.0f} events/s  {col.events} events  "
-                                     f"{st['dropped']} dropped  ring {use:4.1f}%  ")
+                    sys.stderr.write(f"\r\033[K{rate:10.0f} events/s  {col.events} events  "
+                                     f"{writer.events} written  {st['dropped']} dropped  ring {use:4.1f}%")
                     sys.stderr.flush()
                     last, last_events = now, col.events
             final = col.stats()
             writer.flush()
-        if status:
-            sys.stderr.write("\n")
-        _summary(final, time.monotonic() - t0, writer)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+        if status:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+    _summary(final, time.monotonic() - t0, writer, col.enricher if col is not None else None)
+    if col is not None and col.enricher is not None:
+        log.debug("enrichment: %s", col.enricher.stats())
     return EXIT_OK
 
 
-def _summary(st: dict, elapsed: float, writer) -> None:
+def _summary(st: dict, elapsed: float, writer, enricher=None) -> None:
     filtered = {k[2:]: v for k, v in st.items() if k.startswith("f_") and v}
+    lost = {"ring full": st.get("dropped", 0), "malformed": st.get("malformed", 0)}
     lines = [
-        f"lbd: {st['delivered']} events in {elapsed:.1f}s, {st['dropped']} dropped (ring full), "
-        f"{st['malformed']} malformed, {st['filtered']} filtered"
+        f"lbd: {st['delivered']} events in {elapsed:.1f}s, {writer.events} written to {writer.name}; "
+        f"dropped: {', '.join(f'{k} {v}' for k, v in lost.items())}; {st['filtered']} filtered in the kernel"
         + (f" ({', '.join(f'{k} {v}' for k, v in sorted(filtered.items()))})" if filtered else ""),
     ]
-    top = getattr(writer, "top_syscalls", None)
+    top = writer.top_syscalls(8)
     if top:
-        lines.append("lbd: top syscalls: " + ", ".join(f"{n} {c}" for n, c in top(5)))
+        lines.append("lbd: top syscalls: " + ", ".join(f"{n} {c}" for n, c in top))
     print("\n".join(lines), file=sys.stderr)
 
 
@@ -179,27 +283,49 @@ def cmd_stats(a) -> int:
 
     import numpy as np
 
-    from lbd.batch import syscall_name
+    from lbd.args import syscall_name
     from lbd.collector import Collector
 
     cfg = _load_config(a.config)
+    setup_logging(cfg)
     by_nr: Counter = Counter()
     by_proc: Counter = Counter()
+    stop = {"signal": None}
+
+    def on_signal(signum, frame):
+        stop["signal"] = signum
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     t0 = time.monotonic()
-    with Collector(cfg) as col:
-        for batch in col:
-            if len(batch):
-                ev = batch.events
-                nrs, counts = np.unique(ev["nr"], return_counts=True)
-                by_nr.update(dict(zip(nrs.tolist(), counts.tolist())))
-                keys, counts = np.unique(ev[["pid", "comm"]], return_counts=True)
-                by_proc.update({(int(k["pid"]), k["comm"].decode(errors="replace")): int(c)
-                                for k, c in zip(keys, counts)})
-            if time.monotonic() - t0 >= a.duration:
-                break
-        st = col.stats()
+    try:
+        with Collector(cfg) as col:
+            log.info("counting %d syscalls for %.1fs", len(col.probe.selection), a.duration)
+            t0 = time.monotonic()              # the duration counts from the attach
+            for batch in col:
+                if len(batch):
+                    ev = batch.events
+                    nrs, counts = np.unique(ev["nr"], return_counts=True)
+                    by_nr.update(dict(zip(nrs.tolist(), counts.tolist())))
+                    keys, counts = np.unique(ev[["pid", "comm"]], return_counts=True)
+                    by_proc.update({(int(k["pid"]), k["comm"].decode(errors="replace")): int(c)
+                                    for k, c in zip(keys, counts)})
+                if stop["signal"] is not None or time.monotonic() - t0 >= a.duration:
+                    break
+            st = col.stats()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    elapsed = time.monotonic() - t0
     total = sum(by_nr.values())
-    print(f"{total} events in {a.duration:.1f}s ({st['dropped']} dropped, {st['filtered']} filtered)")
+    if a.json:
+        json.dump({"events": total, "seconds": round(elapsed, 3), "dropped": st["dropped"],
+                   "filtered": st["filtered"], "malformed": st["malformed"],
+                   "syscalls": [{"name": syscall_name(nr), "nr": nr, "count": c} for nr, c in by_nr.most_common()],
+                   "processes": [{"pid": pid, "comm": comm, "count": c} for (pid, comm), c in by_proc.most_common()]},
+                  sys.stdout)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    print(f"{total} events in {elapsed:.1f}s ({st['dropped']} dropped, {st['filtered']} filtered)")
     print("\nper syscall:")
     for nr, c in by_nr.most_common(a.top):
         print(f"  {c:10d}  {syscall_name(nr)}")
@@ -223,6 +349,9 @@ COMMANDS = {"run": cmd_run, "doctor": cmd_doctor, "syscalls": cmd_syscalls, "sta
 
 
 def main(argv: list[str] | None = None) -> int:
+    # numpy's OpenBLAS would start a thread per core that spins after use; lbd does no linear
+    # algebra, and its cores are better spent on the capture (set before numpy is imported)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     p = _parser()
     a = p.parse_args(argv)
     if not a.command:

@@ -1,1 +1,34 @@
-"""Event output formats: the seed's `normal` text lines and JSON Lines."""
+"""Event output: the seed's `normal` text lines and JSON Lines, formatted a batch at a time.
+
+* lbd.output.writer: `open_writer(cfg, path)` -> Writer (`write_batch`, `flush`, `close`);
+  files are appended to (created 0600), errors are `OutputError` with a one-line message.
+* lbd._format: the compiled bulk formatter the Writer uses (`Formatter.format(batch)`).
+* lbd.output.reference: the per-event definition of both formats (what the bulk formatter must
+  produce, byte for byte) and the baseline it is benchmarked against.
+* event.schema.json: the JSON Schema of one JSON Lines object (SCHEMA_PATH).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+SCHEMA_PATH = Path(__file__).resolve().parent / "event.schema.json"
+
+__all__ = ["SCHEMA_PATH", "FORMATS", "OutputError", "Writer", "open_writer", "load_schema"]
+
+FORMATS = ("normal", "json")
+
+
+def load_schema() -> dict:
+    """The JSON Schema of one event of the json format."""
+    import json
+
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def __getattr__(name: str):
+    # lazy: importing lbd.output must not need the compiled formatter
+    if name in ("OutputError", "Writer", "open_writer"):
+        from lbd.output import writer
+
+        return getattr(writer, name)
+    raise AttributeError(f"module 'lbd.output' has no attribute {name!r}")

@@ -1,23 +1,65 @@
-"""Straightforward per-event formatter of the seed's `normal` line.
+"""Straightforward per-event formatters: the readable definition of lbd's two output formats.
 
-It is the readable definition of the format (and the baseline the bulk formatter is measured and
-tested against), not the fast path.
+This is what the bulk formatter (lbd/_format.pyx) must produce byte for byte (tests hold the two
+to each other) and the baseline it is benchmarked against; it is not the fast path.
+
+``normal``, the seed's line (SPEC.md)::
 
     [<time>]: <syscall>, syscall_id=<n>, dir=<dir>, res=<ret>, user=<name>, comm=(<comm>),
     cmdline=(<cmdline>), pid=<pid>, tid=<tid>, ppid=<ppid>(<parent comm>),
     args=(<name>=<value>, ...), fds=[<fd>(<path>), ...]
+
+* time: local time, ``2025-06-12 13:18:10.347507525``;
+* argument values: ``format_value`` (integers in decimal as the seed prints them, ``flag=512``;
+  strings and paths as UTF-8 with invalid bytes as ``\\xNN``; socket addresses ``127.0.0.1:80``,
+  ``[::1]:80`` or the unix path; argv joined by spaces; a NULL pointer ``NULL``); every value and
+  the cmdline are cut at ``str_max_size`` characters and then end in ``...`` (0: no limit);
+* one event is always one line: control characters (U+0000..U+001F, U+007F) in any text field
+  are written as ``\\xNN``.
+
+``json``: JSON Lines, one object per event, keys in this order (schema: lbd/output/event.schema.json)::
+
+    time      RFC 3339 UTC with nanoseconds, "2025-06-12T11:18:10.347507525Z"
+    ts        the same instant, integer ns since the epoch
+    syscall, nr, dir ("<" exit, ">" enter), res, latency (ns)
+    pid, tid, ppid, pcomm, uid, user, gid, group, comm, cmdline, fullpath
+    args      {name: value}: integers, strings (cut like the normal format), null, argv as an
+              array of strings (each cut), fd pairs as [fd, fd], socket addresses as
+              {"family", "addr", "port"} / {"family", "path"} / {"family", "raw" (hex)}
+    flag_names  (only when the event has flag arguments) {name: "O_RDONLY|O_CLOEXEC"}: the
+              symbolic form of each flags-kind argument (lbd.flags.names)
+    truncated (only when some argument was cut by the probe) [argument names]
+    fds       [{"fd": 0, "path": "/dev/null"}, ...]
+
+Written compactly (``separators=(",", ":")``, ``ensure_ascii=False``: UTF-8 text as is).
 """
 from __future__ import annotations
 
+import json
+import re
 import time
 
+from lbd import args as _args, flags as _flags, record
 from lbd.args import SockAddr
 
+__all__ = [
+    "format_time", "format_time_utc", "truncate", "format_value", "format_args", "format_fds",
+    "line_safe", "normal_line", "event_fields", "normal_event", "json_event", "json_line", "format_batch",
+]
+
+
+# ---- pieces ------------------------------------------------------------------------------------
 
 def format_time(ns: int) -> str:
     """`2025-06-12 13:18:10.347507525` in local time."""
     secs, frac = divmod(ns, 1_000_000_000)
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(secs)) + f".{frac:09d}"
+
+
+def format_time_utc(ns: int) -> str:
+    """`2025-06-12T11:18:10.347507525Z` (RFC 3339, UTC)."""
+    secs, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
 
 
 def truncate(s: str, limit: int) -> str:
@@ -28,6 +70,7 @@ def truncate(s: str, limit: int) -> str:
 
 
 def format_value(v, limit: int) -> str:
+    """One argument value as the normal format (and the Falco plugin's linux.args) prints it."""
     if v is None:
         return "NULL"
     if isinstance(v, bytes):
@@ -39,6 +82,14 @@ def format_value(v, limit: int) -> str:
     return truncate(str(v), limit)
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
+def line_safe(s: str) -> str:
+    """Control characters as \\xNN, so that an event stays on one line."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", s)
+
+
 def format_args(args: dict, limit: int) -> str:
     return ", ".join(f"{k}={format_value(v, limit)}" for k, v in args.items())
 
@@ -48,9 +99,90 @@ def format_fds(fds) -> str:
 
 
 def normal_line(*, ts: int, name: str, nr: int, dir: str, res: int, user: str, comm: str, cmdline: str,
-                pid: int, tid: int, ppid: int, pcomm: str, args: dict, fds, limit: int) -> str:
+                pid: int, tid: int, ppid: int, pcomm: str, args: dict, fds, limit: int, **_ignored) -> str:
+    """The normal line of one event from its values."""
+    s = line_safe
     return (
-        f"[{format_time(ts)}]: {name}, syscall_id={nr}, dir={dir}, res={res}, user={user}, "
-        f"comm=({comm}), cmdline=({truncate(cmdline, limit)}), pid={pid}, tid={tid}, ppid={ppid}({pcomm}), "
-        f"args=({format_args(args, limit)}), fds=[{format_fds(fds)}]"
+        f"[{format_time(ts)}]: {s(name)}, syscall_id={nr}, dir={dir}, res={res}, user={s(user)}, "
+        f"comm=({s(comm)}), cmdline=({s(truncate(cmdline, limit))}), pid={pid}, tid={tid}, "
+        f"ppid={ppid}({s(pcomm)}), args=({s(format_args(args, limit))}), "
+        f"fds=[{s(format_fds(fds))}]"
     )
+
+
+# ---- one event of a batch ----------------------------------------------------------------------
+
+def event_fields(batch, i: int) -> dict:
+    """Everything both formats show of event i: header, decoded arguments, enrichment.
+
+    Without enrichment (no batch.enrich) the kernel's values stand in: user and group as numbers,
+    cmdline = comm, no parent comm, no fullpath, no fds.
+    """
+    from lbd.enrich.layout import event_info, has_enrichment
+
+    e = batch.events[i]
+    nr = int(e["nr"])
+    comm = bytes(e["comm"]).split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
+    f = dict(ts=int(e["ts"]), name=_args.syscall_name(nr), nr=nr, dir=chr(int(e["dir"])), res=int(e["res"]),
+             latency=int(e["latency"]), pid=int(e["pid"]), tid=int(e["tid"]), uid=int(e["uid"]),
+             gid=int(e["gid"]), comm=comm, flags=int(e["flags"]), args=batch.args(i))
+    if has_enrichment(batch):
+        f.update(event_info(batch, i))
+    else:
+        f.update(ppid=int(e["ppid"]), pcomm="", user=str(f["uid"]), group=str(f["gid"]), cmdline=comm,
+                 fullpath="", fds=[])
+    return f
+
+
+def normal_event(batch, i: int, limit: int) -> str:
+    return normal_line(limit=limit, **event_fields(batch, i))
+
+
+def _json_value(v, limit: int):
+    if v is None or isinstance(v, int):
+        return v
+    if isinstance(v, str):
+        return truncate(v, limit)
+    if isinstance(v, bytes):
+        return truncate(v.decode("utf-8", "backslashreplace"), limit)
+    if isinstance(v, SockAddr):
+        return v.as_json()
+    if isinstance(v, list):
+        return [truncate(x, limit) if isinstance(x, str) else x for x in v]
+    raise TypeError(f"no JSON form for {type(v).__name__}")
+
+
+def json_event(batch, i: int, limit: int) -> dict:
+    """Event i as the JSON object of the json format (see the module docstring)."""
+    f = event_fields(batch, i)
+    specs = _args.arg_specs(f["nr"]) or ()
+    args = f["args"]
+    obj = {
+        "time": format_time_utc(f["ts"]), "ts": f["ts"], "syscall": f["name"], "nr": f["nr"], "dir": f["dir"],
+        "res": f["res"], "latency": f["latency"], "pid": f["pid"], "tid": f["tid"], "ppid": f["ppid"],
+        "pcomm": f["pcomm"], "uid": f["uid"], "user": f["user"], "gid": f["gid"], "group": f["group"],
+        "comm": f["comm"], "cmdline": truncate(f["cmdline"], limit), "fullpath": f["fullpath"],
+        "args": {k: _json_value(v, limit) for k, v in args.items()},
+    }
+    names = {a.name: _flags.names(a.flags, args[a.name]) for a in specs
+             if a.flags and a.name in args and args[a.name] is not None}
+    if names:
+        obj["flag_names"] = names
+    if args:
+        cut = [a.name for k, a in enumerate(specs) if f["flags"] >> (record.F_TRUNC_SHIFT + k) & 1]
+        if cut:
+            obj["truncated"] = cut
+    obj["fds"] = [{"fd": fd, "path": p} for fd, p in f["fds"]]
+    return obj
+
+
+def json_line(batch, i: int, limit: int) -> str:
+    return json.dumps(json_event(batch, i, limit), ensure_ascii=False, separators=(",", ":"))
+
+
+def format_batch(batch, fmt: str = "normal", limit: int = 0, mask=None) -> bytes:
+    """The output of a whole batch, one line per event (those with a true `mask` entry)."""
+    one = normal_event if fmt == "normal" else json_line
+    lines = [one(batch, i, limit) for i in range(len(batch)) if mask is None or mask[i]]
+    return ("\n".join(lines) + "\n").encode("utf-8", "backslashreplace") if lines else b""
+

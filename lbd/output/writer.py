@@ -1,138 +1,153 @@
-"""Write batches of events to stdout or a file in the configured format.
+"""Write batches of events to stdout or a file, formatted in bulk (lbd._format), in large writes.
 
-Interim, per-event implementation over lbd.output.reference; procfs look-ups are cached per pid.
+    with open_writer(cfg, "/var/log/lbd/events.log") as w:     # or None: cfg's putfile/path, else stdout
+        w.write_batch(batch)                                   # batch.enrich is used when present
+    w.top_syscalls(5)
+
+A file is opened O_APPEND | O_CREAT with mode 0600: created if missing, appended to, never
+truncated.  Any failure to open or write it (permission, missing directory, disk full) raises
+OutputError, an OSError whose message names the file and the reason.
 """
 from __future__ import annotations
 
-import json
+import errno
 import os
-import pwd
 import sys
-from collections import Counter
+import time
 
-from lbd.batch import syscall_name
-from lbd.output import reference
+import numpy as np
+
+__all__ = ["OutputError", "Writer", "open_writer", "open_output_fd", "FORMATS"]
+
+FORMATS = ("normal", "json")
 
 
-def _proc(pid: int, name: str) -> str | None:
+class OutputError(OSError):
+    """Events could not be written (or the output not opened); str() is a one-line message."""
+
+    def __init__(self, err: int, message: str):
+        super().__init__(err, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def open_output_fd(path: str) -> int:
+    """An fd appending to path (created 0600 if missing); OutputError when it cannot be opened."""
     try:
-        with open(f"/proc/{pid}/{name}", "rb") as f:
-            return f.read().decode("utf-8", "backslashreplace")
-    except OSError:
-        return None
-
-
-class _ProcCache:
-    def __init__(self, limit: int = 4096):
-        self.limit = limit
-        self.info: dict[int, tuple[str, str]] = {}
-        self.users: dict[int, str] = {}
-
-    def cmdline(self, pid: int, comm: str) -> str:
-        hit = self.info.get(pid)
-        if hit is None:
-            raw = _proc(pid, "cmdline")
-            cmd = raw.rstrip("\0").replace("\0", " ") if raw else comm
-            if len(self.info) >= self.limit:
-                self.info.clear()
-            hit = self.info[pid] = (cmd, (_proc(pid, "comm") or "").strip())
-        return hit[0]
-
-    def comm(self, pid: int) -> str:
-        if pid == 0:
-            return ""
-        hit = self.info.get(pid)
-        if hit is None:
-            self.cmdline(pid, "")
-            hit = self.info[pid]
-        return hit[1]
-
-    def user(self, uid: int) -> str:
-        name = self.users.get(uid)
-        if name is None:
-            try:
-                name = pwd.getpwuid(uid).pw_name
-            except KeyError:
-                name = str(uid)
-            self.users[uid] = name
-        return name
-
-
-def _fds(pid: int) -> list[tuple[int, str]]:
-    out = []
-    try:
-        names = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return out
-    for n in sorted(names, key=int):
-        try:
-            out.append((int(n), os.readlink(f"/proc/{pid}/fd/{n}")))
-        except OSError:
-            pass
-    return out
-
-
-def _ppid(pid: int) -> int:
-    st = _proc(pid, "stat")
-    if not st:
-        return 0
-    return int(st.rsplit(")", 1)[1].split()[1])
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise OutputError(e.errno or errno.EIO, f"cannot open output file {path}: {e.strerror}") from None
 
 
 class Writer:
-    def __init__(self, cfg, stream, close_stream: bool):
-        self.cfg = cfg
-        self.stream = stream
-        self.close_stream = close_stream
-        self.format = cfg.init.format
-        self.limit = cfg.init.str_max_size
-        self.cache = _ProcCache()
-        self.counts: Counter = Counter()
+    """Formats batches into one buffer and writes it to `fd` when it holds `flush_bytes` or
+    `flush_s` seconds have passed since the last write (and on flush()/close()).
 
-    def write_batch(self, batch) -> None:
-        ev = batch.events
-        lines = []
-        for i in range(len(ev)):
-            e = ev[i]
-            pid, nr = int(e["pid"]), int(e["nr"])
-            comm = e["comm"].decode("utf-8", "backslashreplace")
-            ppid = int(e["ppid"]) or _ppid(pid)
-            name = syscall_name(nr)
-            self.counts[name] += 1
-            args = batch.args(i)
-            fields = dict(
-                ts=int(e["ts"]), name=name, nr=nr, dir=chr(e["dir"]), res=int(e["res"]),
-                user=self.cache.user(int(e["uid"])), comm=comm, cmdline=self.cache.cmdline(pid, comm),
-                pid=pid, tid=int(e["tid"]), ppid=ppid, pcomm=self.cache.comm(ppid), args=args, fds=_fds(pid),
-            )
-            if self.format == "json":
-                fields["args"] = {k: (v.hex() if isinstance(v, bytes) else v if not hasattr(v, "as_json") else v.as_json())
-                                  for k, v in args.items()}
-                fields["fds"] = [{"fd": fd, "path": p} for fd, p in fields["fds"]]
-                lines.append(json.dumps(fields))
-            else:
-                lines.append(reference.normal_line(limit=self.limit, **fields))
-        self.stream.write("\n".join(lines) + "\n")
+    Invariants: the fd is open until close(); it is closed by close() only if this object opened it
+    (close_fd); the buffer only ever holds whole lines.  After a write error the writer is broken:
+    further writes raise the same OutputError, and close() discards what is buffered.
+    """
 
-    def top_syscalls(self, n: int):
-        return self.counts.most_common(n)
+    def __init__(self, fd: int, fmt: str = "normal", limit: int = 0, *, name: str = "output",
+                 close_fd: bool = False, flush_bytes: int = 1 << 20, flush_s: float = 0.2):
+        from lbd._format import Formatter
+
+        if fmt not in FORMATS:
+            raise ValueError(f"format {fmt!r}: one of {', '.join(FORMATS)}")
+        self.fd = fd
+        self.name = name
+        self.format = fmt
+        self.limit = limit
+        self.close_fd = close_fd
+        self.flush_bytes = flush_bytes
+        self.flush_s = flush_s
+        self.formatter = Formatter(fmt, limit)
+        self.counts = np.zeros(1024, dtype=np.int64)   # events written, by syscall number
+        self.events = 0
+        self.bytes = 0
+        self.error: OutputError | None = None
+        self._last = time.monotonic()
+        self.closed = False
+
+    def write_batch(self, batch, mask=None) -> int:
+        """Format the batch's events (those with a true mask entry) and write when due."""
+        if self.error is not None:
+            raise self.error
+        n = self.formatter.format(batch, mask)
+        if n:
+            nr = batch.events["nr"]
+            if mask is not None:
+                nr = nr[np.asarray(mask, dtype=bool)]
+            self.counts += np.bincount(nr, minlength=1024)[:1024]
+            self.events += n
+        if self.formatter.buffered >= self.flush_bytes or time.monotonic() - self._last >= self.flush_s:
+            self.flush()
+        return n
 
     def flush(self) -> None:
-        self.stream.flush()
+        if self.error is not None:
+            raise self.error
+        self._last = time.monotonic()
+        if not self.formatter.buffered:
+            return
+        try:
+            self.bytes += self.formatter.write_to(self.fd)
+        except OSError as e:
+            if e.errno == errno.EPIPE and self.name == "stdout":
+                self.formatter.clear()
+                raise BrokenPipeError(errno.EPIPE, "stdout closed") from None
+            self.error = OutputError(e.errno or errno.EIO, f"cannot write events to {self.name}: {e.strerror}")
+            self.formatter.clear()
+            raise self.error from None
 
-    def __enter__(self):
+    def top_syscalls(self, n: int) -> list[tuple[str, int]]:
+        from lbd.args import syscall_name
+
+        order = np.argsort(-self.counts, kind="stable")[:n]
+        return [(syscall_name(int(nr)), int(self.counts[nr])) for nr in order if self.counts[nr]]
+
+    def close(self) -> None:
+        """Write what is buffered (unless the writer is broken) and close the fd if it is ours."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if self.error is None:
+                self.flush()
+        finally:
+            if self.close_fd:
+                os.close(self.fd)
+
+    def __enter__(self) -> Writer:
         return self
 
-    def __exit__(self, *exc):
-        self.flush()
-        if self.close_stream:
-            self.stream.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:  # leaving on an error: write what we have if we can, never mask that error
+            self.close()
+        except OSError:
+            pass
 
 
-def open_writer(cfg, output: str | None) -> Writer:
+def open_writer(cfg, output: str | None = None, *, fmt: str | None = None, **kw) -> Writer:
+    """A Writer for a lbd Config: to `output` ("-": stdout), else to cfg's path when putfile is
+    true, else to stdout; in cfg's format (or `fmt`), cutting values at cfg's str_max_size."""
+    from lbd.config import coerce
+
+    cfg = coerce(cfg)
+    fmt = fmt or cfg.init.format
     if output is None and cfg.init.putfile:
         output = cfg.init.path
     if output is None or output == "-":
-        return Writer(cfg, sys.stdout, False)
-    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-    return Writer(cfg, os.fdopen(fd, "w", buffering=1 << 20), True)
+        try:
+            sys.stdout.flush()
+            fd = sys.stdout.fileno()
+        except (AttributeError, ValueError, OSError) as e:
+            raise OutputError(errno.EBADF, f"cannot write events to stdout: {e}") from None
+        return Writer(fd, fmt, cfg.init.str_max_size, name="stdout", **kw)
+    fd = open_output_fd(output)
+    return Writer(fd, fmt, cfg.init.str_max_size, name=output, close_fd=True, **kw)
