@@ -6,10 +6,12 @@ follow (abort with a message on failure; lbd._decode.DEBUG is True).  Rebuild wi
 switching between the two builds (the sources do not change, so setuptools would skip it).
 """
 import os
+import shutil
 
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
 
 debug = os.environ.get("LBD_DEBUG") == "1"
 directives = {"language_level": 3, "embedsignature": True}
@@ -39,4 +41,17 @@ fmt_ext = Extension(
     extra_compile_args=cflags,
 )
 
-setup(ext_modules=cythonize([ext, fmt_ext], compiler_directives=directives))
+
+class BuildPy(build_py):
+    """A wheel carries the kernel side and the default syscall selection inside the package
+    (lbd/bpf, lbd/json_config: lbd/_paths.py looks there when there is no source checkout)."""
+
+    def run(self):
+        super().run()
+        for src, dst in (("bpf", "bpf"), ("json_config", "json_config")):
+            target = os.path.join(self.build_lib, "lbd", dst)
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(src, target)
+
+
+setup(ext_modules=cythonize([ext, fmt_ext], compiler_directives=directives), cmdclass={"build_py": BuildPy})
