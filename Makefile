@@ -32,12 +32,22 @@ test-unit: build
 test-kernel: build
 	$(PY) -m pytest tests/kernel
 
-bench: build bench-tools plugin
-	$(PY) -m pytest bench --benchmark-only --benchmark-autosave --benchmark-columns=min,median,mean,ops,rounds
+# Benchmarks (bench/, never part of `make test`): alternatives side by side in one run, a summary
+# table of ratios at the end; every run is saved (.benchmarks/, with the machine info) for
+# bench-compare.  LBD_BENCH_CALLS / _ROUNDS / _DRAIN size the runs (bench/benchlib.py).
+BENCH_ARGS := --benchmark-only --benchmark-columns=min,median,mean,rounds --benchmark-sort=name
 
-# Compare the current code against the last saved `make bench` run; fail on a >20% slowdown.
+bench: build bench-tools plugin
+	$(PY) -m pytest bench $(BENCH_ARGS) --benchmark-autosave
+
+# Compare the current code against the last saved `make bench` run: fail when a benchmark's best
+# round (min: the statistic a noisy machine disturbs least) is more than 25% slower.  Without a
+# saved run it says so and fails: run `make bench` first.
 bench-compare: build bench-tools plugin
-	$(PY) -m pytest bench --benchmark-only --benchmark-compare --benchmark-compare-fail=median:20%
+	@if ! compgen -G '.benchmarks/*/*.json' >/dev/null; then \
+	  echo "bench-compare: no saved benchmark run in .benchmarks/ to compare with; run \`make bench\` first" >&2; \
+	  exit 1; fi
+	$(PY) -m pytest bench $(BENCH_ARGS) --benchmark-compare --benchmark-compare-fail=min:25%
 
 clean:
 	rm -rf build lbd/_decode.c lbd/_decode*.so .pytest_cache
