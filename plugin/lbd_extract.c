@@ -1,0 +1,1179 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * lbd_extract.c: extract_fields of liblbd.so.  The hot path: Falco calls it for every event that
+ * reaches a rule condition or output.  It runs in C alone (no Python, no GIL), reads the record
+ * behind the event and, when the event is one of the current batch, that batch's enrichment rows.
+ *
+ * What it trusts: an event of the current batch (its address is in view.ptrs) was validated by
+ * the decoder and its enrichment offsets by lbd_view_check (once per batch, in next_batch); any
+ * other event (a copy Falco made) is validated here before anything is read, and gets the
+ * record's values only.
+ *
+ * Argument text is what lbd's `normal` output prints for args (lbd.args.decode_args, then
+ * lbd.output.reference.format_args and line_safe): the same kinds, the same empty/NULL rules,
+ * UTF-8 with invalid bytes as \xNN, each value cut at str_max_size characters with "...", then
+ * control characters as \xNN.  tests/unit/test_plugin_extract.py holds the two to each other.
+ */
+#define _GNU_SOURCE
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lbd_plugin.h"
+#include "lbd_tables.h"
+
+/* ---- result memory ---------------------------------------------------------------------------- */
+
+struct lbd_block {
+    struct lbd_block *next;
+    size_t cap;
+    size_t used;
+    _Alignas(8) char data[];
+};
+
+#define LBD_BLOCK_MIN (64u * 1024u)
+
+static struct lbd_block *block__new(size_t cap)
+{
+    struct lbd_block *b = malloc(sizeof(*b) + cap);
+    if (!b)
+        return NULL;
+    b->next = NULL;
+    b->cap = cap;
+    b->used = 0;
+    return b;
+}
+
+static void arena__reset(struct lbd_arena *a)
+{
+    for (struct lbd_block *b = a->first; b; b = b->next)
+        b->used = 0;
+    a->cur = a->first;
+}
+
+static void arena__free(struct lbd_arena *a)
+{
+    struct lbd_block *b = a->first;
+    while (b) {
+        struct lbd_block *next = b->next;
+        free(b);
+        b = next;
+    }
+    a->first = a->cur = NULL;
+}
+
+/* Make the current block one with `need` free bytes (after aligning to 8); NULL: no memory. */
+static struct lbd_block *arena__room(struct lbd_arena *a, size_t need)
+{
+    struct lbd_block *b = a->cur;
+    while (b) {
+        size_t start = (b->used + 7) & ~(size_t)7;
+        if (start + need <= b->cap) {
+            a->cur = b;
+            return b;
+        }
+        b = b->next;
+    }
+    b = block__new(need > LBD_BLOCK_MIN ? need : LBD_BLOCK_MIN);
+    if (!b)
+        return NULL;
+    if (!a->first) {
+        a->first = b;
+    } else {  /* append at the end of the chain */
+        struct lbd_block *t = a->cur ? a->cur : a->first;
+        while (t->next)
+            t = t->next;
+        t->next = b;
+    }
+    a->cur = b;
+    return b;
+}
+
+static void *arena__alloc(struct lbd_arena *a, size_t size)
+{
+    struct lbd_block *b = arena__room(a, size);
+    if (!b)
+        return NULL;
+    size_t start = (b->used + 7) & ~(size_t)7;
+    b->used = start + size;
+    return b->data + start;
+}
+
+/* A string built at the free end of the current block; moved to a bigger block when it grows.
+ * Nothing else may be allocated between sb__begin and sb__end. */
+struct sb {
+    struct lbd_arena *a;
+    char *p;
+    size_t len;
+    size_t cap;     /* bytes available at p (room for the NUL included) */
+    int oom;
+};
+
+static void sb__begin(struct sb *s, struct lbd_arena *a)
+{
+    s->a = a;
+    s->len = 0;
+    s->oom = 0;
+    struct lbd_block *b = arena__room(a, 64);
+    if (!b) {
+        s->p = NULL;
+        s->cap = 0;
+        s->oom = 1;
+        return;
+    }
+    size_t start = (b->used + 7) & ~(size_t)7;
+    s->p = b->data + start;
+    s->cap = b->cap - start;
+}
+
+static int sb__grow(struct sb *s, size_t more)
+{
+    if (s->oom)
+        return -1;
+    size_t want = 2 * (s->len + more + 1);
+    char *old = s->p;
+    /* the partial string is not committed: reserving in another block leaves it where it is */
+    struct lbd_block *cur = s->a->cur;
+    struct lbd_block *b = NULL;
+    for (struct lbd_block *t = cur->next; t; t = t->next) {
+        if (t->used == 0 && t->cap >= want) {
+            b = t;
+            break;
+        }
+    }
+    if (!b) {
+        b = block__new(want > LBD_BLOCK_MIN ? want : LBD_BLOCK_MIN);
+        if (!b) {
+            s->oom = 1;
+            return -1;
+        }
+        b->next = cur->next;
+        cur->next = b;
+    }
+    s->a->cur = b;
+    s->p = b->data;
+    s->cap = b->cap;
+    memcpy(s->p, old, s->len);
+    return 0;
+}
+
+static inline void sb__put(struct sb *s, const char *src, size_t n)
+{
+    if (s->len + n + 1 > s->cap && sb__grow(s, n) != 0)
+        return;
+    memcpy(s->p + s->len, src, n);
+    s->len += n;
+}
+
+static inline void sb__putc(struct sb *s, char c)
+{
+    if (s->len + 2 > s->cap && sb__grow(s, 1) != 0)
+        return;
+    s->p[s->len++] = c;
+}
+
+static void sb__puts(struct sb *s, const char *z)
+{
+    sb__put(s, z, strlen(z));
+}
+
+/* Commit the string; NULL when memory ran out. */
+static const char *sb__end(struct sb *s)
+{
+    if (s->oom)
+        return NULL;
+    s->p[s->len] = '\0';
+    struct lbd_block *b = s->a->cur;
+    b->used = (size_t)(s->p - b->data) + s->len + 1;
+    return s->p;
+}
+
+/* ---- value text: the normal output's rules ----------------------------------------------------- */
+
+/* A writer of one value: counts code points and cuts at `limit` with "..." (truncate()). */
+struct vw {
+    struct sb *sb;
+    uint64_t limit;     /* 0: no limit */
+    uint64_t count;
+    int cut;
+};
+
+static inline void vw__cp(struct vw *w, const char *s, size_t n)
+{
+    if (w->cut)
+        return;
+    if (w->limit && w->count == w->limit) {
+        sb__put(w->sb, "...", 3);
+        w->cut = 1;
+        return;
+    }
+    sb__put(w->sb, s, n);
+    w->count++;
+}
+
+static void vw__ascii(struct vw *w, const char *z, size_t n)
+{
+    for (size_t i = 0; i < n && !w->cut; i++)
+        vw__cp(w, z + i, 1);
+}
+
+/* An undecodable byte: backslashreplace makes it the four characters \xNN. */
+static void vw__escape(struct vw *w, uint8_t byte)
+{
+    static const char hex[] = "0123456789abcdef";
+    char e[4] = {'\\', 'x', hex[byte >> 4], hex[byte & 15]};
+    vw__ascii(w, e, 4);
+}
+
+/* A control character (U+0000..U+001F, U+007F): one character where the value is cut, written as
+ * \xNN (line_safe(), applied after the cut, keeps an event on one line; and a C string cannot
+ * hold a NUL anyway). */
+static void vw__ctl(struct vw *w, uint8_t c)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (w->cut)
+        return;
+    if (w->limit && w->count == w->limit) {
+        sb__put(w->sb, "...", 3);
+        w->cut = 1;
+        return;
+    }
+    char e[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
+    sb__put(w->sb, e, 4);
+    w->count++;
+}
+
+/* Length of the valid UTF-8 sequence at p (at most n bytes), 0 if none starts there
+ * (Python's decoder: no overlongs, no surrogates, nothing above U+10FFFF). */
+static size_t utf8__seq(const uint8_t *p, size_t n)
+{
+    uint8_t b = p[0];
+    uint8_t lo = 0x80, hi = 0xBF;
+    size_t len;
+    if (b < 0x80)
+        return 1;
+    if (b >= 0xC2 && b <= 0xDF) {
+        len = 2;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+        len = 3;
+        if (b == 0xE0)
+            lo = 0xA0;
+        else if (b == 0xED)
+            hi = 0x9F;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+        len = 4;
+        if (b == 0xF0)
+            lo = 0x90;
+        else if (b == 0xF4)
+            hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (n < len || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF)
+            return 0;
+    return len;
+}
+
+/* bytes.decode("utf-8", "backslashreplace"), written through w. */
+static void vw__text(struct vw *w, const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n && !w->cut) {
+        if (p[i] < 0x20 || p[i] == 0x7F) {
+            vw__ctl(w, p[i]);
+            i++;
+            continue;
+        }
+        size_t k = utf8__seq(p + i, n - i);
+        if (k) {
+            vw__cp(w, (const char *)p + i, k);
+            i += k;
+        } else {
+            vw__escape(w, p[i]);
+            i++;
+        }
+    }
+}
+
+static size_t dec_u64(char *buf, uint64_t v);
+static size_t dec_i64(char *buf, int64_t v);
+
+/* An integer: ASCII digits, so each byte is one character; cut like any other value. */
+static void vw__int(struct vw *w, int64_t v)
+{
+    char buf[24];
+    size_t n = dec_i64(buf, v);
+    if (!w->limit || w->count + n <= w->limit) {
+        sb__put(w->sb, buf, n);
+        w->count += n;
+    } else {
+        vw__ascii(w, buf, n);
+    }
+}
+
+static void vw__uint(struct vw *w, uint64_t v)
+{
+    char buf[24];
+    size_t n = dec_u64(buf, v);
+    if (!w->limit || w->count + n <= w->limit) {
+        sb__put(w->sb, buf, n);
+        w->count += n;
+    } else {
+        vw__ascii(w, buf, n);
+    }
+}
+
+static inline int64_t sext(uint64_t v, unsigned bits)
+{
+    if (bits >= 64)
+        return (int64_t)v;
+    uint64_t m = (1ull << bits) - 1, sign = 1ull << (bits - 1);
+    v &= m;
+    return (v & sign) ? (int64_t)(v | ~m) : (int64_t)v;
+}
+
+static inline uint64_t zext(uint64_t v, unsigned bits)
+{
+    return bits >= 64 ? v : v & ((1ull << bits) - 1);
+}
+
+static const char *family__name(uint16_t fam, char *buf, size_t len)
+{
+    for (size_t i = 0; i < LBD_N_FAMILY_NAMES; i++)
+        if (lbd_family_names[i].family == fam)
+            return lbd_family_names[i].name;
+    snprintf(buf, len, "%u", fam);
+    return buf;
+}
+
+/* str(ipaddress.IPv6Address(b)) of Python 3.11: lower-case hex groups without leading zeros, the
+ * first longest run of two or more zero groups as "::". */
+static void ipv6__format(const uint8_t *b, char *out, size_t len)
+{
+    unsigned g[8];
+    int best = -1, best_len = 0, run = -1, run_len = 0;
+    for (int i = 0; i < 8; i++) {
+        g[i] = (unsigned)b[2 * i] << 8 | b[2 * i + 1];
+        if (g[i] == 0) {
+            if (run < 0)
+                run = i;
+            run_len++;
+            if (run_len > best_len) {
+                best_len = run_len;
+                best = run;
+            }
+        } else {
+            run = -1;
+            run_len = 0;
+        }
+    }
+    size_t o = 0;
+    out[0] = '\0';
+    for (int i = 0; i < 8; i++) {
+        if (best_len > 1 && i == best) {
+            o += (size_t)snprintf(out + o, len - o, "%s", i == 0 ? "::" : ":");
+            i += best_len - 1;
+            if (i == 7)
+                break;
+            continue;
+        }
+        o += (size_t)snprintf(out + o, len - o, "%x%s", g[i], i < 7 ? ":" : "");
+    }
+}
+
+/* str(lbd.args.decode_sockaddr(b)); b has at least 2 bytes. */
+static void vw__sockaddr(struct vw *w, const uint8_t *b, size_t n)
+{
+    uint16_t fam = (uint16_t)(b[0] | b[1] << 8);
+    char buf[64];
+    if (fam == 2 && n >= 8) {                                 /* AF_INET */
+        int k = snprintf(buf, sizeof(buf), "%u.%u.%u.%u:%u", b[4], b[5], b[6], b[7],
+                         (unsigned)b[2] << 8 | b[3]);
+        vw__ascii(w, buf, (size_t)k);
+    } else if (fam == 10 && n >= 24) {                        /* AF_INET6 */
+        char a[48];
+        ipv6__format(b + 8, a, sizeof(a));
+        int k = snprintf(buf, sizeof(buf), "[%s]:%u", a, (unsigned)b[2] << 8 | b[3]);
+        vw__ascii(w, buf, (size_t)k);
+    } else if (fam == 1) {                                    /* AF_UNIX */
+        const uint8_t *p = b + 2;
+        size_t m = n - 2;
+        if (m && p[0] == 0) {                                  /* abstract: "@" + the rest */
+            vw__cp(w, "@", 1);
+            vw__text(w, p + 1, m - 1);
+        } else {
+            const uint8_t *z = memchr(p, 0, m);
+            vw__text(w, p, z ? (size_t)(z - p) : m);
+        }
+    } else {
+        const char *name = family__name(fam, buf, sizeof(buf));
+        vw__ascii(w, name, strlen(name));
+        if (n > 2) {
+            vw__cp(w, ":", 1);
+            for (size_t i = 2; i < n && !w->cut; i++) {
+                static const char hex[] = "0123456789abcdef";
+                vw__cp(w, &hex[b[i] >> 4], 1);
+                vw__cp(w, &hex[b[i] & 15], 1);
+            }
+        }
+    }
+}
+
+/* ---- the record ----------------------------------------------------------------------------- */
+
+struct ev {
+    const ss_plugin_event *evt;
+    const uint8_t *rec;         /* the record: header + payload (maybe unaligned in a copy) */
+    const struct lbd_hdr *h;    /* its header: in the arena (8-aligned), or `copy` */
+    struct lbd_hdr copy;        /* the header of an event outside the batch, copied aligned */
+    const struct lbd_enrich_row *en;   /* this event's enrichment row, or NULL */
+    const struct lbd_view *view;
+};
+
+static int event__check(const ss_plugin_event *e, struct ev *out, char *err, size_t errlen)
+{
+    const uint8_t *p = (const uint8_t *)e;
+    uint32_t plen0, plen1, id;
+    if (e->type != PPME_PLUGINEVENT_E || e->nparams != 2) {
+        snprintf(err, errlen, "not an lbd event: type %u with %u parameters (expected 322 with 2)",
+                 e->type, e->nparams);
+        return -1;
+    }
+    if (e->len < LBD_FALCO_PREFIX + sizeof(struct lbd_hdr)) {
+        snprintf(err, errlen, "not an lbd event: %u bytes, shorter than a record", e->len);
+        return -1;
+    }
+    memcpy(&plen0, p + 26, 4);
+    memcpy(&plen1, p + 30, 4);
+    memcpy(&id, p + 34, 4);
+    if (plen0 != 4 || plen1 != e->len - LBD_FALCO_PREFIX || (id != LBD_PLUGIN_ID && id != 0)) {
+        snprintf(err, errlen, "not an lbd event: parameter lengths %u, %u, plugin id %u", plen0, plen1, id);
+        return -1;
+    }
+    out->rec = p + LBD_FALCO_PREFIX;
+    memcpy(&out->copy, out->rec, sizeof(out->copy));
+    out->h = &out->copy;
+    const struct lbd_hdr *h = out->h;
+    if (h->version != LBD_RECORD_VERSION || h->size != plen1 || h->nargs > LBD_MAX_ARGS) {
+        snprintf(err, errlen, "not an lbd record: version %u, size %u of %u bytes", h->version, h->size, plen1);
+        return -1;
+    }
+    for (int i = 0; i < LBD_MAX_ARGS; i++) {
+        uint32_t off = h->slot[i].off, len = h->slot[i].len;
+        if (len && (off < sizeof(struct lbd_hdr) || off + len > h->size)) {
+            snprintf(err, errlen, "lbd record: argument %d's payload lies outside the record", i);
+            return -1;
+        }
+    }
+    out->evt = e;
+    return 0;
+}
+
+/* The batch index of an event, or -1 (not one of the current batch: a copy, or an old one).
+ * Falco extracts events in batch order, so the hint makes this O(1) in practice. */
+static int64_t view__index(struct lbd_view *v, const ss_plugin_event *e)
+{
+    uint64_t a = (uint64_t)(uintptr_t)e;
+    if (!v->n)
+        return -1;
+    uint32_t h = v->hint;
+    if (h < v->n && v->ptrs[h] == a)
+        return h;
+    if (h + 1 < v->n && v->ptrs[h + 1] == a)
+        return v->hint = h + 1;
+    uint32_t lo = 0, hi = v->n;             /* ptrs ascend: events are laid out in arena order */
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (v->ptrs[mid] < a)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < v->n && v->ptrs[lo] == a)
+        return v->hint = lo;
+    return -1;
+}
+
+static const struct lbd_sc_spec *spec__of(uint16_t nr)
+{
+    if (nr < LBD_SC_TABLE_SIZE)
+        return lbd_sc_table[nr].name ? &lbd_sc_table[nr] : NULL;
+    if (nr >= LBD_SCHED_FIRST && nr <= LBD_SCHED_LAST)
+        return &lbd_sched_table[nr - LBD_SCHED_FIRST];
+    return NULL;
+}
+
+static const char *syscall__name(uint16_t nr, char *buf, size_t len)
+{
+    const struct lbd_sc_spec *s = spec__of(nr);
+    if (s)
+        return s->name;
+    snprintf(buf, len, "syscall_%u", nr);
+    return buf;
+}
+
+/* Argument k's payload (NULL, 0 when its slot is empty). */
+static const uint8_t *ev__payload(const struct ev *e, int k, uint32_t *len)
+{
+    *len = e->h->slot[k].len;
+    return *len ? e->rec + e->h->slot[k].off : NULL;
+}
+
+static inline int is_empty_ok(uint8_t kind)
+{
+    return kind == LBD_K_STR || kind == LBD_K_PATH || kind == LBD_K_BUF || kind == LBD_K_STRARR;
+}
+
+/* format_value(decode(kind, bits, raw, payload_or_empty(...)), limit) of argument k. */
+static void vw__arg(struct vw *w, const struct ev *e, int k, const struct lbd_arg_spec *a)
+{
+    uint64_t raw = e->h->args[k];
+    uint32_t len;
+    const uint8_t *p = ev__payload(e, k, &len);
+    int present = p != NULL;
+    if (!present && is_empty_ok(a->kind) && raw && !(e->h->flags >> (LBD_F_FAULT_SHIFT + k) & 1))
+        present = 1;                           /* an empty value behind a non-NULL pointer */
+    switch (a->kind) {
+    case LBD_K_INT:
+        vw__int(w, sext(raw, a->bits));
+        return;
+    case LBD_K_FD:
+    case LBD_K_DIRFD:
+    case LBD_K_PID:
+        vw__int(w, sext(raw, 32));
+        return;
+    case LBD_K_UINT:
+    case LBD_K_HEX:
+    case LBD_K_MODE:
+    case LBD_K_FLAGS:
+        vw__uint(w, zext(raw, a->bits));
+        return;
+    case LBD_K_UID:
+    case LBD_K_GID:
+        vw__uint(w, raw & 0xFFFFFFFFull);
+        return;
+    case LBD_K_STR:
+    case LBD_K_PATH:
+    case LBD_K_BUF:
+    case LBD_K_OUT_BUF:
+        if (!present)
+            break;
+        vw__text(w, p, len);
+        return;
+    case LBD_K_SOCKADDR:
+    case LBD_K_OUT_SOCKADDR:
+        if (!p || len < 2)
+            break;
+        vw__sockaddr(w, p, len);
+        return;
+    case LBD_K_STRARR: {
+        static const uint8_t none[1];
+        if (!present)
+            break;
+        if (!p)
+            p = none;                          /* an empty array: len 0 */
+        /* " ".join(parts), parts = payload.split(b"\0") without one trailing empty part; an
+         * empty payload ([]) and one NUL ([""]) both print nothing */
+        size_t end = len;
+        if (end && p[end - 1] == 0)
+            end--;
+        size_t start = 0;
+        int first = 1;
+        for (size_t i = 0; i <= end && !w->cut; i++) {
+            if (i == end || p[i] == 0) {
+                if (!first)
+                    vw__cp(w, " ", 1);
+                first = 0;
+                vw__text(w, p + start, i - start);
+                start = i + 1;
+            }
+        }
+        return;
+    }
+    case LBD_K_OUT_FD2: {
+        if (!p || len != 8)
+            break;
+        int32_t fds[2];
+        memcpy(fds, p, 8);
+        vw__int(w, fds[0]);
+        vw__cp(w, " ", 1);
+        vw__int(w, fds[1]);
+        return;
+    }
+    case LBD_K_OUT_INT: {
+        if (!p || len != 4)
+            break;
+        int32_t v;
+        memcpy(&v, p, 4);
+        vw__int(w, v);
+        return;
+    }
+    case LBD_K_PTR:
+    default:
+        vw__uint(w, raw);
+        return;
+    }
+    sb__put(w->sb, "NULL", 4);                 /* None: never cut */
+}
+
+/* The arguments this event renders: its specs, or NULL (unknown number, or exit without enter). */
+static const struct lbd_sc_spec *ev__specs(const struct ev *e)
+{
+    if (e->h->flags & LBD_F_NOENTER)
+        return NULL;
+    return spec__of(e->h->nr);
+}
+
+static const char *render__args(struct lbd_extractor *x, const struct ev *e)
+{
+    struct sb s;
+    struct vw w = {&s, x->str_max, 0, 0};
+    sb__begin(&s, &x->arena);
+    const struct lbd_sc_spec *sp = ev__specs(e);
+    for (int k = 0; sp && k < sp->nargs; k++) {
+        if (k)
+            sb__put(&s, ", ", 2);
+        sb__puts(&s, sp->args[k].name);
+        sb__putc(&s, '=');
+        w.count = 0;
+        w.cut = 0;
+        vw__arg(&w, e, k, &sp->args[k]);
+    }
+    return sb__end(&s);
+}
+
+/* linux.arg[name]: the value text, or NULL with *found = 0 when there is no such argument. */
+static const char *render__arg(struct lbd_extractor *x, const struct ev *e, const char *name, int *found)
+{
+    const struct lbd_sc_spec *sp = ev__specs(e);
+    *found = 0;
+    for (int k = 0; sp && k < sp->nargs; k++) {
+        if (strcmp(sp->args[k].name, name) != 0)
+            continue;
+        struct sb s;
+        struct vw w = {&s, x->str_max, 0, 0};
+        sb__begin(&s, &x->arena);
+        vw__arg(&w, e, k, &sp->args[k]);
+        *found = 1;
+        return sb__end(&s);
+    }
+    return NULL;
+}
+
+/* The first socket address argument with a payload: its bytes, or NULL. */
+static const uint8_t *ev__sockaddr(const struct ev *e, uint32_t *len)
+{
+    const struct lbd_sc_spec *sp = ev__specs(e);
+    for (int k = 0; sp && k < sp->nargs; k++) {
+        uint8_t kind = sp->args[k].kind;
+        if (kind != LBD_K_SOCKADDR && kind != LBD_K_OUT_SOCKADDR)
+            continue;
+        const uint8_t *p = ev__payload(e, k, len);
+        if (p && *len >= 2)
+            return p;
+    }
+    return NULL;
+}
+
+/* ---- fields ---------------------------------------------------------------------------------- */
+
+enum argform { AF_NONE, AF_KEY, AF_VALUE };
+
+static const char *fmt(struct lbd_extractor *x, const char *f, ...) __attribute__((format(printf, 2, 3)));
+static const char *fmt(struct lbd_extractor *x, const char *f, ...)
+{
+    char buf[128];
+    va_list ap;
+    va_start(ap, f);
+    int n = vsnprintf(buf, sizeof(buf), f, ap);
+    va_end(ap);
+    if (n < 0)
+        return NULL;
+    if ((size_t)n >= sizeof(buf))
+        n = sizeof(buf) - 1;
+    char *out = arena__alloc(&x->arena, (size_t)n + 1);
+    if (out)
+        memcpy(out, buf, (size_t)n + 1);
+    return out;
+}
+
+/* Decimal text of v into buf (at least 21 bytes), returns its length: no snprintf on the hot path. */
+static size_t dec_u64(char *buf, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    buf[n] = '\0';
+    return n;
+}
+
+static size_t dec_i64(char *buf, int64_t v)
+{
+    if (v >= 0)
+        return dec_u64(buf, (uint64_t)v);
+    buf[0] = '-';
+    return 1 + dec_u64(buf + 1, (uint64_t)0 - (uint64_t)v);
+}
+
+/* The decimal text of v, in the results arena. */
+static const char *dec(struct lbd_extractor *x, int64_t v)
+{
+    char *out = arena__alloc(&x->arena, 24);
+    if (out)
+        dec_i64(out, v);
+    return out;
+}
+
+/* A string of the batch's strtab (NUL-terminated there: lbd_view_check checked it). */
+static inline const char *strtab__at(const struct lbd_view *v, uint32_t off)
+{
+    return v->strtab + off;
+}
+
+static const char *text__copy(struct lbd_extractor *x, const uint8_t *p, size_t n)
+{
+    struct sb s;
+    struct vw w = {&s, 0, 0, 0};
+    sb__begin(&s, &x->arena);
+    vw__text(&w, p, n);
+    return sb__end(&s);
+}
+
+static const char *ev__comm(struct lbd_extractor *x, const struct ev *e)
+{
+    return text__copy(x, (const uint8_t *)e->h->comm, strnlen(e->h->comm, LBD_COMM_LEN));
+}
+
+/* "id(name)", "id" or "name" of the task's user or group. */
+static const char *idname(struct lbd_extractor *x, const struct ev *e, uint32_t id, uint32_t off,
+                          uint32_t len, enum argform form)
+{
+    /* without enrichment, the enrichment's convention for an unknown name: the number */
+    const char *name = e->en ? (len ? strtab__at(e->view, off) : "") : dec(x, id);
+    if (!name)
+        return NULL;
+    switch (form) {
+    case AF_KEY:
+        return dec(x, id);
+    case AF_VALUE:
+        return name;
+    default: {
+        struct sb s;
+        char idtxt[24];
+        size_t k = dec_u64(idtxt, id);
+        sb__begin(&s, &x->arena);
+        sb__put(&s, idtxt, k);
+        sb__putc(&s, '(');
+        sb__puts(&s, name);
+        sb__putc(&s, ')');
+        return sb__end(&s);
+    }
+    }
+}
+
+static const char *ev__time(struct lbd_extractor *x, uint64_t ns)
+{
+    int64_t sec = (int64_t)(ns / 1000000000ull);
+    if (sec != x->time_sec || !x->time_prefix[0]) {
+        time_t t = (time_t)sec;
+        struct tm tm;
+        if (!localtime_r(&t, &tm))
+            return NULL;
+        strftime(x->time_prefix, sizeof(x->time_prefix), "%Y-%m-%d %H:%M:%S", &tm);
+        x->time_sec = sec;
+    }
+    return fmt(x, "%s.%09" PRIu64, x->time_prefix, (uint64_t)(ns % 1000000000ull));
+}
+
+static int set_str(struct lbd_extractor *x, ss_plugin_extract_field *f, const char *v)
+{
+    if (!v)
+        return -1;
+    const char **arr = arena__alloc(&x->arena, sizeof(*arr));
+    if (!arr)
+        return -1;
+    arr[0] = v;
+    f->res.str = arr;
+    f->res_len = 1;
+    return 0;
+}
+
+static int set_u64(struct lbd_extractor *x, ss_plugin_extract_field *f, uint64_t v)
+{
+    uint64_t *p = arena__alloc(&x->arena, sizeof(*p));
+    if (!p)
+        return -1;
+    *p = v;
+    f->res.u64 = p;
+    f->res_len = 1;
+    return 0;
+}
+
+static int set_bool(struct lbd_extractor *x, ss_plugin_extract_field *f, int v)
+{
+    ss_plugin_bool *p = arena__alloc(&x->arena, sizeof(*p));
+    if (!p)
+        return -1;
+    *p = v ? 1 : 0;
+    f->res.boolean = p;
+    f->res_len = 1;
+    return 0;
+}
+
+static int set_ip(struct lbd_extractor *x, ss_plugin_extract_field *f, const uint8_t *a, uint32_t n)
+{
+    ss_plugin_byte_buffer *b = arena__alloc(&x->arena, sizeof(*b) + 16);
+    if (!b)
+        return -1;
+    uint8_t *copy = (uint8_t *)(b + 1);
+    memcpy(copy, a, n);
+    b->len = n;
+    b->ptr = copy;
+    f->res.buf = b;
+    f->res_len = 1;
+    return 0;
+}
+
+static int fds__list(struct lbd_extractor *x, const struct ev *e, ss_plugin_extract_field *f, enum argform form)
+{
+    if (!e->en || !e->en->fds_n)
+        return 0;
+    const struct lbd_view *v = e->view;
+    uint32_t n = e->en->fds_n;
+    const char **arr = arena__alloc(&x->arena, n * sizeof(*arr));
+    if (!arr)
+        return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        const struct lbd_fd_row *r = &v->fdtab[e->en->fds_off + i];
+        const char *path = strtab__at(v, r->path_off);
+        if (form == AF_KEY)
+            arr[i] = dec(x, r->fd);
+        else if (form == AF_VALUE)
+            arr[i] = path;
+        else {
+            struct sb s;
+            char num[24];
+            size_t k = dec_i64(num, r->fd);
+            sb__begin(&s, &x->arena);
+            sb__put(&s, num, k);
+            sb__putc(&s, '(');
+            sb__put(&s, path, r->path_len);
+            sb__putc(&s, ')');
+            arr[i] = sb__end(&s);
+        }
+        if (!arr[i])
+            return -1;
+    }
+    f->res.str = arr;
+    f->res_len = n;
+    return 0;
+}
+
+/* A string of the enrichment (empty: no value), or NULL without enrichment. */
+static const char *en__str(const struct ev *e, uint32_t off, uint32_t len)
+{
+    return e->en && len ? strtab__at(e->view, off) : NULL;
+}
+
+static ss_plugin_rc field__extract(struct lbd_extractor *x, const struct ev *e, ss_plugin_extract_field *f,
+                                   char *err, size_t errlen)
+{
+    const struct lbd_hdr *h = e->h;
+    const struct lbd_enrich_row *en = e->en;
+    enum argform form = AF_NONE;
+    char buf[32];
+    int rc = 0;
+    f->res_len = 0;
+    if (f->field_id >= LBD_N_FIELDS) {
+        snprintf(err, errlen, "unknown field id %u (the plugin has %d fields)", f->field_id, LBD_N_FIELDS);
+        return SS_PLUGIN_FAILURE;
+    }
+    switch (f->field_id) {
+    case LBD_FLD_TYPE:
+    case LBD_FLD_USER:
+    case LBD_FLD_GROUP:
+    case LBD_FLD_FDS:
+        if (f->arg_key && strcmp(f->arg_key, "key") == 0)
+            form = AF_KEY;
+        else if (f->arg_key && strcmp(f->arg_key, "value") == 0)
+            form = AF_VALUE;
+        else if (f->arg_key || f->arg_present) {
+            snprintf(err, errlen, "%s[%s]: the argument must be key or value", lbd_field_names[f->field_id],
+                     f->arg_key ? f->arg_key : "");
+            return SS_PLUGIN_FAILURE;
+        }
+        break;
+    default:
+        break;
+    }
+    switch (f->field_id) {
+    case LBD_FLD_TYPE: {
+        const char *name = syscall__name(h->nr, buf, sizeof(buf));
+        if (form == AF_KEY) {
+            rc = set_str(x, f, dec(x, h->nr));
+        } else if (form == AF_VALUE) {
+            rc = set_str(x, f, name == buf ? fmt(x, "%s", name) : name);
+        } else {
+            struct sb s;
+            char num[24];
+            size_t k = dec_u64(num, h->nr);
+            sb__begin(&s, &x->arena);
+            sb__put(&s, num, k);
+            sb__putc(&s, '(');
+            sb__puts(&s, name);
+            sb__putc(&s, ')');
+            rc = set_str(x, f, sb__end(&s));
+        }
+        break;
+    }
+    case LBD_FLD_USER:
+        rc = set_str(x, f, idname(x, e, h->uid, en ? en->user_off : 0, en ? en->user_len : 0, form));
+        break;
+    case LBD_FLD_GROUP:
+        rc = set_str(x, f, idname(x, e, h->gid, en ? en->group_off : 0, en ? en->group_len : 0, form));
+        break;
+    case LBD_FLD_FDS:
+        rc = fds__list(x, e, f, form);
+        break;
+    case LBD_FLD_ARGS:
+        rc = set_str(x, f, render__args(x, e));
+        break;
+    case LBD_FLD_TIME:
+        rc = set_str(x, f, ev__time(x, e->evt->ts));
+        break;
+    case LBD_FLD_DIR:
+        rc = set_str(x, f, h->dir == LBD_DIR_ENTER ? ">" : "<");
+        break;
+    case LBD_FLD_COMM:
+        rc = set_str(x, f, ev__comm(x, e));
+        break;
+    case LBD_FLD_PID:
+        rc = set_str(x, f, dec(x, h->pid));
+        break;
+    case LBD_FLD_TID:
+        rc = set_str(x, f, dec(x, h->tid));
+        break;
+    case LBD_FLD_PPID:
+        rc = set_str(x, f, dec(x, en ? en->ppid : h->ppid));
+        break;
+    case LBD_FLD_CMDLINE: {
+        const char *c = en ? en__str(e, en->cmdline_off, en->cmdline_len) : ev__comm(x, e);
+        if (c)
+            rc = set_str(x, f, c);
+        break;
+    }
+    case LBD_FLD_FULLPATH:
+        if (en && en->fullpath_len)
+            rc = set_str(x, f, en__str(e, en->fullpath_off, en->fullpath_len));
+        break;
+    case LBD_FLD_SYSCALL: {
+        const char *name = syscall__name(h->nr, buf, sizeof(buf));
+        rc = set_str(x, f, name == buf ? fmt(x, "%s", name) : name);
+        break;
+    }
+    case LBD_FLD_SYSCALL_ID:
+        rc = set_u64(x, f, h->nr);
+        break;
+    case LBD_FLD_RES:
+        if (h->dir == LBD_DIR_EXIT && h->res >= 0)
+            rc = set_u64(x, f, (uint64_t)h->res);
+        break;
+    case LBD_FLD_FAILED:
+        if (h->dir == LBD_DIR_EXIT)
+            rc = set_bool(x, f, h->res < 0);
+        break;
+    case LBD_FLD_ERRNO:
+        if (h->dir == LBD_DIR_EXIT)
+            rc = set_u64(x, f, h->res < 0 ? (uint64_t)(-h->res) : 0);
+        break;
+    case LBD_FLD_LATENCY:
+        rc = set_u64(x, f, h->latency);
+        break;
+    case LBD_FLD_PID_NUM:
+        rc = set_u64(x, f, h->pid);
+        break;
+    case LBD_FLD_TID_NUM:
+        rc = set_u64(x, f, h->tid);
+        break;
+    case LBD_FLD_PPID_NUM:
+        rc = set_u64(x, f, en ? en->ppid : h->ppid);
+        break;
+    case LBD_FLD_USER_NUM:
+        rc = set_u64(x, f, h->uid);
+        break;
+    case LBD_FLD_GROUP_NUM:
+        rc = set_u64(x, f, h->gid);
+        break;
+    case LBD_FLD_PCOMM:
+        if (en && en->pcomm_len)
+            rc = set_str(x, f, en__str(e, en->pcomm_off, en->pcomm_len));
+        break;
+    case LBD_FLD_ARG: {
+        if (!f->arg_key || !f->arg_key[0]) {
+            snprintf(err, errlen, "linux.arg needs an argument name, e.g. linux.arg[pathname]");
+            return SS_PLUGIN_FAILURE;
+        }
+        int found;
+        const char *v = render__arg(x, e, f->arg_key, &found);
+        if (found)
+            rc = set_str(x, f, v);
+        break;
+    }
+    case LBD_FLD_SOCKADDR_FAMILY:
+    case LBD_FLD_SOCKADDR_IP:
+    case LBD_FLD_SOCKADDR_PORT:
+    case LBD_FLD_SOCKADDR_PATH: {
+        uint32_t len;
+        const uint8_t *sa = ev__sockaddr(e, &len);
+        if (!sa)
+            break;
+        uint16_t fam = (uint16_t)(sa[0] | sa[1] << 8);
+        int in4 = fam == 2 && len >= 8, in6 = fam == 10 && len >= 24;
+        if (f->field_id == LBD_FLD_SOCKADDR_FAMILY) {
+            const char *name = family__name(fam, buf, sizeof(buf));
+            rc = set_str(x, f, name == buf ? fmt(x, "%s", name) : name);
+        } else if (f->field_id == LBD_FLD_SOCKADDR_IP) {
+            if (in4)
+                rc = set_ip(x, f, sa + 4, 4);
+            else if (in6)
+                rc = set_ip(x, f, sa + 8, 16);
+        } else if (f->field_id == LBD_FLD_SOCKADDR_PORT) {
+            if (in4 || in6)
+                rc = set_u64(x, f, (uint64_t)sa[2] << 8 | sa[3]);
+        } else if (fam == 1) {
+            struct sb s;
+            struct vw w = {&s, 0, 0, 0};
+            sb__begin(&s, &x->arena);
+            vw__sockaddr(&w, sa, len);
+            rc = set_str(x, f, sb__end(&s));
+        }
+        break;
+    }
+    default:
+        snprintf(err, errlen, "field %s is not implemented", lbd_field_names[f->field_id]);
+        return SS_PLUGIN_FAILURE;
+    }
+    if (rc != 0) {
+        f->res_len = 0;
+        snprintf(err, errlen, "%s: out of memory", lbd_field_names[f->field_id]);
+        return SS_PLUGIN_FAILURE;
+    }
+    return SS_PLUGIN_SUCCESS;
+}
+
+static inline int str__ok(const struct lbd_view *v, uint32_t off, uint32_t len)
+{
+    uint64_t end = (uint64_t)off + len;
+    return end < v->strtab_len && v->strtab[end] == '\0';
+}
+
+int lbd_view_check(const struct lbd_view *v, char *why, size_t len)
+{
+    static const char *const names[] = {"pcomm", "user", "group", "cmdline", "fullpath"};
+    for (uint32_t i = 0; i < v->n; i++) {
+        const struct lbd_enrich_row *r = &v->enrich[i];
+        const uint32_t pairs[5][2] = {{r->pcomm_off, r->pcomm_len}, {r->user_off, r->user_len},
+                                      {r->group_off, r->group_len}, {r->cmdline_off, r->cmdline_len},
+                                      {r->fullpath_off, r->fullpath_len}};
+        for (int k = 0; k < 5; k++) {
+            if (!str__ok(v, pairs[k][0], pairs[k][1])) {
+                snprintf(why, len, "row %u: %s at %u+%u is outside strtab (%" PRIu64 " bytes) or lacks its NUL",
+                         i, names[k], pairs[k][0], pairs[k][1], v->strtab_len);
+                return -1;
+            }
+        }
+        if ((uint64_t)r->fds_off + r->fds_n > v->fdtab_len) {
+            snprintf(why, len, "row %u: fds %u+%u outside fdtab (%" PRIu64 " rows)", i, r->fds_off, r->fds_n,
+                     v->fdtab_len);
+            return -1;
+        }
+    }
+    for (uint64_t j = 0; j < v->fdtab_len; j++) {
+        if (!str__ok(v, v->fdtab[j].path_off, v->fdtab[j].path_len)) {
+            snprintf(why, len, "fdtab row %" PRIu64 ": the path is outside strtab or lacks its NUL", j);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int lbd_view_set(struct lbd_extractor *x, const uint64_t *ptrs, uint32_t n, const void *enrich,
+                 const char *strtab, uint64_t strtab_len, const void *fdtab, uint64_t fdtab_len,
+                 char *why, size_t len)
+{
+    struct lbd_view *v = &x->view;
+    memset(v, 0, sizeof(*v));
+    if (!n || !ptrs)
+        return 0;
+    v->ptrs = ptrs;
+    v->n = n;
+    if (!enrich || !strtab)
+        return 0;
+    v->enrich = enrich;
+    v->strtab = strtab;
+    v->strtab_len = strtab_len;
+    v->fdtab = fdtab;
+    v->fdtab_len = fdtab ? fdtab_len : 0;
+    if (lbd_view_check(v, why, len) != 0) {
+        v->enrich = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+void lbd_extractor_init(struct lbd_extractor *x, uint64_t str_max)
+{
+    memset(x, 0, sizeof(*x));
+    x->str_max = str_max;
+    x->time_sec = -1;
+}
+
+void lbd_extractor_free(struct lbd_extractor *x)
+{
+    arena__free(&x->arena);
+    memset(&x->view, 0, sizeof(x->view));
+}
+
+ss_plugin_rc lbd_extract(struct lbd_extractor *x, const ss_plugin_event *evt, uint32_t n,
+                         ss_plugin_extract_field *fields, char *err, size_t errlen)
+{
+    struct ev e;
+    arena__reset(&x->arena);       /* the previous call's results are released here */
+    if (!evt) {
+        snprintf(err, errlen, "extract_fields: no event");
+        return SS_PLUGIN_FAILURE;
+    }
+    e.view = &x->view;
+    e.en = NULL;
+    int64_t i = view__index(&x->view, evt);
+    const uint8_t *rec = (const uint8_t *)evt + LBD_FALCO_PREFIX;
+    if (i >= 0 && !((uintptr_t)rec & 7)) {
+        /* one of the current batch: the decoder validated it and Falco wrote only ts, tid and the
+         * plugin id of its header; the record sits 8-aligned in the arena */
+        e.evt = evt;
+        e.rec = rec;
+        e.h = (const struct lbd_hdr *)rec;
+        if (x->view.enrich)
+            e.en = &x->view.enrich[i];
+    } else if (event__check(evt, &e, err, errlen) != 0) {
+        return SS_PLUGIN_FAILURE;
+    } else if (i >= 0 && x->view.enrich) {
+        e.en = &x->view.enrich[i];
+    }
+    for (uint32_t k = 0; k < n; k++) {
+        if (field__extract(x, &e, &fields[k], err, errlen) != SS_PLUGIN_SUCCESS)
+            return SS_PLUGIN_FAILURE;
+    }
+    return SS_PLUGIN_SUCCESS;
+}

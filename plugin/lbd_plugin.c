@@ -1,0 +1,524 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * lbd_plugin.c: liblbd.so, lbd as a Falco plugin (event source linux_ebpf, plugin id 27182).
+ *
+ * Design
+ *   - CPython is embedded: the first plugin_init starts it (once per process; it is never
+ *     finalised, since numpy and the lbd extension cannot be initialised twice), makes libpython's
+ *     symbols global (Falco opens plugins RTLD_LOCAL), finds the lbd installation (the venv baked
+ *     in at build time, or init_config python_home) and imports lbd.falco.  The GIL is released
+ *     right after; every entry point below takes it (PyGILState) only around its Python calls, so
+ *     any Falco thread may call in.
+ *   - next_batch makes ONE Python call (lbd.falco.Instance.next: fill the batch from the ring,
+ *     enrich it, write it when putfile) and hands Falco pointers into the batch arena, where the
+ *     decoder already laid out each record behind its 38-byte plugin-event header: no copy.
+ *   - extract_fields is C alone (lbd_extract.c), without the GIL and without a Python object per
+ *     event.
+ *   - No Python exception crosses into Falco: every failure becomes SS_PLUGIN_FAILURE (or NULL)
+ *     with a one-line message for get_last_error.  PyErr_Print is never called (it would exit the
+ *     process on SystemExit).
+ *
+ * Lifetimes
+ *   - Strings returned by get_* are static; get_last_error's is the state's buffer, valid until
+ *     the next call on that state; list_open_params's until the next list_open_params or destroy.
+ *   - Events from next_batch: valid and unmodified until the next next_batch or close (they are
+ *     the Collector's Batch, which the Python Instance owns and reuses).
+ *   - extract_fields results: until the next extract_fields on the same state.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lbd_plugin.h"
+#include "lbd_tables.h"
+
+#ifndef LBD_VENV
+#error "LBD_VENV (the lbd venv to embed) is set by plugin/Makefile"
+#endif
+#ifndef LBD_REPO
+#define LBD_REPO ""
+#endif
+#ifndef LBD_PYTHON_EXE
+#error "LBD_PYTHON_EXE (the base interpreter) is set by plugin/Makefile"
+#endif
+#ifndef LBD_LIBPYTHON
+#error "LBD_LIBPYTHON (libpython's soname) is set by plugin/Makefile"
+#endif
+#ifndef LBD_LIBPYTHON_PATH
+#define LBD_LIBPYTHON_PATH LBD_LIBPYTHON
+#endif
+
+#define EXPORT __attribute__((visibility("default")))
+
+struct lbd_instance;
+
+/* One plugin_init.  Invariant: py is set iff init succeeded; inst is the open capture or NULL. */
+struct lbd_state {
+    char err[LBD_ERRLEN];           /* get_last_error */
+    PyObject *py;                   /* lbd.falco.PluginState */
+    char *open_params;              /* list_open_params result (malloc) */
+    struct lbd_instance *inst;
+    struct lbd_extractor x;         /* extract_fields: results arena + the current batch view */
+    uint64_t enrich_rejected;       /* batches whose enrichment arrays failed lbd_view_check */
+};
+
+/* One open capture. */
+struct lbd_instance {
+    struct lbd_state *s;
+    PyObject *py;                   /* lbd.falco.Instance */
+    PyObject *next;                 /* its bound next() */
+};
+
+/* ---- errors ------------------------------------------------------------------------------------- */
+
+static void set_err(char *err, const char *f, ...) __attribute__((format(printf, 2, 3)));
+static void set_err(char *err, const char *f, ...)
+{
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(err, LBD_ERRLEN, f, ap);
+    va_end(ap);
+}
+
+static PyObject *g_falco;           /* module lbd.falco, once imported (GIL to use) */
+
+/* The current Python exception as "<context>: <message>" in err; clears it.  GIL held. */
+static void py_err(char *err, const char *context)
+{
+    PyObject *type = NULL, *value = NULL, *tb = NULL;
+    PyErr_Fetch(&type, &value, &tb);
+    if (!type) {
+        set_err(err, "%s: failed without a Python exception", context);
+        return;
+    }
+    PyErr_NormalizeException(&type, &value, &tb);
+    PyObject *msg = NULL;
+    if (g_falco && value)
+        msg = PyObject_CallMethod(g_falco, "error_message", "O", value);
+    if (!msg) {
+        PyErr_Clear();
+        PyObject *s = value ? PyObject_Str(value) : NULL;
+        const char *tname = ((PyTypeObject *)type)->tp_name;
+        if (s && PyUnicode_Check(s))
+            msg = PyUnicode_FromFormat("%s: %U", tname, s);
+        else
+            msg = PyUnicode_FromString(tname);
+        Py_XDECREF(s);
+        PyErr_Clear();
+    }
+    const char *text = msg ? PyUnicode_AsUTF8(msg) : NULL;
+    if (!text) {
+        PyErr_Clear();
+        text = "(the Python error could not be described)";
+    }
+    set_err(err, "%s: %s", context, text);
+    Py_XDECREF(msg);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+}
+
+/* ---- the embedded interpreter ------------------------------------------------------------------ */
+
+static pthread_mutex_t g_py_lock = PTHREAD_MUTEX_INITIALIZER;
+static int g_py_started;            /* Py_Initialize ran in this process (by us or the host) */
+static char g_py_fatal[LBD_ERRLEN]; /* the interpreter could not start: sticky */
+
+/* Runs once the interpreter is up, before lbd is imported: read python_home from the raw
+ * init_config (lbd.config validates it later with everything else), activate that venv the way
+ * its bin/python would (site.main() reads its pyvenv.cfg), import lbd.falco.  A failed attempt
+ * leaves sys.path as it was, so a later plugin_init with a good python_home can still work. */
+static const char bootstrap_src[] =
+    "import json, os, sys\n"
+    "def bootstrap(init_config, baked_venv, baked_repo):\n"
+    "    home = ''\n"
+    "    try:\n"
+    "        doc = json.loads(init_config) if init_config.strip() else None\n"
+    "    except ValueError:\n"
+    "        doc = None\n"
+    "    if isinstance(doc, dict) and isinstance(doc.get('python_home'), str):\n"
+    "        home = doc['python_home']\n"
+    "    loaded = getattr(sys, '_lbd_plugin_home', None)\n"
+    "    if loaded is not None:\n"
+    "        if home and os.path.realpath(home) != os.path.realpath(loaded):\n"
+    "            raise RuntimeError(f'init_config.python_home: {home!r}, but this process already runs '\n"
+    "                               f'lbd from {loaded!r} (CPython cannot switch installations: restart Falco)')\n"
+    "        import lbd.falco\n"
+    "        return lbd.falco\n"
+    "    venv = home or baked_venv\n"
+    "    what = 'init_config.python_home' if home else 'the lbd installation liblbd.so was built from'\n"
+    "    if not os.path.isdir(venv):\n"
+    "        raise RuntimeError(f'{what}: {venv!r} is not a directory' + ('' if home else\n"
+    "                           '; set init_config.python_home to an lbd installation (a venv)'))\n"
+    "    import site\n"
+    "    saved = (list(sys.path), sys.prefix, sys.exec_prefix, sys.executable, list(site.PREFIXES))\n"
+    "    try:\n"
+    "        if os.path.isfile(os.path.join(venv, 'pyvenv.cfg')):\n"
+    "            sys.executable = os.path.join(venv, 'bin', 'python')\n"
+    "            site.main()\n"
+    "        else:\n"
+    "            site.main()\n"
+    "            sys.path.insert(0, venv)\n"
+    "        if not home and baked_repo and os.path.isfile(os.path.join(baked_repo, 'lbd', '__init__.py')):\n"
+    "            sys.path.insert(0, baked_repo)\n"
+    "        try:\n"
+    "            import lbd.falco\n"
+    "        except ImportError as e:\n"
+    "            raise ImportError(f'cannot import lbd from {what} {venv!r}: {e}') from e\n"
+    "    except BaseException:\n"
+    "        sys.path[:] = saved[0]\n"
+    "        sys.prefix, sys.exec_prefix, sys.executable = saved[1], saved[2], saved[3]\n"
+    "        site.PREFIXES[:] = saved[4]\n"
+    "        for m in [m for m in sys.modules if m == 'lbd' or m.startswith('lbd.')]:\n"
+    "            del sys.modules[m]\n"
+    "        raise\n"
+    "    sys._lbd_plugin_home = venv\n"
+    "    return lbd.falco\n";
+
+/* Make libpython's symbols global: the extension modules lbd imports (numpy, lbd._decode) look
+ * their Py* symbols up globally, and Falco loaded us (and so libpython) RTLD_LOCAL. */
+static int libpython_global(char *err)
+{
+    if (dlopen(LBD_LIBPYTHON, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD))
+        return 0;
+    if (dlopen(LBD_LIBPYTHON_PATH, RTLD_NOW | RTLD_GLOBAL))
+        return 0;
+    const char *why = dlerror();
+    set_err(err, "cannot load %s with global symbols: %s", LBD_LIBPYTHON_PATH, why ? why : "unknown error");
+    return -1;
+}
+
+static int interpreter_start(char *err)
+{
+    PyStatus st;
+    PyPreConfig pre;
+    PyPreConfig_InitIsolatedConfig(&pre);
+    pre.utf8_mode = 1;                      /* Falco may run in the C locale: text is UTF-8 anyway */
+    st = Py_PreInitialize(&pre);
+    if (PyStatus_Exception(st)) {
+        set_err(err, "cannot pre-initialise Python: %s%s%s", st.func ? st.func : "", st.func ? ": " : "",
+                st.err_msg ? st.err_msg : "unknown error");
+        return -1;
+    }
+    PyConfig cfg;
+    PyConfig_InitIsolatedConfig(&cfg);      /* no env vars, no user site, no signal handlers, no argv */
+    cfg.site_import = 0;                    /* the bootstrap runs site for the chosen venv */
+    cfg.install_signal_handlers = 0;        /* Falco's signals stay Falco's */
+    cfg.parse_argv = 0;
+    cfg.write_bytecode = 0;
+    st = PyConfig_SetBytesString(&cfg, &cfg.program_name, LBD_PYTHON_EXE);
+    if (!PyStatus_Exception(st))
+        st = Py_InitializeFromConfig(&cfg);
+    PyConfig_Clear(&cfg);
+    if (PyStatus_Exception(st)) {
+        set_err(err, "cannot start Python (%s): %s%s%s", LBD_PYTHON_EXE, st.func ? st.func : "",
+                st.func ? ": " : "", st.err_msg ? st.err_msg : "unknown error");
+        return -1;
+    }
+    return 0;
+}
+
+/* Start Python if needed and import lbd.falco for this init_config.  On success the GIL is held
+ * (*gil tells how to release it: see python_leave). */
+static int python_enter_init(const char *init_config, char *err, PyGILState_STATE *gil)
+{
+    pthread_mutex_lock(&g_py_lock);
+    if (g_py_fatal[0]) {
+        set_err(err, "%s", g_py_fatal);
+        pthread_mutex_unlock(&g_py_lock);
+        return -1;
+    }
+    if (!g_py_started) {
+        if (Py_IsInitialized()) {
+            g_py_started = 1;               /* a host that runs Python itself: share it */
+        } else {
+            if (libpython_global(g_py_fatal) != 0 || interpreter_start(g_py_fatal) != 0) {
+                set_err(err, "%s", g_py_fatal);
+                pthread_mutex_unlock(&g_py_lock);
+                return -1;
+            }
+            g_py_started = 1;
+            PyEval_SaveThread();            /* release the GIL: from now on PyGILState everywhere */
+        }
+    }
+    *gil = PyGILState_Ensure();
+    int rc = -1;
+    PyObject *ns = PyDict_New();
+    PyObject *res = NULL, *fn = NULL, *mod = NULL;
+    if (ns && PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) == 0)
+        res = PyRun_String(bootstrap_src, Py_file_input, ns, ns);
+    if (res)
+        fn = PyDict_GetItemString(ns, "bootstrap");         /* borrowed */
+    if (fn)
+        mod = PyObject_CallFunction(fn, "sss", init_config, LBD_VENV, LBD_REPO);
+    if (mod) {
+        if (!g_falco) {
+            g_falco = mod;
+            mod = NULL;
+        }
+        rc = 0;
+    } else {
+        py_err(err, "cannot load lbd");
+    }
+    Py_XDECREF(mod);
+    Py_XDECREF(res);
+    Py_XDECREF(ns);
+    pthread_mutex_unlock(&g_py_lock);
+    if (rc != 0)
+        PyGILState_Release(*gil);
+    return rc;
+}
+
+/* ---- identity --------------------------------------------------------------------------------- */
+
+EXPORT const char *plugin_get_required_api_version(void) { return LBD_REQUIRED_API_VERSION; }
+EXPORT const char *plugin_get_version(void) { return LBD_PLUGIN_VERSION; }
+EXPORT const char *plugin_get_name(void) { return LBD_PLUGIN_NAME; }
+EXPORT const char *plugin_get_description(void) { return LBD_PLUGIN_DESCRIPTION; }
+EXPORT const char *plugin_get_contact(void) { return LBD_PLUGIN_CONTACT; }
+EXPORT uint32_t plugin_get_id(void) { return LBD_PLUGIN_ID; }
+EXPORT const char *plugin_get_event_source(void) { return LBD_EVENT_SOURCE; }
+EXPORT const char *plugin_get_fields(void) { return lbd_fields_json; }
+
+/* Baked from lbd.config.init_schema(): Falco asks for it before plugin_init, when no Python runs. */
+EXPORT const char *plugin_get_init_schema(ss_plugin_schema_type *schema_type)
+{
+    if (schema_type)
+        *schema_type = SS_PLUGIN_SCHEMA_JSON;
+    return lbd_init_schema_json;
+}
+
+EXPORT const char *plugin_get_last_error(ss_plugin_t *s)
+{
+    return s ? ((struct lbd_state *)s)->err : "lbd: no plugin state";
+}
+
+/* ---- init / destroy ----------------------------------------------------------------------------- */
+
+EXPORT ss_plugin_t *plugin_init(const ss_plugin_init_input *in, ss_plugin_rc *rc)
+{
+    struct lbd_state *s = calloc(1, sizeof(*s));
+    ss_plugin_rc dummy;
+    if (!rc)
+        rc = &dummy;
+    if (!s) {
+        *rc = SS_PLUGIN_FAILURE;
+        return NULL;
+    }
+    lbd_extractor_init(&s->x, 0);
+    const char *config = in && in->config ? in->config : "";
+    PyGILState_STATE gil;
+    if (python_enter_init(config, s->err, &gil) != 0) {
+        *rc = SS_PLUGIN_FAILURE;            /* the state carries the message for get_last_error */
+        return s;
+    }
+    PyObject *st = PyObject_CallMethod(g_falco, "plugin_init", "y", config);
+    PyObject *limit = st ? PyObject_GetAttrString(st, "str_max_size") : NULL;
+    unsigned long long str_max = limit ? PyLong_AsUnsignedLongLong(limit) : 0;
+    if (!st || !limit || PyErr_Occurred()) {
+        py_err(s->err, "init");
+        Py_XDECREF(st);
+        Py_XDECREF(limit);
+        PyGILState_Release(gil);
+        *rc = SS_PLUGIN_FAILURE;
+        return s;
+    }
+    Py_DECREF(limit);
+    s->py = st;
+    s->x.str_max = str_max;
+    PyGILState_Release(gil);
+    *rc = SS_PLUGIN_SUCCESS;
+    return s;
+}
+
+static void instance_free(struct lbd_instance *h)   /* GIL held */
+{
+    PyObject *r = PyObject_CallMethod(h->py, "close", NULL);
+    if (!r)
+        py_err(h->s->err, "close");
+    Py_XDECREF(r);
+    Py_XDECREF(h->next);
+    Py_XDECREF(h->py);
+    memset(&h->s->x.view, 0, sizeof(h->s->x.view));
+    h->s->inst = NULL;
+    free(h);
+}
+
+EXPORT void plugin_destroy(ss_plugin_t *sp)
+{
+    struct lbd_state *s = sp;
+    if (!s)
+        return;
+    if (s->py || s->inst) {
+        PyGILState_STATE gil = PyGILState_Ensure();
+        if (s->inst)
+            instance_free(s->inst);
+        if (s->py) {
+            PyObject *r = PyObject_CallMethod(s->py, "destroy", NULL);
+            if (!r)
+                PyErr_Clear();
+            Py_XDECREF(r);
+            Py_CLEAR(s->py);
+        }
+        PyGILState_Release(gil);
+    }
+    lbd_extractor_free(&s->x);
+    free(s->open_params);
+    free(s);
+}
+
+/* ---- event sourcing ----------------------------------------------------------------------------- */
+
+EXPORT const char *plugin_list_open_params(ss_plugin_t *sp, ss_plugin_rc *rc)
+{
+    struct lbd_state *s = sp;
+    ss_plugin_rc dummy;
+    if (!rc)
+        rc = &dummy;
+    *rc = SS_PLUGIN_FAILURE;
+    if (!s)
+        return NULL;
+    if (!s->py) {
+        set_err(s->err, "list_open_params: the plugin is not initialised");
+        return NULL;
+    }
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *r = PyObject_CallMethod(s->py, "list_open_params", NULL);
+    const char *text = r ? PyUnicode_AsUTF8(r) : NULL;
+    char *copy = text ? strdup(text) : NULL;
+    if (!text)
+        py_err(s->err, "list_open_params");
+    Py_XDECREF(r);
+    PyGILState_Release(gil);
+    if (!copy) {
+        if (text)
+            set_err(s->err, "list_open_params: out of memory");
+        return NULL;
+    }
+    free(s->open_params);
+    s->open_params = copy;
+    *rc = SS_PLUGIN_SUCCESS;
+    return copy;
+}
+
+EXPORT ss_instance_t *plugin_open(ss_plugin_t *sp, const char *params, ss_plugin_rc *rc)
+{
+    struct lbd_state *s = sp;
+    ss_plugin_rc dummy;
+    if (!rc)
+        rc = &dummy;
+    *rc = SS_PLUGIN_FAILURE;
+    if (!s)
+        return NULL;
+    if (!s->py) {
+        /* keep the init error visible: Falco may ask get_last_error after a failed open too */
+        if (!s->err[0])
+            set_err(s->err, "open: the plugin is not initialised");
+        return NULL;
+    }
+    if (s->inst) {
+        set_err(s->err, "open: a capture is already open on this plugin state; close it first");
+        return NULL;
+    }
+    struct lbd_instance *h = calloc(1, sizeof(*h));
+    if (!h) {
+        set_err(s->err, "open: out of memory");
+        return NULL;
+    }
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *inst = PyObject_CallMethod(s->py, "open", "y", params ? params : "");
+    PyObject *next = inst ? PyObject_GetAttrString(inst, "next") : NULL;
+    if (!inst || !next) {
+        py_err(s->err, "open");
+        if (inst) {
+            PyObject *r = PyObject_CallMethod(inst, "close", NULL);
+            if (!r)
+                PyErr_Clear();
+            Py_XDECREF(r);
+        }
+        Py_XDECREF(inst);
+        PyGILState_Release(gil);
+        free(h);
+        return NULL;
+    }
+    PyGILState_Release(gil);
+    h->s = s;
+    h->py = inst;
+    h->next = next;
+    s->inst = h;
+    memset(&s->x.view, 0, sizeof(s->x.view));
+    *rc = SS_PLUGIN_SUCCESS;
+    return h;
+}
+
+EXPORT void plugin_close(ss_plugin_t *sp, ss_instance_t *hp)
+{
+    struct lbd_instance *h = hp;
+    (void)sp;
+    if (!h)
+        return;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    instance_free(h);
+    PyGILState_Release(gil);
+}
+
+EXPORT ss_plugin_rc plugin_next_batch(ss_plugin_t *sp, ss_instance_t *hp, uint32_t *nevts,
+                                      ss_plugin_event ***evts)
+{
+    struct lbd_state *s = sp;
+    struct lbd_instance *h = hp;
+    unsigned int n = 0;
+    unsigned long long ptrs = 0, enrich = 0, strtab = 0, strtab_len = 0, fdtab = 0, fdtab_len = 0;
+    *nevts = 0;
+    *evts = NULL;
+    if (!s || !h) {
+        if (s)
+            set_err(s->err, "next_batch: no open capture");
+        return SS_PLUGIN_FAILURE;
+    }
+    /* the batch is about to be refilled: events of the last one are no longer ours to read */
+    memset(&s->x.view, 0, sizeof(s->x.view));
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *r = PyObject_CallNoArgs(h->next);
+    int ok = r && PyArg_ParseTuple(r, "IKKKKKK;Instance.next() returned an unexpected tuple", &n, &ptrs,
+                                   &enrich, &strtab, &strtab_len, &fdtab, &fdtab_len);
+    if (!ok)
+        py_err(s->err, "next_batch");
+    Py_XDECREF(r);
+    PyGILState_Release(gil);
+    if (!ok)
+        return SS_PLUGIN_FAILURE;
+    if (!n)
+        return SS_PLUGIN_TIMEOUT;           /* Instance.next() already waited batch_timeout_ms */
+    char why[256];
+    if (lbd_view_set(&s->x, (const uint64_t *)(uintptr_t)ptrs, n, (const void *)(uintptr_t)enrich,
+                     (const char *)(uintptr_t)strtab, strtab_len, (const void *)(uintptr_t)fdtab, fdtab_len,
+                     why, sizeof(why)) != 0 && !s->enrich_rejected++) {
+        /* not the contract: this batch's events carry the record's values only */
+        fprintf(stderr, "lbd: enrichment arrays rejected (%s); events carry the kernel's values\n", why);
+    }
+    *nevts = n;
+    *evts = (ss_plugin_event **)(uintptr_t)ptrs;   /* Batch.ptrs: uint64 addresses, one per event */
+    return SS_PLUGIN_SUCCESS;
+}
+
+/* ---- field extraction ---------------------------------------------------------------------------- */
+
+EXPORT ss_plugin_rc plugin_extract_fields(ss_plugin_t *sp, const ss_plugin_event_input *ev,
+                                          const ss_plugin_field_extract_input *in)
+{
+    struct lbd_state *s = sp;
+    if (!s || !ev || !in)
+        return SS_PLUGIN_FAILURE;
+    if (!s->py) {
+        set_err(s->err, "extract_fields: the plugin is not initialised");
+        return SS_PLUGIN_FAILURE;
+    }
+    return lbd_extract(&s->x, ev->evt, in->num_fields, in->fields, s->err, sizeof(s->err));
+}
