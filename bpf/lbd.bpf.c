@@ -97,6 +97,7 @@ BPF_ARRAY(descs, struct lbd_desc, LBD_MAX_SYSCALLS);
 BPF_ARRAY(settings, struct lbd_settings, 1);
 BPF_PERCPU_ARRAY(counters, u64, LBD_C_COUNT);
 BPF_PERCPU_ARRAY(wake_acc, u64, 1);          /* bytes written since this CPU's last wakeup */
+BPF_HASH(own_tids, u32, u8, 64);             /* filter_own by thread (the Falco plugin) */
 BPF_HASH(filter_pids, u32, u8, 64);
 BPF_HASH(only_pids, u32, u8, 64);
 BPF_HASH(filter_comms, struct comm_key, u8, 16);
@@ -122,6 +123,8 @@ static __always_inline struct lbd_settings *settings__get(void)
 static __always_inline int filter__task(struct lbd_settings *s, u32 tgid, u32 tid, struct comm_key *comm)
 {
     if (s->filter_own_tgid && tgid == s->filter_own_tgid)
+        return LBD_C_F_OWN;
+    if (s->own_tids_on && own_tids.lookup(&tid))
         return LBD_C_F_OWN;
     if (s->filter_falco_tgid && tgid == s->filter_falco_tgid)
         return LBD_C_F_FALCO;

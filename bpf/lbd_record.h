@@ -156,7 +156,7 @@ struct lbd_desc {
 struct lbd_settings {
     __u32 drop_mode;
     __u32 drop_failed;
-    __u32 filter_own_tgid;      /* 0: off */
+    __u32 filter_own_tgid;      /* 0: off; drops the collector's whole process (lbd run, Python) */
     __u32 filter_falco_tgid;    /* 0: off */
     __u32 str_max;              /* bytes per string argument, <= LBD_PAYLOAD_MAX / 2 */
     __u32 buf_max;              /* bytes per buffer argument */
@@ -168,7 +168,9 @@ struct lbd_settings {
     __u32 only_comms_on;        /* 1: keep only the comms in the only_comms map */
     __u32 generation;           /* changed when capture resumes (leaving drop_mode): records
                                    armed under another generation are stale */
-    __u32 pad;
+    __u32 own_tids_on;          /* 1: drop the threads in the own_tids map (the Falco plugin's:
+                                   inside Falco, filter_own is the threads running lbd's code,
+                                   filter_falco the whole process) */
     __u64 wake_bytes;           /* each CPU forces a consumer wakeup after writing this much */
 };
 

@@ -45,13 +45,13 @@ class Collector:
     """
 
     def __init__(self, config: Config | dict | None = None, *, batch_size: int | None = None,
-                 own_pid: int | None = None, host_pid: int | None = None, enrich=False):
+                 own_pid: int | None = None, host_pid: int | None = None, own_tids=None, enrich=False):
         self.config = coerce(config)
         self._enrich = enrich
         self.enricher = None
         self.batch_size = batch_size or self.config.init.batch_size
         self.timeout_ms = self.config.init.batch_timeout_ms
-        self._own_pid, self._host_pid = own_pid, host_pid
+        self._own_pid, self._host_pid, self._own_tids = own_pid, host_pid, own_tids
         self.probe = None
         self.ring: Ring | None = None
         self.batch: Batch | None = None
@@ -62,7 +62,8 @@ class Collector:
     def __enter__(self) -> Collector:
         from lbd.probe import Probe
 
-        self.probe = Probe(self.config, own_pid=self._own_pid, host_pid=self._host_pid)
+        self.probe = Probe(self.config, own_pid=self._own_pid, host_pid=self._host_pid,
+                           own_tids=self._own_tids)
         try:
             self.ring = Ring(self.probe.ring_fd, self.probe.ring_size, wall_offset=wall_offset_ns())
             self.batch = Batch(self.batch_size)

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -265,9 +266,12 @@ class Instance:
         self.writer = None
         self.enricher = None
         self._keep: tuple = ()
-        me = os.getpid()        # the plugin runs inside Falco: its threads are Falco's process
+        # Inside Falco, filter_falco drops Falco's whole process and filter_own the threads that
+        # run lbd's code: the one opening the capture and each one that calls next() (next()
+        # adds it).
+        self._own_tid = threading.get_native_id()
         try:
-            self.collector = Collector(cfg, own_pid=me, host_pid=me).__enter__()
+            self.collector = Collector(cfg, host_pid=os.getpid(), own_tids=[self._own_tid]).__enter__()
             self.collector.batch.plugin_id = PLUGIN_ID
             self.batch = self.collector.batch
             self._ptrs_addr = int(self.batch.ptrs.__array_interface__["data"][0])
@@ -289,6 +293,10 @@ class Instance:
         addresses are the first n uint64 at ``ptrs``; then the enrichment arrays' addresses and
         lengths (0, 0 when there are none).  n == 0: nothing arrived in time.
         """
+        tid = threading.get_native_id()
+        if tid != self._own_tid:     # another Falco thread now runs the source: it is ours too
+            self.collector.probe.add_own_tid(tid)
+            self._own_tid = tid
         batch = self.collector.next_batch()
         n = len(batch)
         if not n:

@@ -35,6 +35,9 @@ REFRESH_SYSCALLS = frozenset({
 })
 
 
+OWN_TIDS_MAX = 64   # the own_tids map's size in bpf/lbd.bpf.c
+
+
 class ProbeError(RuntimeError):
     """The probe could not be loaded or configured; the message says why."""
 
@@ -99,10 +102,15 @@ class Stats:
 class Probe:
     """The loaded eBPF probe.  Use as a context manager, or call close()."""
 
-    def __init__(self, config: Config | dict | None = None, *, own_pid: int | None = None, host_pid: int | None = None):
+    def __init__(self, config: Config | dict | None = None, *, own_pid: int | None = None,
+                 host_pid: int | None = None, own_tids: Iterable[int] | None = None):
+        """own_pid: the process filter_own drops (default: this one); own_tids instead: the threads
+        it drops (the Falco plugin: lbd's code runs on some of Falco's threads; add more with
+        add_own_tid()).  host_pid: the process filter_falco drops (default: this one)."""
         cfg = coerce(config)
         self.config = cfg
         self.selection = resolve_selection(cfg)
+        self.own_tids: set[int] | None = None if own_tids is None else set(own_tids)
         self.own_pid = own_pid if own_pid is not None else os.getpid()
         self.host_pid = host_pid if host_pid is not None else os.getpid()
         self.ring_size = cfg.open.ring_size
@@ -174,7 +182,8 @@ class Probe:
         s = self._bpf[b"settings"].Leaf()
         s.drop_mode = int(o.drop_mode)
         s.drop_failed = int(o.drop_failed)
-        s.filter_own_tgid = self.own_pid if o.filter_own else 0
+        s.filter_own_tgid = self.own_pid if o.filter_own and self.own_tids is None else 0
+        s.own_tids_on = int(o.filter_own and bool(self.own_tids))
         s.filter_falco_tgid = self.host_pid if o.filter_falco else 0
         s.str_max = o.str_max
         s.buf_max = o.buf_max
@@ -213,16 +222,19 @@ class Probe:
             k.comm = comm.encode()[: record.COMM_LEN - 1]
             return k
 
+        self._set_members("own_tids", sorted(self.own_tids or ()), pid_key)
         self._set_members("filter_pids", o.filter_pids, pid_key)
         self._set_members("only_pids", o.only_pids, pid_key)
         self._set_members("filter_comms", o.filter_comms, comm_key)
         self._set_members("only_comms", o.only_comms, comm_key)
 
-    def update(self, config: Config | dict, *, own_pid: int | None = None, host_pid: int | None = None) -> None:
+    def update(self, config: Config | dict, *, own_pid: int | None = None, host_pid: int | None = None,
+               own_tids: Iterable[int] | None = None) -> None:
         """Apply new open_params at run time, without reloading the programs.
 
         The new configuration is validated completely first; ring_size cannot change while loaded.
-        own_pid / host_pid, when given, replace the processes filter_own / filter_falco drop.
+        own_pid / host_pid, when given, replace the processes filter_own / filter_falco drop;
+        own_tids, when given, makes filter_own drop those threads instead of own_pid's process.
         The maps are written filters first and settings last, so a filter switched on applies to
         its complete set.  Records armed before capture resumes (leaving drop_mode) or before a
         syscall is selected anew are never completed by a later exit (generations: see
@@ -236,8 +248,13 @@ class Probe:
             )
         selection = resolve_selection(cfg)
         with self._lock:
+            if own_tids is not None and len(set(own_tids)) > OWN_TIDS_MAX:
+                raise ValueError(f"own threads: {len(set(own_tids))}, at most {OWN_TIDS_MAX}")
             if own_pid is not None:
                 self.own_pid = own_pid
+                self.own_tids = None
+            if own_tids is not None:
+                self.own_tids = set(own_tids)
             if host_pid is not None:
                 self.host_pid = host_pid
             if self.config.open.drop_mode and not cfg.open.drop_mode:
@@ -248,6 +265,20 @@ class Probe:
             self._fill_descs(selection)
             self._apply_settings(cfg)
             self.config, self.selection = cfg, selection
+
+    def add_own_tid(self, tid: int) -> None:
+        """Count one more thread as lbd's own (filter_own by thread; see __init__)."""
+        with self._lock:
+            if self.own_tids is None:
+                raise ValueError("this probe filters its own process, not threads (own_tids not given)")
+            if tid in self.own_tids:
+                return
+            if len(self.own_tids) >= OWN_TIDS_MAX:
+                raise ValueError(f"own threads: {len(self.own_tids) + 1}, at most {OWN_TIDS_MAX}")
+            self.own_tids.add(tid)
+            table = self._bpf[b"own_tids"]
+            table[table.Key(tid)] = ct.c_uint8(1)
+            self._apply_settings(self.config)
 
     # -- state ----------------------------------------------------------------------------------
 

@@ -101,6 +101,48 @@ def test_filter_own(cap):
         cap.quiesce()
 
 
+def test_filter_own_threads(cap):
+    """Inside Falco, filter_own drops the threads running lbd's code, not Falco's whole process:
+    here a second thread of the test process is "ours" and the main thread is not."""
+    import threading
+
+    me = os.getpid()
+    main_tid = threading.get_native_id()
+    go, done = threading.Event(), threading.Event()
+    tid = []
+
+    def worker():
+        tid.append(threading.get_native_id())
+        go.wait()
+        for _ in range(N):
+            syscall(110)                    # getppid
+        done.set()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    while not tid:
+        time.sleep(0.001)
+    probe = cap.probe
+    try:
+        cap.quiesce()
+        before = cap.stats()
+        probe.update(cap.base.replace(drop_mode=False, only_pids=[me], filter_own=True, filter_falco=False),
+                     own_tids=[tid[0]])
+        go.set()
+        done.wait()
+        for _ in range(N):
+            syscall(110)
+        events = cap.witness()
+        d = delta(before, cap.stats())
+    finally:
+        t.join()
+        probe.update(cap.base, own_pid=me)
+    mine = getppids(events)
+    assert [e for e in mine if e.tid == tid[0]] == []
+    assert len([e for e in mine if e.tid == main_tid]) == N
+    assert d["f_own"] >= N
+
+
 def test_filter_falco(cap):
     """filter_falco drops the host process (Falco's pid when lbd runs as its plugin)."""
     a = cap.spawn(busy)
