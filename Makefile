@@ -2,9 +2,12 @@
 SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
-EXT   := lbd/_decode$(shell test -x $(PY) && $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+# The compiled modules (lbd/_*.pyx -> lbd/_*.cpython-311-x86_64-linux-gnu.so); the suffix is known
+# once .venv exists, which is why `build` runs `ext` in a second make after `setup`.
+SUFFIX = $(shell test -x $(PY) && $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+EXTS   = $(patsubst %.pyx,%$(SUFFIX),$(wildcard lbd/*.pyx))
 
-.PHONY: all setup build run test test-unit test-kernel bench bench-compare clean
+.PHONY: all setup build ext run test test-unit test-kernel bench bench-compare clean
 
 all: build
 
@@ -12,13 +15,14 @@ all: build
 setup:
 	@bash scripts/setup.sh
 
-# Rebuild the Cython extension in place when its sources or the record header change.
+# Rebuild the Cython extensions in place when their sources or the record header change.
 build: setup
 	@$(MAKE) --no-print-directory ext
 
-ext: $(EXT)
-$(EXT): lbd/_decode.pyx $(wildcard lbd/*.pxd) bpf/lbd_record.h setup.py
+ext: $(EXTS)
+$(EXTS) &: $(wildcard lbd/*.pyx lbd/*.pxd) bpf/lbd_record.h setup.py
 	$(PY) setup.py -q build_ext --inplace
+	@touch $(EXTS)    # setup.py skips up-to-date modules: mark all as built now
 
 run: build
 	$(VENV)/bin/lbd run
@@ -50,7 +54,8 @@ bench-compare: build bench-tools plugin
 	$(PY) -m pytest bench $(BENCH_ARGS) --benchmark-compare --benchmark-compare-fail=min:25%
 
 clean:
-	rm -rf build lbd/_decode.c lbd/_decode*.so .pytest_cache
+	rm -rf build lbd/_*.c lbd/_*.so .pytest_cache
+	@if [ -f bench/Makefile ]; then $(MAKE) --no-print-directory -C bench clean; fi
 
 # The C load generator and consumers the benchmarks compare against (bench/Makefile).
 .PHONY: bench-tools plugin
