@@ -42,7 +42,7 @@ apt_install() {
 [ -x "$sys_python" ] || apt_install python3
 pyver=$("$sys_python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 apt_install python3-bpfcc bpfcc-tools python3-venv "python${pyver}-dev" "libpython${pyver}" \
-    linux-libc-dev manpages-dev libbpf-dev bpftool gcc make pkg-config zlib1g-dev libelf-dev
+    linux-libc-dev manpages-dev libbpf-dev bpftool gcc make pkg-config zlib1g-dev libelf-dev libcjson-dev
 
 # ---- 2. kernel headers for bcc -------------------------------------------
 if [ ! -e "/lib/modules/$kver/build/include" ]; then

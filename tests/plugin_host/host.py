@@ -1,12 +1,17 @@
 """Drive build/plugin_host (the Falco-style host, plugin_host.c) from pytest.
 
     ensure_built()                        make -C plugin, once per session (fails the test if it fails)
-    info(*configs) -> list[dict]          the host's load checks
+    info(*configs) -> (rc, list[dict])    the host's load checks, then init_config against the schema
     script(*steps) -> list[dict]          the step lines of `plugin_host script`
     extract(events, ...) -> list[dict]    fields of events (bytes) that are not in a batch
     LiveHost(init, open, ...)             `plugin_host run` in the background; lines as they come
+    validate_init(schema, config)         Falco's init_config check against get_init_schema
 
-Every host line is a JSON object (see plugin_host.c).
+Every host line is a JSON object (see plugin_host.c).  Falco validates init_config against the
+plugin's get_init_schema before init (with valijson); the host prints the schema in its
+"init_schema" line and this module does that validation with the jsonschema package: info's
+"init_schema_default" / "init_schema_config" checks, "schema_ok" / "schema_error" on script's
+init steps, and before `run` (LiveHost) and `extract` start the host with an init_config.
 """
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import jsonschema
 
 ROOT = Path(__file__).resolve().parents[2]
 LIB = ROOT / "build" / "liblbd.so"
@@ -59,12 +66,79 @@ def run_host(*args: str, lib: Path | str = LIB, framework: str | None = None, ti
     return r.returncode, _lines(r.stdout), r.stderr
 
 
+def _not_json(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def validate_init(schema: dict | None, config: str | None) -> str | None:
+    """Falco's validate_config (libsinsp plugin.cpp): "" becomes "{}", the text must be JSON and
+    match the plugin's init schema (None: the plugin has none).  None when valid, else the reason."""
+    if schema is None:
+        return None
+    try:
+        doc = json.loads(config or "{}", parse_constant=_not_json)      # no NaN / Infinity
+    except ValueError as e:
+        return f"init config is not a valid json ({e})"
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+    error = jsonschema.exceptions.best_match(cls(schema).iter_errors(doc))
+    return None if error is None else f"{error.json_path}: {error.message}"
+
+
+def _schema_line(lines: list[dict]) -> dict | None:
+    """The host's "init_schema" check line (None if the host stopped before it).  Its "schema" is the
+    plugin's schema, null when it has none, absent when it is not a JSON object; a schema the
+    jsonschema package rejects (SchemaError) fails the check here and loses its "schema" too."""
+    line = next((d for d in lines if d.get("check") == "init_schema"), None)
+    schema = line.get("schema") if line else None
+    if schema is not None:
+        try:
+            jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator).check_schema(schema)
+        except jsonschema.SchemaError as e:
+            line.update(ok=False, detail=f"not a valid JSON schema: {e.message}")
+            del line["schema"]
+    return line
+
+
 def info(*configs: str, **kw) -> tuple[int, list[dict]]:
-    args: list[str] = []
+    """`plugin_host info`, then "{}" (check init_schema_default: a failure fails rc) and each config
+    (check init_schema_config, with "config"; expected rejections are not failures) against the
+    plugin's schema, once the host got that far."""
+    rc, lines, _ = run_host("info", **kw)
+    line = _schema_line(lines)
+    if line is None:
+        return rc, lines
+    if "schema" not in line:
+        return rc or 1, lines
+    why = validate_init(line["schema"], "")
+    lines.append({"check": "init_schema_default", "ok": why is None, "detail": why or '"{}" is valid'})
+    if why is not None:
+        rc = rc or 1
     for c in configs:
-        args += ["--config", c]
-    rc, lines, _ = run_host("info", *args, **kw)
+        why = validate_init(line["schema"], c)
+        lines.append({"check": "init_schema_config", "ok": why is None, "config": c, "detail": why})
     return rc, lines
+
+
+_schemas: dict = {}
+
+
+def init_schema(lib: Path | str = LIB) -> dict | None:
+    """The plugin's init schema (None: it has none), from `plugin_host info`; cached per library file."""
+    ensure_built()
+    st = os.stat(lib)
+    key = (str(lib), st.st_mtime_ns, st.st_size)
+    if key not in _schemas:
+        rc, lines, err = run_host("info", lib=lib)
+        line = _schema_line(lines)
+        assert line is not None and "schema" in line, f"no usable init schema from the host (exit {rc}): {line}\n{err}"
+        _schemas[key] = line["schema"]
+    return _schemas[key]
+
+
+def check_init(config: str, lib: Path | str = LIB) -> None:
+    """As Falco before init: AssertionError when config does not match the plugin's init schema."""
+    why = validate_init(init_schema(lib), config)
+    assert why is None, f"init_config {config!r} is rejected by the plugin's init schema: {why}"
 
 
 def checks(lines: list[dict]) -> dict[str, dict]:
@@ -72,10 +146,20 @@ def checks(lines: list[dict]) -> dict[str, dict]:
 
 
 def script(*steps: str, **kw) -> list[dict]:
+    """The step lines; each init step with "schema_ok" (and "schema_error" when false): whether Falco
+    would have let its init_config through (the host calls init either way)."""
     rc, lines, err = run_host("script", *steps, **kw)
     assert rc == 0, f"plugin_host script exited {rc}: {err}"
     out = [d for d in lines if "step" in d]
     assert len(out) == len(steps), f"{len(out)} step lines for {len(steps)} steps: {lines}\n{err}"
+    line = _schema_line(lines)
+    assert line is not None and "schema" in line, f"no usable init schema from the host: {line}"
+    for d in out:
+        if d["step"] == "init":
+            why = validate_init(line["schema"], d["arg"])
+            d["schema_ok"] = why is None
+            if why is not None:
+                d["schema_error"] = why
     return out
 
 
@@ -89,6 +173,7 @@ def write_events(path: Path, events: list[bytes]) -> None:
 def extract(events: list[bytes], *, init: str = "", fields: tuple = (), args: tuple = (),
             bench: bool = False) -> tuple[list[dict], dict]:
     """Extract every field (or `fields`) of each event: (one dict of label -> values per event, summary)."""
+    check_init(init)
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "events.bin"
         write_events(path, events)
@@ -111,11 +196,13 @@ class LiveHost:
     """`plugin_host run` with --stdin-stop in the background: .lines fills as the host prints.
 
     Use as a context manager; stop() (also on exit) closes its stdin and waits for the summary.
+    An init that the plugin's init schema rejects is an AssertionError here, before the host starts
+    (Falco would not call init with it).
     """
 
     def __init__(self, init: str = "", open_params: str = "", *, fields: tuple = (), args: tuple = (),
                  extra: tuple = (), duration: float = 60.0):
-        ensure_built()
+        check_init(init)
         cmd = [str(HOST), "--lib", str(LIB), "run", "--init", init, "--open", open_params, "--stdin-stop",
                "--duration", str(duration)]
         for f in fields:

@@ -14,6 +14,7 @@ import pytest
 
 from lbd import falco
 from lbd.config import Config, init_schema
+from tests.plugin_host import host
 from tests.plugin_host.host import LIB, ROOT, checks, info, run_host, script
 
 DEFAULT = json.loads((ROOT / "lbd" / "default_config.json").read_text())
@@ -67,6 +68,30 @@ def test_init_schema_is_lbd_config_and_validates_like_it():
             jsonschema.validate(c, init_schema())
 
 
+def test_init_config_is_checked_against_the_schema_as_falco_does():
+    # what Falco refuses before init: text that is not JSON (NaN included), a value the schema rejects
+    rc, lines = info("{bad", '{"batch_size": NaN}', "[1, 2]", '{"format": "xml"}', "", " {} ")
+    assert rc == 0, lines
+    results = [d for d in lines if d.get("check") == "init_schema_config"]
+    assert [d["ok"] for d in results] == [False, False, False, False, True, True], results
+    assert all("not a valid json" in d["detail"] for d in results[:2]), results
+    assert "$.format" in results[3]["detail"] and "xml" in results[3]["detail"], results[3]
+    xml, empty = script('init:{"format": "xml"}', "init:")
+    assert xml["schema_ok"] is False and "xml" in xml["schema_error"], xml
+    assert empty["schema_ok"] is True and "schema_error" not in empty, empty
+    with pytest.raises(AssertionError, match="rejected by the plugin's init schema"):
+        host.check_init('{"batch_size": 0}')
+
+
+def test_a_schema_falco_could_not_use_fails_the_check():
+    # the host only checks that get_init_schema is a JSON object; host.py checks that it is a schema
+    lines = [{"check": "init_schema", "ok": True, "detail": "a JSON object", "schema": {"type": 5}}]
+    line = host._schema_line(lines)
+    assert line["ok"] is False and "not a valid JSON schema" in line["detail"] and "schema" not in line, line
+    assert host._schema_line([{"check": "init_schema", "ok": True, "schema": None}])["schema"] is None
+    assert host.validate_init(None, "{bad") is None                 # no schema: Falco checks nothing
+
+
 @pytest.mark.parametrize("config,needle", [
     ("{bad", "init_config: malformed JSON at line 1, column 2"),
     ('{"nope": 1}', "init_config.nope: unknown key"),
@@ -79,6 +104,7 @@ def test_bad_init_config_fails_with_the_reason(config, needle):
     init_bad, init_good = script(f"init:{config}", "init:")
     assert init_bad["rc"] == 1 and needle in init_bad["error"], init_bad
     assert init_good["rc"] == 0, init_good                  # and the process is fine after it
+    assert init_good["schema_ok"] is True, init_good
 
 
 @pytest.mark.parametrize("params,needle", [

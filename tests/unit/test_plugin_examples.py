@@ -11,6 +11,7 @@ import yaml
 
 from lbd import falco
 from lbd.config import Config
+from tests.plugin_host.host import info
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "falco"
@@ -74,3 +75,21 @@ def test_falco_config_command_prints_a_loadable_fragment():
     assert p["library_path"] == str(ROOT / "build" / "liblbd.so")
     Config.from_plugin(json.dumps(p["init_config"]), p["open_params"])
     assert "27182" in out and "linux_ebpf" in out
+
+
+def _init_text(p: dict) -> str:
+    c = p.get("init_config", "")
+    return c if isinstance(c, str) else json.dumps(c)      # Falco turns a YAML map into JSON
+
+
+def test_example_and_generated_init_configs_match_the_plugins_schema():
+    # Falco validates init_config against the plugin's get_init_schema before init
+    example = _plugin_block(yaml.safe_load((EXAMPLES / "falco.yaml").read_text()))
+    out = subprocess.run([sys.executable, "-m", "lbd.cli", "falco-config"], capture_output=True, text=True,
+                         check=True, cwd=ROOT).stdout
+    generated = _plugin_block(yaml.safe_load(out))
+    rc, lines = info(_init_text(example), _init_text(generated), '{"format": "xml"}')
+    assert rc == 0, lines
+    results = [d for d in lines if d.get("check") == "init_schema_config"]
+    assert [d["ok"] for d in results] == [True, True, False], results
+    assert "xml" in results[2]["detail"], results[2]
