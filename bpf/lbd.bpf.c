@@ -64,6 +64,9 @@ struct x64_args { u64 r10, r9, r8, ax, cx, dx, si, di; };   /* pt_regs from r10 
  * prctl and the set*id calls refresh it at once; this bounds what they cannot see (a comm written
  * through /proc/<pid>/task/<tid>/comm by another process). */
 #define LBD_TASK_REFRESH_NS 10000000ull
+/* How many times a thread's filter verdict is reused before it is computed again (a comm filter's
+ * verdict follows the comm: exec and prctl clear it at once; this bounds the rest). */
+#define LBD_VERDICT_REUSE 256
 
 /* x &= mask, in a way clang cannot fold away: the verifier must see the bound on the register it
  * checks (clang otherwise turns a min() followed by a mask into code whose bound it loses). */
@@ -81,11 +84,22 @@ struct pending {
     __u32 armed;        /* 1: enter captured, waiting for the exit of hdr.nr */
     __u32 generation;   /* settings.generation when armed */
     __u8 selected;      /* descs[hdr.nr].enabled when armed */
-    __u8 task_valid;    /* 1: the cached task identity below may be used */
-    __u16 pad;
-    __u64 task_ts;      /* when it was read */
+};
+
+/*
+ * A thread's small context, created at its first selected syscall (captured or filtered): its
+ * identity as last read (comm, uid, gid, ppid: one helper call each, so cached) and the filters'
+ * verdict on it (pid and comm lists: hash lookups, so cached).  The large record (struct pending)
+ * is only created for threads that are captured.
+ */
+struct thread {
+    __u64 task_ts;      /* when the identity was read */
     char comm[LBD_COMM_LEN];
-    __u32 uid, gid, ppid, pad2;
+    __u32 uid, gid, ppid;
+    __u8 task_valid;    /* 1: the identity may be used (until LBD_TASK_REFRESH_NS after task_ts) */
+    __u8 verdict;       /* 0: none; 1: keep; else 2 + the LBD_C_F_* counter of the reason to drop */
+    __u16 verdict_uses; /* times reused: recomputed after LBD_VERDICT_REUSE */
+    __u32 verdict_gen;  /* settings.filter_generation it was computed under */
 };
 
 struct comm_key {
@@ -102,6 +116,7 @@ BPF_HASH(filter_pids, u32, u8, 64);
 BPF_HASH(only_pids, u32, u8, 64);
 BPF_HASH(filter_comms, struct comm_key, u8, 16);
 BPF_HASH(only_comms, struct comm_key, u8, 16);
+BPF_TASK_STORAGE(threads, struct thread);    /* the thread's context: at its first selected syscall */
 BPF_TASK_STORAGE(pending, struct pending);   /* the thread's record: created at its first capture */
 BPF_PERCPU_ARRAY(sched_scratch, struct pending, 1);  /* where process-tree records are built */
 BPF_F_TABLE("hash", u32, u32, ppids, LBD_MAX_THREADS, BPF_F_NO_PREALLOC);  /* pid -> parent tgid */
@@ -120,7 +135,7 @@ static __always_inline struct lbd_settings *settings__get(void)
 }
 
 /* Filters that depend on the task only.  Returns the counter of the reason to drop, or -1. */
-static __always_inline int filter__task(struct lbd_settings *s, u32 tgid, u32 tid, struct comm_key *comm)
+static __always_inline int filter__task(struct lbd_settings *s, u32 tgid, u32 tid)
 {
     if (s->filter_own_tgid && tgid == s->filter_own_tgid)
         return LBD_C_F_OWN;
@@ -133,13 +148,46 @@ static __always_inline int filter__task(struct lbd_settings *s, u32 tgid, u32 ti
     if (s->only_pids_on && !only_pids.lookup(&tgid))
         return LBD_C_F_ONLY;
     if (s->filter_comms_on || s->only_comms_on) {
-        bpf_get_current_comm(comm->comm, sizeof(comm->comm));
-        if (s->filter_comms_on && filter_comms.lookup(comm))
+        struct comm_key comm = {};
+        bpf_get_current_comm(comm.comm, sizeof(comm.comm));
+        if (s->filter_comms_on && filter_comms.lookup(&comm))
             return LBD_C_F_COMM;
-        if (s->only_comms_on && !only_comms.lookup(comm))
+        if (s->only_comms_on && !only_comms.lookup(&comm))
             return LBD_C_F_ONLY;
     }
     return -1;
+}
+
+/* filter__task(), remembered in the thread's context while the filters and its comm stay. */
+static __always_inline int filter__thread(struct lbd_settings *s, struct thread *t, u32 tgid, u32 tid)
+{
+    if (!t)
+        return filter__task(s, tgid, tid);
+    if (t->verdict && t->verdict_gen == s->filter_generation && t->verdict_uses < LBD_VERDICT_REUSE) {
+        t->verdict_uses++;
+        return (int)t->verdict - 2;
+    }
+    int why = filter__task(s, tgid, tid);
+    t->verdict = why + 2;
+    t->verdict_gen = s->filter_generation;
+    t->verdict_uses = 0;
+    return why;
+}
+
+static __always_inline struct thread *thread__get(int create)
+{
+    return threads.task_storage_get(bpf_get_current_task_btf(), 0,
+                                    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+}
+
+/* The thread's comm or credentials may have changed: read them anew, and the filters' verdict. */
+static __always_inline void thread__invalidate(void)
+{
+    struct thread *t = thread__get(0);
+    if (t) {
+        t->task_valid = 0;
+        t->verdict = 0;
+    }
 }
 
 /* The current thread's record; created (zeroed) on first use when create is set. */
@@ -150,7 +198,7 @@ static __always_inline struct pending *pending__get(int create)
 }
 
 /* Fill the task part of the header with helpers (process-tree records: rare, other tasks'). */
-static __always_inline void hdr__task(struct lbd_hdr *h, u64 pid_tgid, struct comm_key *comm, int have_comm)
+static __always_inline void hdr__task(struct lbd_hdr *h, u64 pid_tgid)
 {
     u32 tgid = pid_tgid >> 32;
     u64 ugid = bpf_get_current_uid_gid();
@@ -161,35 +209,31 @@ static __always_inline void hdr__task(struct lbd_hdr *h, u64 pid_tgid, struct co
     h->gid = ugid >> 32;
     u32 *pp = ppids.lookup(&tgid);
     h->ppid = pp ? *pp : 0;
-    if (have_comm)
-        __builtin_memcpy(h->comm, comm->comm, LBD_COMM_LEN);
-    else
-        bpf_get_current_comm(h->comm, sizeof(h->comm));
+    bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 
 /* Fill the task part of a syscall record from the thread's cached identity, reading it anew when
  * it is missing, older than LBD_TASK_REFRESH_NS or invalidated. */
-static __always_inline void hdr__thread(struct pending *p, u64 pid_tgid, u64 now)
+static __always_inline void hdr__thread(struct lbd_hdr *h, struct thread *t, u64 pid_tgid, u64 now)
 {
     u32 tgid = pid_tgid >> 32;
-    if (!p->task_valid || now - p->task_ts > LBD_TASK_REFRESH_NS) {
+    if (!t->task_valid || now - t->task_ts > LBD_TASK_REFRESH_NS) {
         u64 ugid = bpf_get_current_uid_gid();
-        p->uid = (u32)ugid;
-        p->gid = ugid >> 32;
+        t->uid = (u32)ugid;
+        t->gid = ugid >> 32;
         u32 *pp = ppids.lookup(&tgid);
-        p->ppid = pp ? *pp : 0;
-        bpf_get_current_comm(p->comm, sizeof(p->comm));
-        p->task_ts = now;
-        p->task_valid = 1;
+        t->ppid = pp ? *pp : 0;
+        bpf_get_current_comm(t->comm, sizeof(t->comm));
+        t->task_ts = now;
+        t->task_valid = 1;
     }
-    struct lbd_hdr *h = &p->hdr;
     h->version = LBD_RECORD_VERSION;
     h->pid = tgid;
     h->tid = (u32)pid_tgid;
-    h->uid = p->uid;
-    h->gid = p->gid;
-    h->ppid = p->ppid;
-    __builtin_memcpy(h->comm, p->comm, LBD_COMM_LEN);
+    h->uid = t->uid;
+    h->gid = t->gid;
+    h->ppid = t->ppid;
+    __builtin_memcpy(h->comm, t->comm, LBD_COMM_LEN);
 }
 
 /* ---- argument readers: each stores one argument's payload at p->used ------------------------ */
@@ -399,17 +443,17 @@ RAW_TRACEPOINT_PROBE(sys_enter)
         return 0;
     }
     u64 pid_tgid = bpf_get_current_pid_tgid();
-    struct comm_key comm = {};
-    int why = filter__task(s, pid_tgid >> 32, (u32)pid_tgid, &comm);
+    struct thread *t = thread__get(1);
+    int why = filter__thread(s, t, pid_tgid >> 32, (u32)pid_tgid);
     if (why >= 0) {
         counter__add(why, 1);
         return 0;
     }
     struct pending *p = pending__get(1);
-    if (!p)
+    if (!p || !t)
         return 0;
     u64 now = bpf_ktime_get_ns();
-    hdr__thread(p, pid_tgid, now);
+    hdr__thread(&p->hdr, t, pid_tgid, now);
     p->hdr.nr = nr;
     p->hdr.dir = LBD_DIR_EXIT;
     p->hdr.nargs = d->nargs;
@@ -511,11 +555,8 @@ RAW_TRACEPOINT_PROBE(sys_exit)
         d = descs.lookup(&nr);
         if (!d)
             return 0;
-        if (d->flags & LBD_D_REFRESH) {           /* comm or credentials may have changed */
-            struct pending *t = pending__get(0);
-            if (t)
-                t->task_valid = 0;
-        }
+        if (d->flags & LBD_D_REFRESH)             /* comm or credentials may have changed */
+            thread__invalidate();
         if (!d->enabled && !new_image)
             return 0;                             /* not selected: the lookup, as at enter */
     }
@@ -541,8 +582,8 @@ RAW_TRACEPOINT_PROBE(sys_exit)
      * clone/fork/vfork (Falco users need these: the child's first event): emit what is known,
      * flagged LBD_F_NOENTER, with ts the exit time.
      */
-    struct comm_key comm = {};
-    if (filter__task(s, pid_tgid >> 32, tid, &comm) >= 0)
+    struct thread *t = thread__get(1);
+    if (filter__thread(s, t, pid_tgid >> 32, tid) >= 0)
         return 0;
     if (s->drop_failed && ret < 0) {
         counter__add(LBD_C_F_FAILED, 1);
@@ -550,10 +591,10 @@ RAW_TRACEPOINT_PROBE(sys_exit)
     }
     if (!p)
         p = pending__get(1);
-    if (!p)
+    if (!p || !t)
         return 0;
     u64 now = bpf_ktime_get_ns();
-    hdr__thread(p, pid_tgid, now);
+    hdr__thread(&p->hdr, t, pid_tgid, now);
     p->hdr.nr = nr;
     p->hdr.dir = LBD_DIR_EXIT;
     p->hdr.nargs = 0;
@@ -587,14 +628,13 @@ static __always_inline struct pending *sched__begin(struct lbd_settings *s, u32 
     if (!s || s->drop_mode)
         return 0;
     u64 pid_tgid = bpf_get_current_pid_tgid();
-    struct comm_key comm = {};
-    if (filter__task(s, pid_tgid >> 32, (u32)pid_tgid, &comm) >= 0)
+    if (filter__task(s, pid_tgid >> 32, (u32)pid_tgid) >= 0)
         return 0;
     u32 key = 0;
     struct pending *p = sched_scratch.lookup(&key);
     if (!p)
         return 0;
-    hdr__task(&p->hdr, pid_tgid, &comm, s->filter_comms_on || s->only_comms_on);
+    hdr__task(&p->hdr, pid_tgid);
     p->hdr.nr = nr;
     p->hdr.dir = LBD_DIR_EXIT;
     p->hdr.nargs = 3;
@@ -638,9 +678,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
      * stays with it, and its own ppid entry (from its clone) goes: it sees no sched_process_exit. */
     if (old_pid != pid)
         ppids.delete(&old_pid);
-    struct pending *t = pending__get(0);
-    if (t)
-        t->task_valid = 0;            /* new comm, maybe new credentials (setuid binary) */
+    thread__invalidate();             /* new comm, maybe new credentials (setuid binary) */
     struct lbd_settings *s = settings__get();
     struct pending *p = sched__begin(s, LBD_NR_SCHED_EXEC);
     if (!p || !s)

@@ -171,6 +171,9 @@ struct lbd_settings {
     __u32 own_tids_on;          /* 1: drop the threads in the own_tids map (the Falco plugin's:
                                    inside Falco, filter_own is the threads running lbd's code,
                                    filter_falco the whole process) */
+    __u32 filter_generation;    /* changed whenever the filters change: threads' cached verdicts
+                                   from another generation are computed anew */
+    __u32 pad;
     __u64 wake_bytes;           /* each CPU forces a consumer wakeup after writing this much */
 };
 
@@ -185,6 +188,6 @@ LBD_ASSERT_OFFSET(lbd_hdr, comm, 56);
 LBD_ASSERT_OFFSET(lbd_hdr, args, 72);
 LBD_ASSERT_OFFSET(lbd_hdr, slot, 120);
 _Static_assert(sizeof(struct lbd_desc) == 16, "lbd_desc");
-_Static_assert(sizeof(struct lbd_settings) == 64, "lbd_settings");
+_Static_assert(sizeof(struct lbd_settings) == 72, "lbd_settings");
 
 #endif /* LBD_RECORD_H */

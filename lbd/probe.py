@@ -119,6 +119,7 @@ class Probe:
         self._descs_written: dict[int, bytes] = {}   # nr -> the lbd_desc last written to the map
         self._selection_gen = 0                      # the `enabled` value of syscalls selected anew
         self._generation = 1                         # settings.generation
+        self._filter_generation = 0                  # settings.filter_generation
         bcc = _bcc()
         cflags = [
             f"-I{BPF_DIR}",
@@ -195,6 +196,8 @@ class Probe:
         s.only_comms_on = int(bool(o.only_comms))
         s.wake_bytes = o.wake_bytes or self.ring_size // 4
         s.generation = self._generation
+        self._filter_generation += 1           # every write may change a filter: cached verdicts go
+        s.filter_generation = self._filter_generation
         table = self._bpf[b"settings"]
         table[table.Key(0)] = s
 
