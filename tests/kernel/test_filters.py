@@ -48,6 +48,31 @@ def test_filter_comms(cap):
     assert {e.comm for e in kept} == {"lbd-keep"}
 
 
+def test_comm_filter_follows_a_rename(cap):
+    """The filters' verdict on a thread is cached in the kernel; a rename (prctl PR_SET_NAME) must
+    still take effect at the next syscall, in both directions."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def rename(name: bytes):
+        assert libc.prctl(15, ctypes.c_char_p(name), 0, 0, 0) == 0     # PR_SET_NAME
+
+    def work():
+        busy()                       # kept: "lbd-keep"
+        rename(b"lbd-drop")
+        busy()                       # dropped
+        rename(b"lbd-back")
+        busy()                       # kept again
+
+    before = cap.stats()
+    (ev,) = cap.run_many([work], comms=["lbd-keep"], filter_comms=["lbd-drop"], syscalls=["getppid", "prctl"])
+    d = delta(before, cap.stats())
+    comms = [e.comm for e in getppids(ev)]
+    assert comms == ["lbd-keep"] * N + ["lbd-back"] * N
+    assert d["f_comm"] >= N
+
+
 def test_only_comms(cap):
     dropped, kept, d = two_children(cap, only_pids=[], only_comms=["lbd-keep"])
     assert dropped == []
