@@ -42,6 +42,17 @@ fmt_ext = Extension(
 )
 
 
+# The compiled core of lbd.enrich (lbd/enrich/ is its pure-Python reference): fd tables, the
+# string arena and the per-event loop.
+enrich_ext = Extension(
+    "lbd._enrich",
+    ["lbd/_enrich.pyx"],
+    include_dirs=[numpy.get_include(), "bpf"],
+    define_macros=macros,
+    extra_compile_args=cflags,
+)
+
+
 class BuildPy(build_py):
     """A wheel carries the kernel side and the default syscall selection inside the package
     (lbd/bpf, lbd/json_config: lbd/_paths.py looks there when there is no source checkout)."""
@@ -54,4 +65,4 @@ class BuildPy(build_py):
             shutil.copytree(src, target)
 
 
-setup(ext_modules=cythonize([ext, fmt_ext], compiler_directives=directives), cmdclass={"build_py": BuildPy})
+setup(ext_modules=cythonize([ext, fmt_ext, enrich_ext], compiler_directives=directives), cmdclass={"build_py": BuildPy})

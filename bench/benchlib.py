@@ -709,7 +709,12 @@ def target_lines() -> list[str]:
     fast, ref = _metric("decode", "Ring.fill", "records_per_s"), _metric("decode", "reference", "records_per_s")
     if fast and ref:
         check("decode: Ring.fill >= 20x the reference", fast >= 20 * ref, f"{fast / ref:.0f}x")
-    return ["", "Targets (issue 4):", *checks] if checks else []
+    g = RESULTS.get("enrich")
+    for mix, row in (g.rows.items() if g else ()):
+        rate = row.metrics.get("compiled_eps")
+        if rate:
+            check(f"enrich: {mix} >= 1M events/s on one core (compiled)", rate >= 1e6, fmt_si(rate) + "/s")
+    return ["", "Targets:", *checks] if checks else []
 
 
 def safe_name(s: str) -> str:

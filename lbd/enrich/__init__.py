@@ -11,6 +11,12 @@ The array layout (ENRICH_DTYPE, FD_DTYPE) is the Falco plugin's contract: see lb
 The process table (lbd.enrich.enricher), fd tables (lbd.enrich.fdtable), procfs reader
 (lbd.enrich.procfs) and user/group names (lbd.enrich.users) all take a root directory, so tests
 run them on fake trees.
+
+These modules are the readable reference.  By default an Enricher runs its batches through
+lbd._enrich (lbd/_enrich.pyx): the fd tables, the string arena and the per-event loop in C, with
+the slow paths (procfs, the process table, names, the process-tree syscalls) called back here;
+`Enricher(engine="python")` runs the reference, and tests/unit/test_enrich_engines.py holds the
+two to the same arrays, bit for bit.
 """
 from __future__ import annotations
 

@@ -132,6 +132,12 @@ class Enricher:
     passes max_strtab bytes or fdtab max_fd_rows rows, the next batch starts a new epoch from
     offset 0 in the same buffers.
 
+    `engine`: "cython" (default) runs each batch through lbd._enrich.Engine, the compiled loop:
+    fd tables, states and rows in C, the slow paths below called per distinct pid or id, the
+    process-tree handlers per event; "python" runs `enrich()` below, the reference it is held
+    to (same arrays, bit for bit: tests/unit/test_enrich_engines.py).  The fd tables are
+    lbd._enrich.FdTable or lbd.enrich.fdtable.FdTable accordingly (same API).
+
     Invariants: a Proc in `procs` is the live (or recently exited) process with that pid; its fd
     table mirrors the process's as far as captured syscalls tell; the arrays given to a batch are
     views of buffers reused by the next `enrich()` call.
@@ -141,7 +147,7 @@ class Enricher:
                  rich_value_size: int | None = None, max_procs: int = 16384, max_born: int = 8192,
                  max_users: int = 4096, max_fds: int = 65536, grace_s: float = 5.0,
                  selection=None, fd_source: str | None = None, nss: bool | None = None,
-                 max_strtab: int = 1 << 20, max_fd_rows: int = 1 << 16):
+                 max_strtab: int = 1 << 20, max_fd_rows: int = 1 << 16, engine: str = "cython"):
         if config is not None:
             from lbd.config import coerce
 
@@ -175,7 +181,17 @@ class Enricher:
         sel = None if selection is None else set(selection)
         # cwd is kept from chdir/fchdir: without them it goes stale, so relative paths stay as given
         self.track_cwd = sel is None or (_nr("chdir") in sel and _nr("fchdir") in sel)
-        self.arena = StringArena(limit=rich_value_size)
+        if engine not in ("cython", "python"):
+            raise ValueError(f"engine {engine!r}: 'cython' or 'python'")
+        self.engine = engine
+        if engine == "cython":
+            from lbd import _enrich
+
+            self.arena = _enrich.StringArena(limit=rich_value_size)
+            self._table = _enrich.FdTable
+        else:
+            self.arena = StringArena(limit=rich_value_size)
+            self._table = FdTable
         self.max_strtab = max_strtab
         self.max_fd_rows = max_fd_rows
         self._rows = array.array("i")       # fdtab of the epoch, flat (fd, path_off, path_len)
@@ -189,6 +205,9 @@ class Enricher:
         self.fd_rows = 0
         self.states = 0
         self.errors = 0
+        self._engine = None
+        if engine == "cython":
+            self._engine = _enrich.Engine(self, self._lut, _NEED_OK, _family, _sock_text_of)
 
     @classmethod
     def from_config(cls, cfg, selection=None, **kw) -> Enricher:
@@ -199,6 +218,9 @@ class Enricher:
 
     def enrich(self, batch) -> None:
         """Set batch.enrich, batch.strtab and batch.fdtab for the batch's events."""
+        if self._engine is not None:
+            self._engine.enrich(batch)
+            return
         self._gen += 1
         self.batches += 1
         if len(self.arena) > self.max_strtab or len(self._rows) > 3 * self.max_fd_rows:
@@ -292,21 +314,13 @@ class Enricher:
                 if h(self, proc, res, a, fl, rec, sl, ts, comm):
                     new_state[i] = state(proc)
             except Exception:  # a bug must cost one event's bookkeeping, never the capture
-                self.errors += 1
-                if self.errors == 1:
-                    log.warning("enrichment: an event could not be applied to the process table", exc_info=True)
+                self._handler_failed()
         if new_state:
             idx = np.fromiter(new_state.keys(), dtype=np.int64, count=len(new_state))
             ev_state[idx] = np.fromiter(new_state.values(), dtype=np.int64, count=len(new_state))
             changed[idx] = True
 
-        # command lines the probe did not capture whole: one procfs read per process
-        for pid, info in self._pending:
-            if info.cmdline is _PENDING:
-                info.cmdline = self.procfs.cmdline(pid)
-                if info.exe is None:
-                    info.exe = self.procfs.exe(pid)
-                info.gen = -1
+        self._resolve_pending()
 
         # 3. every event gets its pid's latest state (forward fill within each pid's events)
         start = np.ones(n, dtype=bool)
@@ -344,6 +358,21 @@ class Enricher:
         batch.enriched_generation = getattr(batch, "generation", None)
         self.states += len(self._states)
         self._mv = None
+
+    def _handler_failed(self) -> None:
+        """Count an event a handler failed on (called while the exception is handled)."""
+        self.errors += 1
+        if self.errors == 1:
+            log.warning("enrichment: an event could not be applied to the process table", exc_info=True)
+
+    def _resolve_pending(self) -> None:
+        """Command lines the probe did not capture whole: one procfs read per process."""
+        for pid, info in self._pending:
+            if info.cmdline is _PENDING:
+                info.cmdline = self.procfs.cmdline(pid)
+                if info.exe is None:
+                    info.exe = self.procfs.exe(pid)
+                info.gen = -1
 
     def _fdtab(self) -> np.ndarray:
         """The epoch's fd rows as FD_DTYPE (only the rows added since the last batch are copied)."""
@@ -428,22 +457,22 @@ class Enricher:
             else:
                 fds = self.procfs.fds(ppid, cloexec=True)
                 if fds is not None:
-                    t = FdTable(fds, max_fds=self.max_fds)
+                    t = self._table(fds, max_fds=self.max_fds)
         if t is None:
-            t = FdTable(max_fds=self.max_fds)
+            t = self._table(max_fds=self.max_fds)
         t.complete = False
         return t
 
     def _procfs_fds(self, proc: Proc) -> None:
         if not self.text:
-            proc.fds = FdTable(max_fds=self.max_fds)
+            proc.fds = self._table(max_fds=self.max_fds)
             return
         fds = self.procfs.fds(proc.pid, cloexec=self.fd_source == "events")
         if fds is None:
             if proc.fds is None:
-                proc.fds = FdTable(complete=False, max_fds=self.max_fds)
+                proc.fds = self._table(complete=False, max_fds=self.max_fds)
         else:
-            proc.fds = FdTable(fds, max_fds=self.max_fds)
+            proc.fds = self._table(fds, max_fds=self.max_fds)
 
     def _parent(self, ppid: int) -> Proc | None:
         """An entry for a parent (stat only, enough for its comm); None when it is gone."""
@@ -489,21 +518,25 @@ class Enricher:
 
     def _state_columns(self) -> list[np.ndarray]:
         """Per state: ppid, cmdline off/len, fullpath off/len, fds off/n (numpy arrays)."""
-        arena, epoch = self.arena, self.arena.epoch
-        rows = []
-        for pp, info, loc in self._states:
-            if info.gen != epoch:
-                if self.text:
-                    cmd = info.cmdline
-                    c = arena.add(cmd if cmd is not None and cmd is not _PENDING else info.comm)
-                    e = arena.add(info.exe or "")
-                else:
-                    c, e = arena.add(info.comm), (0, 0)
-                info.refs = (*c, *e)
-                info.gen = epoch
-            rows.append((pp, *info.refs, *loc))
+        refs = self._info_refs
+        rows = [(pp, *refs(info), *loc) for pp, info, loc in self._states]
         a = np.array(rows, dtype=np.uint32).reshape(-1, 7)
         return [a[:, j] for j in range(7)]
+
+    def _info_refs(self, info: Info) -> tuple[int, int, int, int]:
+        """Where an exec info's command line and executable are in the strtab (added once per
+        epoch: the command line, else the comm; the executable, else "")."""
+        arena, epoch = self.arena, self.arena.epoch
+        if info.gen != epoch:
+            if self.text:
+                cmd = info.cmdline
+                c = arena.add(cmd if cmd is not None and cmd is not _PENDING else info.comm)
+                e = arena.add(info.exe or "")
+            else:
+                c, e = arena.add(info.comm), (0, 0)
+            info.refs = (*c, *e)
+            info.gen = epoch
+        return info.refs
 
     def _write_snapshot(self, table: FdTable, snap: tuple) -> tuple[int, int]:
         """Put the table's current snapshot in fdtab and return (row offset, rows).
@@ -684,6 +717,7 @@ def _open_at(dirfd_arg, path_slot, flags_arg):
         cloexec = bool(flags_arg is not None and a[flags_arg] & O_CLOEXEC)
         proc.fds.set(res, en._resolve(proc, dirfd, path), cloexec)
         return True
+    h.fast = ("open_at", dirfd_arg, path_slot, flags_arg)
     return h
 
 
@@ -695,6 +729,8 @@ def _new_fd(name: str | None, cloexec_arg: int | None = None, mask: int = O_CLOE
         ce = always or bool(cloexec_arg is not None and a[cloexec_arg] & mask)
         proc.fds.set(res, name if name is not None else en._fd_link(proc, res, "?"), ce)
         return True
+    if name is not None:
+        h.fast = ("new_fd", name, cloexec_arg, mask, always)
     return h
 
 
@@ -761,6 +797,7 @@ def _accept(flags_arg: int | None):
             text = proc.fds.path(_signed32(a[0])) or "socket:[?]"
         proc.fds.set(res, text, bool(flags_arg is not None and a[flags_arg] & O_CLOEXEC))
         return True
+    h.fast = ("accept", flags_arg)
     return h
 
 
@@ -781,6 +818,7 @@ def _h_pair(pipe: bool, flags_arg: int | None, fd2_slot: int):
             proc.fds.set(fd2[0], name, ce)
             proc.fds.set(fd2[1], name, ce)
         return True
+    h.fast = ("pair", pipe, flags_arg, fd2_slot)
     return h
 
 
@@ -829,6 +867,22 @@ def _h_close_range(en, proc, res, a, fl, rec, slot, ts, comm):
     n = len(proc.fds)
     proc.fds.close_range(a[0] & _U32, a[1] & _U32, bool(a[2] & CLOSE_RANGE_CLOEXEC))
     return len(proc.fds) != n
+
+
+def _sock_text_of(p: bytes) -> str | None:
+    """The fd name connect/bind give a socket from their sockaddr bytes (None: no name)."""
+    return _sock_text(_args.decode_sockaddr(p))
+
+
+# What each fd handler above is, for lbd._enrich.Engine: it runs its C version of a handler with
+# a `fast` spec (same semantics: the differential tests hold them together) and calls the others.
+_h_socket.fast = ("socket",)
+_h_connect.fast = ("connect",)
+_h_dup.fast = ("dup",)
+_h_dup3.fast = ("dup3",)
+_h_fcntl.fast = ("fcntl",)
+_h_close.fast = ("close",)
+_h_close_range.fast = ("close_range",)
 
 
 def _h_chdir(en, proc, res, a, fl, rec, slot, ts, comm):
