@@ -1098,11 +1098,15 @@ int lbd_view_check(const struct lbd_view *v, char *why, size_t len)
                      v->fdtab_len);
             return -1;
         }
-    }
-    for (uint64_t j = 0; j < v->fdtab_len; j++) {
-        if (!str__ok(v, v->fdtab[j].path_off, v->fdtab[j].path_len)) {
-            snprintf(why, len, "fdtab row %" PRIu64 ": the path is outside strtab or lacks its NUL", j);
-            return -1;
+        /* Only the fd rows this batch's events use: fdtab keeps the rows of earlier batches of its
+         * epoch too (up to 64K).  Consecutive events of one process mostly share their rows. */
+        if (i > 0 && r->fds_off == r[-1].fds_off && r->fds_n == r[-1].fds_n)
+            continue;
+        for (uint64_t j = r->fds_off; j < (uint64_t)r->fds_off + r->fds_n; j++) {
+            if (!str__ok(v, v->fdtab[j].path_off, v->fdtab[j].path_len)) {
+                snprintf(why, len, "fdtab row %" PRIu64 ": the path is outside strtab or lacks its NUL", j);
+                return -1;
+            }
         }
     }
     return 0;

@@ -181,6 +181,21 @@ def test_events_outside_the_batch_use_their_record(core):
     assert core.field(addr, "linux.args") == core.field(int(batch.ptrs[0]), "linux.args")
 
 
+def test_fd_rows_no_event_uses_are_not_checked(core):
+    """fdtab keeps rows of earlier batches of its epoch: the plugin checks (and reads) only the rows
+    this batch's events point at, so a bad unused row costs nothing and rejects nothing."""
+    batch = make_batch(_records())
+    enrich, strtab, fdtab = enrichment(batch)
+    bad = np.zeros(1, dtype=fdtab.dtype)
+    bad[0]["path_off"] = len(strtab) + 100
+    fdtab = np.concatenate([fdtab, bad])
+    assert core.view(batch, enrich, strtab, fdtab)[0] == 0
+    batch.enrich, batch.strtab, batch.fdtab = enrich, strtab, fdtab
+    info = event_info(batch, 0)
+    assert info["fds"]
+    assert core.field(int(batch.ptrs[0]), "linux.fds") == [f"{fd}({p})" for fd, p in info["fds"]]
+
+
 @pytest.mark.parametrize("breakage,reason", [
     ("user_off", "row 0: user at"),
     ("nul", "row 0: cmdline at"),
