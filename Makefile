@@ -20,7 +20,7 @@ build: setup
 	@$(MAKE) --no-print-directory ext
 
 ext: $(EXTS)
-$(EXTS) &: $(wildcard lbd/*.pyx lbd/*.pxd) bpf/lbd_record.h setup.py
+$(EXTS) &: $(wildcard lbd/*.pyx lbd/*.pxd) bpf/lbd_record.h lbd/enrich/lbd_enrich_layout.h setup.py
 	$(PY) setup.py -q build_ext --inplace
 	@touch $(EXTS)    # setup.py skips up-to-date modules: mark all as built now
 

@@ -27,7 +27,7 @@ else:
 ext = Extension(
     "lbd._decode",
     ["lbd/_decode.pyx"],
-    include_dirs=[numpy.get_include(), "bpf"],
+    include_dirs=[numpy.get_include(), "bpf", "lbd/enrich"],
     define_macros=macros,
     extra_compile_args=cflags,
 )
@@ -36,7 +36,7 @@ ext = Extension(
 fmt_ext = Extension(
     "lbd._format",
     ["lbd/_format.pyx"],
-    include_dirs=[numpy.get_include(), "bpf"],
+    include_dirs=[numpy.get_include(), "bpf", "lbd/enrich"],
     define_macros=macros,
     extra_compile_args=cflags,
 )
@@ -47,7 +47,7 @@ fmt_ext = Extension(
 enrich_ext = Extension(
     "lbd._enrich",
     ["lbd/_enrich.pyx"],
-    include_dirs=[numpy.get_include(), "bpf"],
+    include_dirs=[numpy.get_include(), "bpf", "lbd/enrich"],
     define_macros=macros,
     extra_compile_args=cflags,
 )

@@ -107,22 +107,9 @@ cdef uint8_t DIR_EXIT = _record.DIR_EXIT
 
 # ---- layouts: the C views of the numpy rows, checked against their dtypes at import ----------
 
-ctypedef struct enrich_row:
-    uint32_t ppid
-    uint32_t pcomm_off
-    uint32_t pcomm_len
-    uint32_t user_off
-    uint32_t user_len
-    uint32_t group_off
-    uint32_t group_len
-    uint32_t cmdline_off
-    uint32_t cmdline_len
-    uint32_t fullpath_off
-    uint32_t fullpath_len
-    uint32_t fds_off
-    uint32_t fds_n
+from lbd._layout cimport enrich_row, fd_row
 
-if sizeof(enrich_row) != ENRICH_DTYPE.itemsize or 3 * sizeof(int32_t) != FD_DTYPE.itemsize:
+if sizeof(enrich_row) != ENRICH_DTYPE.itemsize or sizeof(fd_row) != FD_DTYPE.itemsize:
     raise ImportError("lbd._enrich: enrichment row sizes differ from lbd.enrich.layout")
 
 

@@ -56,25 +56,8 @@ tzset()
 
 # ---- layouts: the C views of the numpy rows, checked against their dtypes at import ----------
 
-ctypedef struct enrich_row:
-    uint32_t ppid
-    uint32_t pcomm_off
-    uint32_t pcomm_len
-    uint32_t user_off
-    uint32_t user_len
-    uint32_t group_off
-    uint32_t group_len
-    uint32_t cmdline_off
-    uint32_t cmdline_len
-    uint32_t fullpath_off
-    uint32_t fullpath_len
-    uint32_t fds_off
-    uint32_t fds_n
+from lbd._layout cimport enrich_row, fd_row
 
-ctypedef struct fd_row:
-    int32_t fd
-    uint32_t path_off
-    uint32_t path_len
 
 if sizeof(enrich_row) != ENRICH_DTYPE.itemsize or sizeof(fd_row) != FD_DTYPE.itemsize:
     raise ImportError("lbd._format: enrichment row sizes differ from lbd.enrich.layout")

@@ -15,26 +15,7 @@
 
 #define LBD_ERRLEN 1024
 
-/* One row of batch.enrich (lbd/enrich/layout.py ENRICH_DTYPE): 13 little-endian u32, 52 bytes.
- * Every (off, len) locates a UTF-8 string in the batch's strtab, followed by a NUL. */
-struct lbd_enrich_row {
-    uint32_t ppid;
-    uint32_t pcomm_off, pcomm_len;
-    uint32_t user_off, user_len;
-    uint32_t group_off, group_len;
-    uint32_t cmdline_off, cmdline_len;
-    uint32_t fullpath_off, fullpath_len;
-    uint32_t fds_off, fds_n;        /* rows of fdtab */
-};
-
-/* One row of batch.fdtab (FD_DTYPE): 12 bytes. */
-struct lbd_fd_row {
-    int32_t fd;
-    uint32_t path_off, path_len;
-};
-
-_Static_assert(sizeof(struct lbd_enrich_row) == 52, "ENRICH_DTYPE is 52 bytes");
-_Static_assert(sizeof(struct lbd_fd_row) == 12, "FD_DTYPE is 12 bytes");
+#include "lbd_enrich_layout.h"   /* batch.enrich / batch.fdtab rows (lbd/enrich) */
 
 /* The batch next_batch returned last.  Every pointer is into memory the Python Instance keeps
  * alive (the Collector's Batch, the enrichment arrays; lbd.falco checks their dtypes, and
