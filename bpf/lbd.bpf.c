@@ -392,6 +392,28 @@ static __always_inline void arg__exit(struct pending *p, struct lbd_desc *d, int
     }
 }
 
+/* Start a record in p: its header fields except the task's, no payload yet.  clear_args: the
+ * argument values too (records that carry no arguments or fill only some). */
+static __always_inline void record__begin(struct pending *p, u32 nr, u8 nargs, u32 flags, u64 ts, s64 res,
+                                          int clear_args)
+{
+    p->hdr.nr = nr;
+    p->hdr.dir = LBD_DIR_EXIT;
+    p->hdr.nargs = nargs;
+    p->hdr.flags = flags;
+    p->hdr.ts = ts;
+    p->hdr.latency = 0;
+    p->hdr.res = res;
+    p->used = 0;
+#pragma unroll
+    for (int i = 0; i < LBD_MAX_ARGS; i++) {
+        if (clear_args)
+            p->hdr.args[i] = 0;
+        p->hdr.slot[i].off = 0;
+        p->hdr.slot[i].len = 0;
+    }
+}
+
 /*
  * Wakeups.  Records are written without waking the consumer, which drains on its own short timer;
  * but a fast producer can fill the ring between two timer ticks, so each CPU forces a wakeup once
@@ -454,14 +476,7 @@ RAW_TRACEPOINT_PROBE(sys_enter)
         return 0;
     u64 now = bpf_ktime_get_ns();
     hdr__thread(&p->hdr, t, pid_tgid, now);
-    p->hdr.nr = nr;
-    p->hdr.dir = LBD_DIR_EXIT;
-    p->hdr.nargs = d->nargs;
-    p->hdr.flags = 0;
-    p->hdr.ts = now;
-    p->hdr.latency = 0;
-    p->hdr.res = 0;
-    p->used = 0;
+    record__begin(p, nr, d->nargs, 0, now, 0, 0);
     struct x64_args ra = {};
     bpf_probe_read_kernel(&ra, sizeof(ra), (void *)ctx->args[0] + PT_REGS_R10_OFF);
     p->hdr.args[0] = ra.di;
@@ -470,11 +485,6 @@ RAW_TRACEPOINT_PROBE(sys_enter)
     p->hdr.args[3] = ra.r10;
     p->hdr.args[4] = ra.r8;
     p->hdr.args[5] = ra.r9;
-#pragma unroll
-    for (int i = 0; i < LBD_MAX_ARGS; i++) {
-        p->hdr.slot[i].off = 0;
-        p->hdr.slot[i].len = 0;
-    }
 #pragma unroll
     for (int i = 0; i < LBD_MAX_ARGS; i++)
         arg__enter(p, d, i, s);
@@ -595,21 +605,8 @@ RAW_TRACEPOINT_PROBE(sys_exit)
         return 0;
     u64 now = bpf_ktime_get_ns();
     hdr__thread(&p->hdr, t, pid_tgid, now);
-    p->hdr.nr = nr;
-    p->hdr.dir = LBD_DIR_EXIT;
-    p->hdr.nargs = 0;
-    p->hdr.flags = LBD_F_NOENTER;
-    p->hdr.ts = now;
-    p->hdr.latency = 0;
-    p->hdr.res = ret;
-    p->used = 0;
+    record__begin(p, nr, 0, LBD_F_NOENTER, now, ret, 1);
     p->armed = 0;
-#pragma unroll
-    for (int i = 0; i < LBD_MAX_ARGS; i++) {
-        p->hdr.args[i] = 0;
-        p->hdr.slot[i].off = 0;
-        p->hdr.slot[i].len = 0;
-    }
     counter__add(LBD_C_NOENTER, 1);
     ring__emit(p, s, LBD_C_EMITTED);
     return 0;
@@ -635,21 +632,8 @@ static __always_inline struct pending *sched__begin(struct lbd_settings *s, u32 
     if (!p)
         return 0;
     hdr__task(&p->hdr, pid_tgid);
-    p->hdr.nr = nr;
-    p->hdr.dir = LBD_DIR_EXIT;
-    p->hdr.nargs = 3;
-    p->hdr.flags = 0;
-    p->hdr.ts = bpf_ktime_get_ns();
-    p->hdr.latency = 0;
-    p->hdr.res = 0;
-    p->used = 0;
+    record__begin(p, nr, 3, 0, bpf_ktime_get_ns(), 0, 1);
     p->armed = 0;
-#pragma unroll
-    for (int i = 0; i < LBD_MAX_ARGS; i++) {
-        p->hdr.args[i] = 0;
-        p->hdr.slot[i].off = 0;
-        p->hdr.slot[i].len = 0;
-    }
     return p;
 }
 
