@@ -682,13 +682,15 @@ def target_lines() -> list[str]:
         if ok is not None:
             checks.append(f"  {'met   ' if ok else 'MISSED'}  {text}: {value}")
 
-    lbd_pct = _metric("live", "lbd", "delivered_pct")
-    if lbd_pct is not None:
-        check("live: lbd delivers >= 99.9% of what the probe offered", lbd_pct >= 99.9, f"{lbd_pct:.3f}%")
-    for name in ("bcc callback", "bcc callback, fields"):
-        pct = _metric("live", name, "delivered_pct")
-        if pct is not None:
-            check(f"live: {name} loses most (delivers < 50%)", pct < 50, f"delivers {pct:.3f}%")
+    for group, suffix in (("live", ""), ("live_enter", ", enter+exit")):
+        lbd_pct = _metric(group, "lbd" + suffix, "delivered_pct")
+        if lbd_pct is not None:
+            check(f"live: lbd{suffix} delivers >= 99.9% of what the probe offered", lbd_pct >= 99.9,
+                  f"{lbd_pct:.3f}%")
+        for name in ("bcc callback", "bcc callback, fields"):
+            pct = _metric(group, name + suffix, "delivered_pct")
+            if pct is not None:
+                check(f"live: {name}{suffix} loses most (delivers < 50%)", pct < 50, f"delivers {pct:.3f}%")
     lbd_cpu, c_cpu = _metric("live", "lbd", "cpu_ns_per_event"), _metric("live", "libbpf C", "cpu_ns_per_event")
     if lbd_cpu and c_cpu:
         check("live: lbd consumer CPU/event <= 2x libbpf C", lbd_cpu <= 2 * c_cpu,
