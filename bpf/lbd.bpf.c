@@ -476,15 +476,17 @@ RAW_TRACEPOINT_PROBE(sys_enter)
         return 0;
     u64 now = bpf_ktime_get_ns();
     hdr__thread(&p->hdr, t, pid_tgid, now);
-    record__begin(p, nr, d->nargs, 0, now, 0, 0);
-    struct x64_args ra = {};
-    bpf_probe_read_kernel(&ra, sizeof(ra), (void *)ctx->args[0] + PT_REGS_R10_OFF);
-    p->hdr.args[0] = ra.di;
-    p->hdr.args[1] = ra.si;
-    p->hdr.args[2] = ra.dx;
-    p->hdr.args[3] = ra.r10;
-    p->hdr.args[4] = ra.r8;
-    p->hdr.args[5] = ra.r9;
+    record__begin(p, nr, d->nargs, 0, now, 0, d->nargs == 0);
+    if (d->nargs) {                               /* getpid and friends: no register read */
+        struct x64_args ra = {};
+        bpf_probe_read_kernel(&ra, sizeof(ra), (void *)ctx->args[0] + PT_REGS_R10_OFF);
+        p->hdr.args[0] = ra.di;
+        p->hdr.args[1] = ra.si;
+        p->hdr.args[2] = ra.dx;
+        p->hdr.args[3] = ra.r10;
+        p->hdr.args[4] = ra.r8;
+        p->hdr.args[5] = ra.r9;
+    }
 #pragma unroll
     for (int i = 0; i < LBD_MAX_ARGS; i++)
         arg__enter(p, d, i, s);
