@@ -24,33 +24,22 @@ if debug:
 else:
     directives.update(boundscheck=False, wraparound=False, initializedcheck=False)
 
-ext = Extension(
-    "lbd._decode",
-    ["lbd/_decode.pyx"],
-    include_dirs=[numpy.get_include(), "bpf", "lbd/enrich"],
-    define_macros=macros,
-    extra_compile_args=cflags,
-)
-
-# The bulk output formatter (lbd/output/): normal lines and JSON Lines per batch.
-fmt_ext = Extension(
-    "lbd._format",
-    ["lbd/_format.pyx"],
-    include_dirs=[numpy.get_include(), "bpf", "lbd/enrich"],
-    define_macros=macros,
-    extra_compile_args=cflags,
-)
+def extension(name: str) -> Extension:
+    """lbd/<name>.pyx, built with the record header (bpf/) and the enrichment layout (lbd/enrich/)."""
+    return Extension(
+        f"lbd.{name}",
+        [f"lbd/{name}.pyx"],
+        include_dirs=[numpy.get_include(), "bpf", "lbd/enrich"],
+        define_macros=macros,
+        extra_compile_args=cflags,
+    )
 
 
-# The compiled core of lbd.enrich (lbd/enrich/ is its pure-Python reference): fd tables, the
-# string arena and the per-event loop.
-enrich_ext = Extension(
-    "lbd._enrich",
-    ["lbd/_enrich.pyx"],
-    include_dirs=[numpy.get_include(), "bpf", "lbd/enrich"],
-    define_macros=macros,
-    extra_compile_args=cflags,
-)
+EXTENSIONS = [
+    extension("_decode"),   # the ring consumer: bulk drain into batches
+    extension("_format"),   # the output formats (lbd/output/): normal lines and JSON Lines per batch
+    extension("_enrich"),   # the compiled core of lbd.enrich: fd tables, string arena, per-event loop
+]
 
 
 class BuildPy(build_py):
@@ -65,4 +54,4 @@ class BuildPy(build_py):
             shutil.copytree(src, target)
 
 
-setup(ext_modules=cythonize([ext, fmt_ext, enrich_ext], compiler_directives=directives), cmdclass={"build_py": BuildPy})
+setup(ext_modules=cythonize(EXTENSIONS, compiler_directives=directives), cmdclass={"build_py": BuildPy})
