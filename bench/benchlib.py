@@ -275,15 +275,6 @@ class _ProgInfo(ct.Structure):
                 ("run_time_ns", ct.c_uint64), ("run_cnt", ct.c_uint64), ("_b", ct.c_uint8 * 24)]
 
 
-class _InfoAttr(ct.Structure):
-    _fields_ = [("bpf_fd", ct.c_uint32), ("info_len", ct.c_uint32), ("info", ct.c_uint64)]
-
-
-_SYS_BPF = 321
-_BPF_OBJ_GET_INFO_BY_FD = 15
-_BPF_ENABLE_STATS = 32
-
-
 class BpfRunStats:
     """Per-program run time (BPF_ENABLE_STATS, only while this is open: it costs two clock reads
     per program run, so it is never on while syscalls are timed)."""
@@ -291,14 +282,13 @@ class BpfRunStats:
     def __init__(self, probe):
         self.funcs = {name.decode() if isinstance(name, bytes) else name: fn.fd
                       for name, fn in probe.bpf.funcs.items()}
-        self.libc = ct.CDLL(None, use_errno=True)
         self.fd = -1
 
     def __enter__(self):
+        from lbd.bpfsys import BPF_ENABLE_STATS, bpf
+
         attr = (ct.c_uint32 * 16)()          # union bpf_attr { struct { __u32 type; } enable_stats; }
-        self.fd = self.libc.syscall(_SYS_BPF, _BPF_ENABLE_STATS, ct.byref(attr), ct.sizeof(attr))
-        if self.fd < 0:
-            raise OSError(ct.get_errno(), "bpf(BPF_ENABLE_STATS, BPF_STATS_RUN_TIME)")
+        self.fd = bpf(BPF_ENABLE_STATS, attr)  # type 0: BPF_STATS_RUN_TIME
         return self
 
     def __exit__(self, *exc):
@@ -308,11 +298,12 @@ class BpfRunStats:
 
     def sample(self) -> dict[str, tuple[int, int]]:
         """{program name: (run_time_ns, run_cnt)} for the probe's programs."""
+        from lbd.bpfsys import obj_info
+
         out = {}
         for name, fd in self.funcs.items():
             info = _ProgInfo()
-            attr = _InfoAttr(fd, ct.sizeof(info), ct.addressof(info))
-            if self.libc.syscall(_SYS_BPF, _BPF_OBJ_GET_INFO_BY_FD, ct.byref(attr), ct.sizeof(attr)) == 0:
+            if obj_info(fd, info):
                 out[name] = (info.run_time_ns, info.run_cnt)
         return out
 

@@ -5,8 +5,6 @@ fix it.  Checks marked essential make capture impossible when they fail: the exi
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import platform
 import re
@@ -87,21 +85,15 @@ def check_kernel(host: Host) -> Check:
     )
 
 
-# bpf(2) BPF_MAP_CREATE with the attribute prefix we need: map_type, key_size, value_size, max_entries.
-_BPF_MAP_CREATE = 0
-_BPF_MAP_TYPE_RINGBUF = 27
-_SYS_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine(), 321)
-
-
 def check_ringbuf(host: Host) -> Check:
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    attr = (ctypes.c_uint32 * 30)(_BPF_MAP_TYPE_RINGBUF, 0, 0, 64 * 1024)
-    fd = libc.syscall(_SYS_BPF, _BPF_MAP_CREATE, ctypes.byref(attr), ctypes.sizeof(attr))
-    if fd < 0:
-        err = ctypes.get_errno()
+    from lbd.bpfsys import ringbuf_create
+
+    try:
+        fd = ringbuf_create(64 * 1024)
+    except OSError as e:
         fix = {1: "run as root (EPERM)", 22: "kernel lacks BPF_MAP_TYPE_RINGBUF (needs >= 5.8)",
-               38: "kernel built without CONFIG_BPF_SYSCALL"}.get(err, "see dmesg")
-        return Check("bpf ring buffer", False, f"creating a 64 KiB ring buffer map failed: {os.strerror(err)}", fix)
+               38: "kernel built without CONFIG_BPF_SYSCALL"}.get(e.errno, "see dmesg")
+        return Check("bpf ring buffer", False, f"creating a 64 KiB ring buffer map failed: {os.strerror(e.errno)}", fix)
     os.close(fd)
     return Check("bpf ring buffer", True, "a 64 KiB BPF_MAP_TYPE_RINGBUF map can be created")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterable
 
 from lbd import record, syscalls
+from lbd.bpfsys import obj_id
 from lbd._paths import BPF_DIR
 from lbd.config import Config, ConfigError, coerce
 
@@ -301,7 +302,7 @@ class Probe:
         """Kernel ids of the attached programs (to check that close() removed them)."""
         ids = []
         for fn in self._bpf.funcs.values():
-            info = _obj_id(fn.fd)
+            info = obj_id(fn.fd)
             if info is not None:
                 ids.append(info)
         return ids
@@ -313,7 +314,7 @@ class Probe:
         ids = {}
         for name in map_names():
             # By fd, not through bcc's table wrappers: bcc 0.26 has none for task storage maps.
-            obj = _obj_id(lib.bpf_table_fd(self._bpf.module, name.encode()))
+            obj = obj_id(lib.bpf_table_fd(self._bpf.module, name.encode()))
             if obj is not None:
                 ids[name] = obj
         return ids
@@ -339,22 +340,3 @@ _MAP_DECL = re.compile(r"^BPF_(?:F_TABLE\(\"\w+\",\s*[^,]+,\s*[^,]+,|\w+\()\s*(\
 def map_names() -> list[str]:
     """The maps bpf/lbd.bpf.c declares (BPF_ARRAY(name, ...), BPF_F_TABLE("hash", k, v, name, ...))."""
     return _MAP_DECL.findall(PROBE_SOURCE.read_text())
-
-
-class _ObjInfo(ct.Structure):
-    """The start of struct bpf_prog_info and of struct bpf_map_info: type, id."""
-    _fields_ = [("type", ct.c_uint32), ("id", ct.c_uint32), ("pad", ct.c_uint8 * 208)]
-
-
-def _obj_id(fd: int) -> int | None:
-    """The id of the BPF program or map behind fd (BPF_OBJ_GET_INFO_BY_FD)."""
-    libc = ct.CDLL(None, use_errno=True)
-    info = _ObjInfo()
-
-    class Attr(ct.Structure):
-        _fields_ = [("bpf_fd", ct.c_uint32), ("info_len", ct.c_uint32), ("info", ct.c_uint64)]
-
-    attr = Attr(fd, ct.sizeof(info), ct.addressof(info))
-    if libc.syscall(321, 15, ct.byref(attr), ct.sizeof(attr)) != 0:  # bpf(BPF_OBJ_GET_INFO_BY_FD)
-        return None
-    return info.id

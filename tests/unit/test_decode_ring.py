@@ -3,9 +3,7 @@ the kernel's mmap layout, epoll waits with a timeout, and close() from another t
 wait runs without the GIL.  Skips where BPF maps cannot be created (not root, no BPF)."""
 from __future__ import annotations
 
-import ctypes
 import os
-import struct
 import threading
 import time
 
@@ -13,21 +11,17 @@ import pytest
 
 from lbd._decode import STOP_EMPTY, Ring
 from lbd.batch import Batch
+from lbd.bpfsys import ringbuf_create
 
-BPF_MAP_CREATE = 0
-BPF_MAP_TYPE_RINGBUF = 27
-SYS_BPF = 321            # x86_64
 SIZE = 1 << 16
 
 
 @pytest.fixture
 def ring_fd():
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    attr = ctypes.create_string_buffer(struct.pack("<IIIII", BPF_MAP_TYPE_RINGBUF, 0, 0, SIZE, 0) + bytes(108))
-    fd = libc.syscall(SYS_BPF, BPF_MAP_CREATE, attr, ctypes.c_uint(len(attr)))
-    if fd < 0:
-        pytest.skip(f"cannot create a BPF ring buffer map: {os.strerror(ctypes.get_errno())}")
+    try:
+        fd = ringbuf_create(SIZE)
+    except OSError as e:
+        pytest.skip(f"cannot create a BPF ring buffer map: {os.strerror(e.errno)}")
     yield fd
     os.close(fd)
 
