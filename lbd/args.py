@@ -31,14 +31,17 @@ EMPTY_OK_KINDS = frozenset(K[k] for k in ("str", "path", "buf", "strarr"))
 
 
 def _sched_arg(name: str, kind: str) -> Arg:
-    return Arg(name, "char *" if kind == "path" else "u64", kind, K[kind], 64, None, None)
+    ctype = {"path": "char *", "strarr": "char **"}.get(kind, "u64")
+    return Arg(name, ctype, kind, K[kind], 64, None, None)
 
 
 #: argument names and kinds of the process-tree pseudo syscalls (bpf/lbd_record.h LBD_NR_SCHED_*)
 SCHED_ARGS: dict[int, tuple[Arg, ...]] = {
-    record.NR_SCHED_FORK: tuple(_sched_arg(n, "uint") for n in ("parent_pid", "child_pid", "parent_tid")),
-    record.NR_SCHED_EXEC: (_sched_arg("pid", "uint"), _sched_arg("old_pid", "uint"), _sched_arg("filename", "path")),
-    record.NR_SCHED_EXIT: (_sched_arg("pid", "uint"), _sched_arg("group_dead", "uint")),
+    record.NR_SCHED_FORK: tuple(_sched_arg(n, "uint") for n in ("parent_pid", "child_pid", "parent_tid",
+                                                                "child_tgid", "child_start")),
+    record.NR_SCHED_EXEC: (_sched_arg("pid", "uint"), _sched_arg("old_pid", "uint"), _sched_arg("filename", "path"),
+                           _sched_arg("argv", "strarr"), _sched_arg("exe", "path")),
+    record.NR_SCHED_EXIT: (_sched_arg("pid", "uint"), _sched_arg("group_dead", "uint"), _sched_arg("exit_code", "uint")),
 }
 SCHED_NAMES: dict[int, str] = {
     record.NR_SCHED_FORK: "sched_process_fork",

@@ -98,6 +98,14 @@ class Batch(_decode.Batch):
 
     # ---- whole batch -------------------------------------------------------------------------
 
+    def output_mask(self) -> np.ndarray | None:
+        """Which events are for output: all but the state records (LBD_F_STATE: captured only so
+        that the process and fd tables stay right, not selected by the user).  None: every event."""
+        internal = (self.events["flags"] & np.uint32(record.F_STATE)) != 0
+        if not internal.any():
+            return None
+        return ~internal
+
     def names(self) -> np.ndarray:
         """Syscall names of all events (object array)."""
         nrs = self.events["nr"]

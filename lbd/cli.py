@@ -157,8 +157,9 @@ class _UserFilter:
 
         ev = batch.events
         sched = ev["nr"] >= self.sched_min
+        out = batch.output_mask()           # state records are never written
         if not self.failed_only and not sched.any():
-            return None
+            return out
         keep = ~sched
         if self.process_events and sched.any():
             ok = sched.copy()
@@ -176,6 +177,8 @@ class _UserFilter:
             keep |= ok
         if self.failed_only:
             keep &= ev["res"] < 0
+        if out is not None:
+            keep &= out
         return keep
 
 

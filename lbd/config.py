@@ -33,6 +33,10 @@ Keys (type, range, default; seed keys first, in the order of SPEC.md tables 5 an
   batch_size             int   1..65536                512       events per batch handed to consumers
   batch_timeout_ms       int   1..1000                 30        wait for events before returning
                                                                   a partial or empty batch
+  consumers              int   1..64                   1         consumer threads draining the
+                                                                  rings (order holds within each's)
+  merge_window_us        int   0..1000000              1000      how long a record may wait in its
+                                                                  ring for the emit-time merge
   python_home            str   <= 256 chars            ""        Falco plugin: the lbd installation
                                                                   (venv) to use; "" = the one it
                                                                   was built from
@@ -47,7 +51,20 @@ Keys (type, range, default; seed keys first, in the order of SPEC.md tables 5 an
   interest_syscall_file  str   <= 256 chars            ""        JSON file selecting the syscalls;
                                                                   "" = the packaged selection
   ring_size              int   power of two, 65536..1073741824
-                                                       8388608   BPF ring buffer bytes (8 MiB)
+                                                       8388608   bytes of EACH ring buffer (8 MiB)
+  cpus_per_ring          int   1..1024                 1         CPUs sharing one ring
+  loader                 enum  auto, libbpf, bcc       "auto"    libbpf + CO-RE object, or bcc
+                                                                  (LBD_LOADER overrides)
+  track_state            bool                          true      capture the state syscalls (fork,
+                                                                  exec, fds) also when not selected,
+                                                                  for context only
+  follow                 bool                          false     keep the processes kept tasks start
+  only_tids              int[] <= 64 items, 1..4194303 []        keep ONLY these threads (+ only_pids)
+  filter_uids            int[] <= 64 items, 0..2^32-2  []        drop these uids
+  only_uids              int[] <= 64 items, 0..2^32-2  []        keep ONLY these uids
+  failed_only            bool                          false     keep only failed syscalls
+  capture_env            bool                          false     read execve's envp (secrets!)
+  syscall_stats          bool                          false     count every syscall in the kernel
   str_max                int   16..2040                256       bytes captured per string/path
   buf_max                int   0..1024                 32        bytes captured of an I/O buffer
   argv_max               int   0..64                   16        strings captured per argv/envp
@@ -388,6 +405,12 @@ _KEYS: dict[str, tuple[str, _Kind, str]] = {
     "batch_timeout_ms": (INIT, _Int(1, 1000),
                          "milliseconds a consumer waits for events before returning a partial or "
                          "empty batch"),
+    "consumers": (INIT, _Int(1, 64),
+                  "consumer threads draining the rings (each owns a share of the rings; order holds "
+                  "within each one's rings)"),
+    "merge_window_us": (INIT, _Int(0, 1_000_000),
+                        "microseconds a record may wait in its ring so that the rings merge in "
+                        "emit-time order (records later than this are counted as late)"),
     "python_home": (INIT, _Str(_PATH_MAX),
                     "Falco plugin: the lbd installation (venv) to use; empty = the one it was built from"),
     # open_params: SPEC.md table 6
@@ -401,7 +424,27 @@ _KEYS: dict[str, tuple[str, _Kind, str]] = {
                               "JSON file selecting the syscalls to capture; empty = the packaged "
                               "selection"),
     # open_params: lbd extensions
-    "ring_size": (OPEN, _PowerOfTwo(64 << 10, 1 << 30), "bytes of the BPF ring buffer"),
+    "ring_size": (OPEN, _PowerOfTwo(64 << 10, 1 << 30),
+                  "bytes of each BPF ring buffer (one ring per cpus_per_ring CPUs)"),
+    "cpus_per_ring": (OPEN, _Int(1, 1024),
+                      "CPUs that share one ring (1: a ring per CPU, like Falco's cpus_for_each_buffer)"),
+    "loader": (OPEN, _Enum("auto", "libbpf", "bcc"),
+               "how the probe is loaded: libbpf with the CO-RE object, bcc compiling the source, or "
+               "auto (libbpf when the kernel has BTF); LBD_LOADER overrides it"),
+    "track_state": (OPEN, _Bool(),
+                    "capture the syscalls the process and fd tables need (fork, exec, fd creation and "
+                    "closing, ...) also when not selected, for context only (not output)"),
+    "follow": (OPEN, _Bool(), "also keep the processes that kept tasks (only_pids, only_tids) start"),
+    "only_tids": (OPEN, _Array(_Int(1, MAX_PID), 64), "keep ONLY syscalls of these threads (besides only_pids)"),
+    "filter_uids": (OPEN, _Array(_Int(0, _U32_MAX - 1), 64), "drop syscalls of tasks with these uids"),
+    "only_uids": (OPEN, _Array(_Int(0, _U32_MAX - 1), 64), "keep ONLY syscalls of tasks with these uids"),
+    "failed_only": (OPEN, _Bool(), "keep only failed syscalls (in the kernel)"),
+    "capture_env": (OPEN, _Bool(),
+                    "read execve's environment (envp) in the kernel; off, it is never read (secrets "
+                    "live there) and shows as cut"),
+    "syscall_stats": (OPEN, _Bool(),
+                      "count every syscall (selected or not) with errors and latency in the kernel "
+                      "(lbd stats)"),
     "str_max": (OPEN, _Int(16, 2040), "bytes captured in the kernel per string or path argument"),
     "buf_max": (OPEN, _Int(0, 1024), "bytes captured in the kernel of an input/output buffer"),
     "argv_max": (OPEN, _Int(0, 64), "strings captured per argv/envp array"),
@@ -470,6 +513,8 @@ class InitConfig:
     log_file: str
     batch_size: int
     batch_timeout_ms: int
+    consumers: int
+    merge_window_us: int
     python_home: str
 
     def __post_init__(self) -> None:
@@ -496,6 +541,16 @@ class OpenParams:
     drop_failed: bool
     interest_syscall_file: str
     ring_size: int
+    cpus_per_ring: int
+    loader: str
+    track_state: bool
+    follow: bool
+    only_tids: tuple[int, ...]
+    filter_uids: tuple[int, ...]
+    only_uids: tuple[int, ...]
+    failed_only: bool
+    capture_env: bool
+    syscall_stats: bool
     str_max: int
     buf_max: int
     argv_max: int
@@ -509,10 +564,14 @@ class OpenParams:
         _validate(self, OPEN)
 
     def _cross_check(self) -> list[str]:
+        out = []
         if self.wake_bytes >= self.ring_size:
-            return [f"{OPEN}.wake_bytes: {self.wake_bytes} must be less than ring_size "
-                    f"({self.ring_size}); 0 means ring_size/4"]
-        return []
+            out.append(f"{OPEN}.wake_bytes: {self.wake_bytes} must be less than ring_size "
+                       f"({self.ring_size}); 0 means ring_size/4")
+        if self.failed_only and self.drop_failed:
+            out.append(f"{OPEN}.failed_only: true together with drop_failed: true would keep nothing; "
+                       "choose one")
+        return out
 
     @property
     def wake_threshold(self) -> int:

@@ -297,10 +297,10 @@ class Instance:
             self._own_tid = tid
         batch = self.collector.next_batch()
         n = len(batch)
-        ptrs = _addr(batch.ptrs)
+        ptrs_arr = batch.ptrs
         if not n:
             self._keep = ()
-            return (0, ptrs, 0, 0, 0, 0, 0)
+            return (0, _addr(ptrs_arr), 0, 0, 0, 0, 0)
         enrich = strtab = fdtab = None
         if self.enricher is not None:
             try:
@@ -308,13 +308,24 @@ class Instance:
                 enrich, strtab, fdtab = _checked_enrichment(batch, n)
             except Exception as e:  # enrichment is best effort: the events still go to Falco
                 _warn_once(f"enrichment failed, events carry the kernel's values only: {error_message(e)}")
+        out = batch.output_mask()
         if self.writer is not None:
-            self.writer.write_batch(batch)
+            self.writer.write_batch(batch, out)
+        if out is not None:
+            # state records fed the tables above; Falco gets the others (their pointers still
+            # ascend, and the enrichment rows follow them)
+            ptrs_arr = np.ascontiguousarray(batch.ptrs[:n][out])
+            n = len(ptrs_arr)
+            if enrich is not None:
+                enrich = np.ascontiguousarray(enrich[:len(out)][out])
+            if not n:
+                self._keep = ()
+                return (0, 0, 0, 0, 0, 0, 0)
         if enrich is None:
-            self._keep = ()
-            return (n, ptrs, 0, 0, 0, 0, 0)
-        self._keep = (enrich, strtab, fdtab)
-        return (n, ptrs, _addr(enrich), _addr(strtab), len(strtab), _addr(fdtab), len(fdtab))
+            self._keep = (ptrs_arr,)
+            return (n, _addr(ptrs_arr), 0, 0, 0, 0, 0)
+        self._keep = (ptrs_arr, enrich, strtab, fdtab)
+        return (n, _addr(ptrs_arr), _addr(enrich), _addr(strtab), len(strtab), _addr(fdtab), len(fdtab))
 
     def stats(self) -> dict:
         return self.collector.stats() if self.collector is not None and self.collector.probe else {}

@@ -415,9 +415,9 @@ static const struct lbd_sc_spec lbd_sc_table[LBD_SC_TABLE_SIZE] = {
 #define LBD_SCHED_FIRST 1000
 #define LBD_SCHED_LAST 1002
 static const struct lbd_sc_spec lbd_sched_table[LBD_SCHED_LAST - LBD_SCHED_FIRST + 1] = {
-    [1000 - LBD_SCHED_FIRST] = {"sched_process_fork", 3, {{"parent_pid", LBD_K_UINT, 64}, {"child_pid", LBD_K_UINT, 64}, {"parent_tid", LBD_K_UINT, 64}}},
-    [1001 - LBD_SCHED_FIRST] = {"sched_process_exec", 3, {{"pid", LBD_K_UINT, 64}, {"old_pid", LBD_K_UINT, 64}, {"filename", LBD_K_PATH, 64}}},
-    [1002 - LBD_SCHED_FIRST] = {"sched_process_exit", 2, {{"pid", LBD_K_UINT, 64}, {"group_dead", LBD_K_UINT, 64}}},
+    [1000 - LBD_SCHED_FIRST] = {"sched_process_fork", 5, {{"parent_pid", LBD_K_UINT, 64}, {"child_pid", LBD_K_UINT, 64}, {"parent_tid", LBD_K_UINT, 64}, {"child_tgid", LBD_K_UINT, 64}, {"child_start", LBD_K_UINT, 64}}},
+    [1001 - LBD_SCHED_FIRST] = {"sched_process_exec", 5, {{"pid", LBD_K_UINT, 64}, {"old_pid", LBD_K_UINT, 64}, {"filename", LBD_K_PATH, 64}, {"argv", LBD_K_STRARR, 64}, {"exe", LBD_K_PATH, 64}}},
+    [1002 - LBD_SCHED_FIRST] = {"sched_process_exit", 3, {{"pid", LBD_K_UINT, 64}, {"group_dead", LBD_K_UINT, 64}, {"exit_code", LBD_K_UINT, 64}}},
 };
 
 /* socket families lbd.args names; others print as their number */
@@ -563,9 +563,13 @@ static const char lbd_init_schema_json[] =
     "{\"type\":\"integer\",\"minimum\":1,\"maximum\":65536,\"description\":\"events per batch handed to consumer"
     "s\",\"default\":512},\"batch_timeout_ms\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000,\"description\":"
     "\"milliseconds a consumer waits for events before returning a partial or empty batch\",\"default\":3"
-    "0},\"python_home\":{\"type\":\"string\",\"maxLength\":256,\"description\":\"Falco plugin: the lbd installat"
-    "ion (venv) to use; empty = the one it was built from\",\"default\":\"\"}},\"additionalProperties\":fals"
-    "e}";
+    "0},\"consumers\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":64,\"description\":\"consumer threads draini"
+    "ng the rings (each owns a share of the rings; order holds within each one's rings)\",\"default\":1}"
+    ",\"merge_window_us\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":1000000,\"description\":\"microseconds a"
+    " record may wait in its ring so that the rings merge in emit-time order (records later than this"
+    " are counted as late)\",\"default\":1000},\"python_home\":{\"type\":\"string\",\"maxLength\":256,\"descripti"
+    "on\":\"Falco plugin: the lbd installation (venv) to use; empty = the one it was built from\",\"defau"
+    "lt\":\"\"}},\"additionalProperties\":false}";
 
 #define LBD_PLUGIN_ID 27182u
 #define LBD_PLUGIN_NAME "lbd"
