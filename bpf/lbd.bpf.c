@@ -774,7 +774,15 @@ static __always_inline int exit__complete(struct pending *p, struct lbd_desc *d,
     if (new_image) {
         p->hdr.flags |= LBD_F_NEWIMAGE;           /* the new program: show its name */
         bpf_get_current_comm(p->hdr.comm, sizeof(p->hdr.comm));
-    } else if (p->hdr.flags & FAULT_MASK) {       /* (the old image's memory is gone after exec) */
+    } else if (d->flags & LBD_D_REFRESH) {
+        /* prctl(PR_SET_NAME), set*id, setns, ...: the record shows the identity after the call,
+         * so that the process table sees a rename or a new uid where it happens */
+        u64 ugid = bpf_get_current_uid_gid();
+        p->hdr.uid = (u32)ugid;
+        p->hdr.gid = ugid >> 32;
+        bpf_get_current_comm(p->hdr.comm, sizeof(p->hdr.comm));
+    }
+    if (!new_image && (p->hdr.flags & FAULT_MASK)) {   /* (the old image's memory is gone after exec) */
 #pragma unroll
         for (int i = 0; i < LBD_MAX_ARGS; i++)
             arg__reread(p, d, i, s);

@@ -111,6 +111,10 @@ struct lbd_slot {
  *   | version|  size  |   nr   |dir |narg|      flags      |
  *   +--------+--------+--------+----+----+-----------------+
  *  12: pid (tgid) | 16: tid | 20: ppid (0 unknown) | 24: uid | 28: gid
+ *      (the task's when the syscall entered; for the syscalls that may change them (prctl, set*id,
+ *      capset, setns, unshare: LBD_D_REFRESH) uid, gid and comm are read again at exit, so the
+ *      record shows the identity after the call; ppid is the real parent, read anew per record
+ *      under CO-RE, the parent at fork time under bcc)
  *  32: ts      u64  enter time, ns since boot (CLOCK_MONOTONIC, bpf_ktime_get_ns)
  *  40: latency u64  exit - enter, ns (0 for enter records)
  *  48: res     s64  return value (0 for enter records)
