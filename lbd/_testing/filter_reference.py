@@ -19,7 +19,7 @@ from lbd import args as _args, flags as _flags, record
 from lbd.args import SockAddr
 from lbd.filter.syntax import And, Compare, Flag, Not, Or, parse
 
-__all__ = ["evaluate", "event_values", "test", "plan_keeps"]
+__all__ = ["evaluate", "events_of", "event_values", "test", "plan_keeps"]
 
 K = record.KINDS
 _INT_KINDS = {K[k] for k in ("none", "int", "uint", "hex", "fd", "dirfd", "pid", "uid", "gid", "mode", "flags", "ptr")}
@@ -161,6 +161,8 @@ def _num_op(v: int, op: str, lits) -> bool:
 def _flag_value(flagset: str, text: str):
     fs = _flags.SETS[flagset]
     names = dict(_flags.CONSTANTS[flagset])
+    if fs.zero != "0":
+        names[fs.zero] = 0
     if fs.field_names:
         names.update({n: v for v, n in _flags.SETS[fs.field_names].field.items()})
     total = 0
@@ -252,10 +254,16 @@ def _eval(node, e: _Event) -> bool:
     return test(node, e)
 
 
-def evaluate(expression: str, batch) -> list[bool]:
-    """Whether the expression keeps each event of the batch, one event and one test at a time."""
+def events_of(batch) -> list[_Event]:
+    """The batch's events as the reference reads them (to evaluate many expressions over one batch)."""
+    return [_Event(batch, i) for i in range(len(batch))]
+
+
+def evaluate(expression: str, batch, events: list | None = None) -> list[bool]:
+    """Whether the expression keeps each event of the batch, one event and one test at a time.
+    `events`: events_of(batch), when several expressions are evaluated over the same batch."""
     tree = parse(expression)
-    return [_eval(tree, _Event(batch, i)) for i in range(len(batch))]
+    return [_eval(tree, e) for e in (events if events is not None else events_of(batch))]
 
 
 def plan_keeps(plan, batch) -> list[bool]:

@@ -142,22 +142,65 @@ class Evaluator:
     only read, during the call."""
 
     def __init__(self, ir, expression: str):
-        self.ir = ir
+        self.ir = _cheap_first(ir)
         self.expression = expression
         self._luts: dict[int, np.ndarray] = {}
+        self._preds = list(_preds(ir))
 
     def __call__(self, batch) -> np.ndarray:
         n = len(batch)
-        cand = np.ones(n, dtype=bool)
+        run = _Run(self, batch)
+        for p in self._preds:                 # what the batch must provide, whatever the events
+            run.require(p)
         if n == 0:
-            return cand
-        return _Run(self, batch).eval(self.ir, cand)
+            return np.zeros(0, dtype=bool)
+        return run.eval(self.ir, np.ones(n, dtype=bool))
 
     def lut(self, key, nrs) -> np.ndarray:
         t = self._luts.get(id(key))
         if t is None:
             t = self._luts[id(key)] = _lut(nrs)
         return t
+
+
+def _preds(node):
+    if isinstance(node, Pred):
+        yield node
+    elif isinstance(node, (PAnd, POr)):
+        for x in node.items:
+            yield from _preds(x)
+    elif isinstance(node, PNot):
+        yield from _preds(node.item)
+
+
+def _cost(node) -> int:
+    """Rough cost class of a test per event: header numbers 0, comm and dir 1, enrichment strings 2,
+    arguments, socket addresses and fd names 3."""
+    if isinstance(node, Pred):
+        f = node.field
+        if f.type in ("number", "bool", "syscall") and not f.source.startswith("sockaddr"):
+            return 0
+        if f.source in ("comm", "dir"):
+            return 1
+        if f.enriched and f.source != "fd.name":
+            return 2
+        return 3
+    if isinstance(node, (PAnd, POr)):
+        return max(_cost(x) for x in node.items)
+    if isinstance(node, PNot):
+        return _cost(node.item)
+    return 0
+
+
+def _cheap_first(node):
+    """The same predicates with the operands of each and / or in increasing cost (stable): tests
+    have no side effects, so the order only changes how many events the costly ones look at."""
+    if isinstance(node, (PAnd, POr)):
+        items = sorted((_cheap_first(x) for x in node.items), key=_cost)
+        return type(node)(tuple(items))
+    if isinstance(node, PNot):
+        return PNot(_cheap_first(node.item))
+    return node
 
 
 class _Run:
@@ -204,6 +247,13 @@ class _Run:
 
     # -- shared columns
 
+    def require(self, p: Pred) -> None:
+        """FilterError when the batch lacks what p reads (enrichment, a header column)."""
+        if p.field.enriched:
+            self.enriched(p)
+        if p.field.optional:
+            self.column(p.field.source, p)
+
     def enriched(self, pred: Pred) -> None:
         if self._enriched is None:
             from lbd.enrich.layout import has_enrichment
@@ -235,7 +285,7 @@ class _Run:
         if t == "bool":
             return (self.events["res"] < 0) == p.operand[0]
         if t == "syscall":
-            m = self.owner.lut(p, p.operand[0])[self.events["nr"]]
+            m = self.owner.lut(p, p.operand[0]).take(self.events["nr"])
             return ~m if p.op == "!=" else m
         if t == "arg":
             return self.arg(p, cand)
@@ -273,7 +323,8 @@ class _Run:
             comm = np.ascontiguousarray(self.events["comm"][idx])
             b = comm.view(np.uint8).reshape(-1, record.COMM_LEN)
             nz = b != 0
-            length = np.where(nz.all(axis=1), record.COMM_LEN, nz.argmin(axis=1)).astype(np.int64)
+            first_nul = nz.argmin(axis=1)             # 0 also when there is none: see nz[:, 0]
+            length = np.where(nz[:, 0] & (first_nul == 0), record.COMM_LEN, first_nul).astype(np.int64)
             start = np.arange(len(idx), dtype=np.int64) * record.COMM_LEN
             return self._spread(idx, self._text_spans(b.ravel(), start, length, p.op, p.operand, raw=True))
         if src == "dir":
@@ -381,7 +432,7 @@ class _Run:
         for g in p.operand:
             if g.mode is None:
                 continue
-            sel = live & self.owner.lut(g, g.nrs)[nr]
+            sel = live & self.owner.lut(g, g.nrs).take(nr)
             if not sel.any():
                 continue
             idx = np.flatnonzero(sel)

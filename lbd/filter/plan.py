@@ -42,6 +42,8 @@ __all__ = ["KernelPlan", "derive", "LIMITS"]
 LIMITS = {"pids": 64, "comms": 16, "uids": 64, "syscalls": 512}
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+_U32 = (1 << 32) - 1
+_PID_MAX = 4194303                   # lbd/config.py's range for only_pids / filter_pids
 _NAMES = {nr: name for name, nr in SYSCALL_NAMES.items()}
 _DIMS = ("syscall", "pid", "comm", "uid", "failed")
 
@@ -87,9 +89,10 @@ class KernelPlan:
                 ("pids", self.only_pids, self.filter_pids, LIMITS["pids"]),
                 ("comms", self.only_comms, self.filter_comms, LIMITS["comms"]),
                 ("uids", self.only_uids, self.filter_uids, LIMITS["uids"])):
-            if keep is not None and len(keep) <= limit:
+            fits = (lambda vals: key != "pids" or max(vals, default=0) <= _PID_MAX)
+            if keep is not None and len(keep) <= limit and fits(keep):
                 out[f"only_{key}"] = sorted(keep)
-            if dropset and len(dropset) <= limit:
+            if dropset and len(dropset) <= limit and fits(dropset):
                 out[f"filter_{key}"] = sorted(dropset)
         if self.failed is True:
             out["failed_only"] = True
@@ -241,14 +244,15 @@ def _dim(d: str, kind_in: bool, values) -> _C:
 
 def _pred(p: Pred, positive: bool) -> _C:
     name = p.field.name
-    op = p.op if positive else _FLIP[p.op]
+    op = p.op if positive else _FLIP.get(p.op, "")
     if name == "syscall":
         return _dim("syscall", op == "in", p.operand[0])
     if name in ("pid", "uid"):
+        vals = [v for v in p.operand if 0 <= v <= _U32]      # the header's columns are u32
         if op in ("=", "in"):
-            return _dim(name, True, p.operand)
+            return _dim(name, True, vals)
         if op == "!=":
-            return _dim(name, False, p.operand)
+            return _dim(name, False, vals)
         return _ANY
     if name == "comm":
         return _comm(p, op)
@@ -275,7 +279,7 @@ def _comm(p: Pred, op: str) -> _C:
             continue
         if keep and "\\" in text:
             return _ANY                      # \xNN stands for a byte: the text, not the bytes
-        if len(b) < record.COMM_LEN and b"\0" not in b:
+        if len(b) <= record.COMM_LEN and b"\0" not in b:
             vals.append(text)                # longer names never match a comm (at most 15 bytes)
     return _dim("comm", keep, vals)
 
