@@ -34,6 +34,9 @@ _ENRICH_SOURCE = {"pcomm": "pcomm", "user": "user", "group": "group", "cmdline":
                   "fullpath": "fullpath"}
 
 
+_count = np.count_nonzero        # a C call: cheaper than ndarray.any() on small arrays
+
+
 def _lut(nrs) -> np.ndarray:
     t = np.zeros(_NR_SPACE, dtype=bool)
     for nr in nrs:
@@ -145,6 +148,7 @@ class Evaluator:
         self.ir = _cheap_first(ir)
         self.expression = expression
         self._luts: dict[int, np.ndarray] = {}
+        self._needles: dict[tuple, spans.Needles] = {}
         self._preds = list(_preds(ir))
 
     def __call__(self, batch) -> np.ndarray:
@@ -161,6 +165,42 @@ class Evaluator:
         if t is None:
             t = self._luts[id(key)] = _lut(nrs)
         return t
+
+    def groups(self, p: Pred) -> "_Groups":
+        g = self._luts.get(id(p))
+        if g is None:
+            g = self._luts[id(p)] = _Groups(p.operand)
+        return g
+
+    def needles(self, op: str, operand) -> spans.Needles:
+        key = (op, operand)
+        nd = self._needles.get(key)
+        if nd is None:
+            nd = self._needles[key] = spans.Needles(op, operand)
+        return nd
+
+
+class _Groups:
+    """Tables of an arg.NAME test: per syscall number its group (-1: none, or never passes); per
+    group its slot, whether its text is read in place (str, path, buf, out_buf in text mode), and
+    whether an empty payload is a value there (lbd.args.EMPTY_OK_KINDS)."""
+
+    def __init__(self, groups):
+        self.of_nr = np.full(_NR_SPACE, -1, dtype=np.int64)
+        n = len(groups)
+        self.slot = np.zeros(max(n, 1), dtype=np.int64)
+        self.direct = np.zeros(max(n, 1), dtype=bool)
+        self.empty_ok = np.zeros(max(n, 1), dtype=bool)
+        self.text_operand = ()
+        for gi, g in enumerate(groups):
+            if g.mode is None:
+                continue
+            self.of_nr[list(g.nrs)] = gi
+            self.slot[gi] = g.slot
+            self.empty_ok[gi] = g.kind in _EMPTY_OK
+            if g.mode == "text" and g.kind in BYTES_KINDS and g.kind != K["strarr"]:
+                self.direct[gi] = True
+                self.text_operand = g.operand
 
 
 def _preds(node):
@@ -225,7 +265,7 @@ class _Run:
         if isinstance(node, PAnd):
             m = cand
             for item in node.items:
-                if not m.any():
+                if not _count(m):
                     break
                 m = self.eval(item, m)
             return m
@@ -233,7 +273,7 @@ class _Run:
             acc = np.zeros(self.n, dtype=bool)
             rest = cand.copy()
             for item in node.items:
-                if not rest.any():
+                if not _count(rest):
                     break
                 r = self.eval(item, rest)
                 acc |= r
@@ -347,14 +387,16 @@ class _Run:
         return out
 
     def _text_spans(self, buf, start, length, op: str, operand, raw: bool, present=None) -> np.ndarray:
-        """`text op operand` over spans (all present unless `present` says otherwise)."""
+        """`text op operand` over spans.  present: None (every span has a value) or a function
+        giving which do (asked only when it matters: for != and for tests an empty text passes)."""
+        mop = "=" if op in ("!=", "in") else op
+        nd = self.owner.needles(mop, tuple(operand))
+        m = spans.match(buf, start, length, mop, nd, raw)
         if op == "!=":
-            m = ~spans.match(buf, start, length, "=", operand, raw)
-        elif op == "in":
-            m = spans.match(buf, start, length, "=", operand, raw)
-        else:
-            m = spans.match(buf, start, length, op, operand, raw)
-        return m if present is None else m & present
+            m = ~m
+        if present is not None and (op == "!=" or nd.empty_matches):
+            m &= present()
+        return m
 
     def _strtab_spans(self, start, length, p: Pred, present=None) -> np.ndarray:
         st = self.batch.strtab
@@ -425,18 +467,41 @@ class _Run:
     # -- arguments
 
     def arg(self, p: Pred, cand: np.ndarray) -> np.ndarray:
+        G = self.owner.groups(p)
         ev = self.events
-        nr = ev["nr"]
+        gid = G.of_nr.take(ev["nr"])
         out = np.zeros(self.n, dtype=bool)
-        live = cand & ~self.noenter()
-        for g in p.operand:
-            if g.mode is None:
-                continue
-            sel = live & self.owner.lut(g, g.nrs).take(nr)
-            if not sel.any():
-                continue
-            idx = np.flatnonzero(sel)
-            out[idx] = self._arg_group(g, p, idx)
+        every = np.flatnonzero(cand & (gid >= 0) & ~self.noenter())
+        if not len(every):
+            return out
+        of = gid[every]
+        direct = G.direct.take(of)
+        if _count(direct):
+            # text payloads (str, path, buf) of every group at once, read in place in the arena
+            idx = every[direct]
+            g = of[direct]
+            ks = G.slot.take(g)
+            slot = ev["slot"][idx, ks]
+            length = slot["len"].astype(np.int64)
+            start = ev["rec"][idx].astype(np.int64) + slot["off"]
+            arena = self.batch.arena
+            bad = start + length > len(arena)            # (the decoder's rows never are)
+            if _count(bad):
+                length[bad] = 0
+
+            def present():
+                raw = ev["args"][idx, ks]
+                fault = (ev["flags"][idx] >> (np.uint32(record.F_FAULT_SHIFT) + ks.astype(np.uint32))) & np.uint32(1)
+                return (length > 0) | (G.empty_ok.take(g) & (raw != 0) & (fault == 0))
+
+            out[idx] = self._text_spans(arena, start, length, p.op, G.text_operand, raw=True, present=present)
+            if len(idx) == len(every):
+                return out
+            every, of = every[~direct], of[~direct]
+        groups = np.flatnonzero(np.bincount(of, minlength=len(p.operand)))
+        for gi in groups.tolist():
+            idx = every if len(groups) == 1 else every[of == gi]
+            out[idx] = self._arg_group(p.operand[gi], p, idx)
         return out
 
     def _arg_group(self, g, p: Pred, idx: np.ndarray) -> np.ndarray:
@@ -453,8 +518,8 @@ class _Run:
                 verdict = [_text_scalar(_flags.names(g.flagset, int(u)), p.op, g.operand) for u in uniq]
             return np.array(verdict, dtype=bool)[inv.ravel()] if len(uniq) else np.zeros(0, dtype=bool)
         data, offsets = self.batch.gather(k, idx)
-        start = offsets[:-1].copy()
-        length = np.diff(offsets)
+        start = offsets[:-1]
+        length = offsets[1:] - start
         if kind == K["out_int"]:
             ok = length == 4
             pos = start[ok]
@@ -464,11 +529,15 @@ class _Run:
             res[ok] = num_test(v, p.op, g.operand)
             return res
         if kind in BYTES_KINDS:
-            present = length > 0
-            if kind in _EMPTY_OK:
+            given = length > 0
+
+            def present():
+                if kind not in _EMPTY_OK:
+                    return given
                 raw = ev["args"][idx, k]
                 fault = (ev["flags"][idx] >> np.uint32(record.F_FAULT_SHIFT + k)) & np.uint32(1)
-                present |= (raw != 0) & (fault == 0)
+                return given | ((raw != 0) & (fault == 0))
+
             if kind == K["strarr"]:
                 if len(data):
                     data = data.copy()

@@ -32,7 +32,7 @@ try:
 except ImportError:  # not built: the numpy path (the lead adds lbd/_filter.pyx to setup.py)
     _c = None
 
-__all__ = ["OPS", "match", "text_match", "distinct", "decode", "compiled", "use_compiled"]
+__all__ = ["OPS", "Needles", "match", "text_match", "distinct", "decode", "compiled", "use_compiled"]
 
 #: the text operations, as the filter language names them
 OPS = ("=", "startswith", "endswith", "contains", "glob")
@@ -84,34 +84,60 @@ def _encodable(n: str) -> bytes | None:
         return None
 
 
+class Needles:
+    """A test's needles, prepared once: their UTF-8 bytes and whether bytes can decide the test."""
+
+    __slots__ = ("op", "texts", "enc", "bytes_ok_raw", "bytes_ok", "empty_matches")
+
+    def __init__(self, op: str, texts):
+        if op not in _OP_CODE:
+            raise ValueError(f"unknown text operation {op!r}")
+        self.op = op
+        self.texts = list(texts)
+        self.enc = [_encodable(n) for n in self.texts]
+        self.bytes_ok = not ((op == "glob" and any("[" in n for n in self.texts))
+                             or any(e is None for e in self.enc) or len(self.texts) > 64)
+        self.bytes_ok_raw = self.bytes_ok and not any("\\" in n for n in self.texts)
+        #: whether an empty text passes (else an absent value, read as empty, cannot pass either)
+        self.empty_matches = text_match("", op, self.texts)
+
+
 def match(buf: np.ndarray, start: np.ndarray, length: np.ndarray, op: str, needles, raw: bool) -> np.ndarray:
-    """bool per span: its text passes `op` against one of the needles (see the module docstring)."""
-    start = np.ascontiguousarray(start, dtype=np.int64)
-    length = np.ascontiguousarray(length, dtype=np.int64)
+    """bool per span: its text passes `op` against one of the needles (see the module docstring).
+    `needles`: strs, or a Needles made for op."""
+    nd = needles if isinstance(needles, Needles) else Needles(op, needles)
     m = len(start)
     if m == 0:
         return np.zeros(0, dtype=bool)
-    needles = list(needles)
-    enc = [_encodable(n) for n in needles]
-    if op not in _OP_CODE:
-        raise ValueError(f"unknown text operation {op!r}")
-    text_only = (op == "glob" and any("[" in n for n in needles)) or any(e is None for e in enc) or (
-        raw and any("\\" in n for n in needles))
-    if text_only:
-        return _text_path(buf, start, length, op, needles, np.ones(m, dtype=bool))
+    start = np.ascontiguousarray(start, dtype=np.int64)
+    length = np.ascontiguousarray(length, dtype=np.int64)
+    if not (nd.bytes_ok_raw if raw else nd.bytes_ok):
+        return _text_path(buf, start, length, op, nd.texts, np.ones(m, dtype=bool))
     buf = np.ascontiguousarray(buf, dtype=np.uint8)
-    if _use_c and len(needles) <= 64:
-        r = _c.match_spans(buf, start, length, _OP_CODE[op], enc, raw)
+    if _use_c:
+        r = _c.match_spans(buf, start, length, _OP_CODE[op], nd.enc, raw)
     else:
-        r = _numpy_match(buf, start, length, op, enc, raw)
+        if op in ("endswith", "contains") and len(buf) > 2 * int(length.sum()) + 4096:
+            # these scan the whole buffer: copy scattered spans together first
+            buf, start = _compact(buf, start, length)
+        r = _numpy_match(buf, start, length, op, nd.enc, raw)
     out = r == 1
-    undecided = r == 2
-    if undecided.any():
-        out[undecided] = _text_path(buf, start, length, op, needles, undecided)[undecided]
+    if raw and op in ("endswith", "contains", "glob") or op == "glob":
+        undecided = r == 2
+        if np.count_nonzero(undecided):
+            out[undecided] = _text_path(buf, start, length, op, nd.texts, undecided)[undecided]
     return out
 
 
 # ---- the numpy path ----------------------------------------------------------------------------
+
+def _compact(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The spans' bytes copied end to end, and their new starts (the numpy tests scan buffers)."""
+    new_start = np.concatenate(([0], np.cumsum(length)[:-1])).astype(np.int64)
+    total = int(length.sum())
+    pos = np.repeat(start - new_start, length) + np.arange(total, dtype=np.int64)
+    return buf[pos], new_start
+
 
 def _window(buf: np.ndarray, pos: np.ndarray, w: int) -> np.ndarray:
     """(len(pos), w) bytes buf[pos[k] : pos[k] + w] (pos and w within buf)."""
