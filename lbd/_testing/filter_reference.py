@@ -11,7 +11,6 @@ possible; it is slow on purpose (a Python call per event and per test) and never
 """
 from __future__ import annotations
 
-import errno as _errno
 import fnmatch
 import ipaddress
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from lbd import args as _args, flags as _flags, record
 from lbd.filter import spans
-from lbd.filter.fields import (BYTES_KINDS, FD_RETURNING, INT_KINDS, K, OBJ_KINDS, SYSCALL_NAMES, PAnd,
+from lbd.filter.fields import (BYTES_KINDS, FD_RETURNING, INT_KINDS, K, SYSCALL_NAMES, PAnd,
                                PConst, PNot, POr, Pred)
 from lbd.filter.syntax import FilterError
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
 from typing import Union
 
 from lbd import args as _args, errnos, flags as _flags, record, syscalls

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field as dc_field
 
 import numpy as np
 
-from lbd import args as _args, record
+from lbd import record
 from lbd.filter.fields import SYSCALL_NAMES, PAnd, PConst, PNot, POr, Pred
 
 __all__ = ["KernelPlan", "derive", "LIMITS"]
@@ -232,10 +232,6 @@ def _implied(node, positive: bool) -> _C:
     if isinstance(node, Pred):
         return _pred(node, positive)
     return _ANY
-
-
-def _set(kind_in: bool, values) -> _C:
-    return _norm({"x": ("in" if kind_in else "out", frozenset(values))})
 
 
 def _dim(d: str, kind_in: bool, values) -> _C:

@@ -114,8 +114,7 @@ class _Ctx:
         self.arena = memoryview(batch.arena)
 
 
-def _arg_text(c: _Ctx, spec, raw: int, payload: bytes | None, faulted: bool, cut: bool, failed: bool,
-              exit_rec: bool) -> str:
+def _arg_text(c: _Ctx, spec, raw: int, payload: bytes | None, faulted: bool, cut: bool) -> str:
     """One argument as strace shows it (see the module docstring)."""
     p = c.p
     kind = spec.kind_id
@@ -228,7 +227,7 @@ def _line(c: _Ctx, r: _Rows, j: int, enrich: dict | None, opts) -> str:
             ln = lens[k]
             payload = c.arena[rec + offs[k]: rec + offs[k] + ln].tobytes() if ln else None
             text = _arg_text(c, spec, raws[k], payload, bool(flags >> (record.F_FAULT_SHIFT + k) & 1),
-                             bool(flags >> (record.F_TRUNC_SHIFT + k) & 1), res < 0, exit_rec)
+                             bool(flags >> (record.F_TRUNC_SHIFT + k) & 1))
             parts.append(f"{spec.name}={text}" if sched else text)
         body = "(" + ", ".join(parts) + ")"
     if sched:

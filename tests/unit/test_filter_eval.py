@@ -11,7 +11,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import lbd.filter as F
-from lbd import record
 from lbd._testing import filter_reference as R
 from lbd.enrich.layout import empty_enrichment
 from lbd.filter import spans

@@ -3,7 +3,6 @@ it maps to open_params.  That it never drops an event the expression keeps is ch
 expressions in test_filter_eval.py; here, that it pushes down what it can."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import lbd.filter as F
