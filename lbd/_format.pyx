@@ -690,6 +690,20 @@ cdef struct ctx:
     int fmt
 
 
+# JSON "err": the errno name of a failed call's result (-4095 .. -1), from lbd.errnos; 24 bytes
+# a name, NUL padded, and its length (0: no name, no key).
+cdef enum:
+    ERR_MAX = 4095
+    ERR_W = 24
+
+from lbd import errnos as _errnos
+
+cdef bytes _ERR_NAMES = b"".join((_errnos.name(k) or "").encode()[:ERR_W].ljust(ERR_W, b"\0") for k in range(ERR_MAX + 1))
+cdef bytes _ERR_LENS = bytes(len((_errnos.name(k) or "")[:ERR_W]) for k in range(ERR_MAX + 1))
+cdef const char *ERR_NAME = _ERR_NAMES
+cdef const uint8_t *ERR_LEN = _ERR_LENS
+
+
 cdef class Formatter:
     """Formats whole batches into one buffer: `format(batch)` appends, `write_to(fd)` drains.
 
@@ -1207,6 +1221,10 @@ cdef class Formatter:
         putc(b, <char>e.h.dir)
         put(b, b'","res":', 8)
         put_i64(b, e.h.res)
+        if e.h.res < 0 and e.h.res >= -ERR_MAX and ERR_LEN[-e.h.res]:
+            put(b, b',"err":"', 8)
+            put(b, ERR_NAME + (-e.h.res) * ERR_W, ERR_LEN[-e.h.res])
+            putc(b, 34)
         put(b, b',"latency":', 11)
         put_u64(b, e.h.latency)
         who_key(e, r, &key)

@@ -1,8 +1,10 @@
-"""Event output: the seed's `normal` text lines and JSON Lines, formatted a batch at a time.
+"""Event output: the seed's `normal` text lines, JSON Lines and terminal lines, a batch at a time.
 
 * lbd.output.writer: `open_writer(cfg, path)` -> Writer (`write_batch`, `flush`, `close`);
   files are appended to (created 0600), errors are `OutputError` with a one-line message.
 * lbd._format: the compiled bulk formatter the Writer uses (`Formatter.format(batch)`).
+* lbd.output.terminal: the terminal format, strace-like lines with colours (`TerminalFormatter`,
+  which the Writer uses for fmt="terminal").
 * lbd.output.reference: the per-event definition of both formats (what the bulk formatter must
   produce, byte for byte) and the baseline it is benchmarked against.
 * event.schema.json: the JSON Schema of one JSON Lines object (SCHEMA_PATH).
@@ -15,7 +17,7 @@ SCHEMA_PATH = Path(__file__).resolve().parent / "event.schema.json"
 
 __all__ = ["SCHEMA_PATH", "FORMATS", "OutputError", "Writer", "open_writer", "load_schema"]
 
-FORMATS = ("normal", "json")
+FORMATS = ("normal", "json", "terminal")
 
 
 def load_schema() -> dict:

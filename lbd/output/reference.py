@@ -21,7 +21,9 @@ to each other) and the baseline it is benchmarked against; it is not the fast pa
 
     time      RFC 3339 UTC with nanoseconds, "2025-06-12T11:18:10.347507525Z"
     ts        the same instant, integer ns since the epoch
-    syscall, nr, dir ("<" exit, ">" enter), res, latency (ns)
+    syscall, nr, dir ("<" exit, ">" enter), res
+    err       (only when the call failed: res in -4095 .. -1 and lbd.errnos names -res) "EACCES"
+    latency   ns from enter to exit
     pid, tid, ppid, pcomm, uid, user, gid, group, comm, cmdline, fullpath
     args      {name: value}: integers, strings (cut like the normal format), null, argv as an
               array of strings (each cut), fd pairs as [fd, fd], socket addresses as
@@ -39,7 +41,7 @@ import json
 import re
 import time
 
-from lbd import args as _args, flags as _flags, record
+from lbd import args as _args, errnos, flags as _flags, record
 from lbd.args import SockAddr
 
 __all__ = [
@@ -157,13 +159,17 @@ def json_event(batch, i: int, limit: int) -> dict:
     f = event_fields(batch, i)
     specs = _args.arg_specs(f["nr"]) or ()
     args = f["args"]
-    obj = {
-        "time": format_time_utc(f["ts"]), "ts": f["ts"], "syscall": f["name"], "nr": f["nr"], "dir": f["dir"],
-        "res": f["res"], "latency": f["latency"], "pid": f["pid"], "tid": f["tid"], "ppid": f["ppid"],
+    obj = {"time": format_time_utc(f["ts"]), "ts": f["ts"], "syscall": f["name"], "nr": f["nr"], "dir": f["dir"],
+           "res": f["res"]}
+    err = errnos.error_of(f["res"])
+    if err is not None and errnos.name(err):
+        obj["err"] = errnos.name(err)
+    obj.update({
+        "latency": f["latency"], "pid": f["pid"], "tid": f["tid"], "ppid": f["ppid"],
         "pcomm": f["pcomm"], "uid": f["uid"], "user": f["user"], "gid": f["gid"], "group": f["group"],
         "comm": f["comm"], "cmdline": truncate(f["cmdline"], limit), "fullpath": f["fullpath"],
         "args": {k: _json_value(v, limit) for k, v in args.items()},
-    }
+    })
     names = {a.name: _flags.names(a.flags, args[a.name]) for a in specs
              if a.flags and a.name in args and args[a.name] is not None}
     if names:

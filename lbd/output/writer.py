@@ -1,4 +1,5 @@
-"""Write batches of events to stdout or a file, formatted in bulk (lbd._format), in large writes.
+"""Write batches of events to stdout or a file, formatted in bulk (lbd._format; the terminal format:
+lbd.output.terminal), in large writes.
 
     with open_writer(cfg, "/var/log/lbd/events.log") as w:     # or None: cfg's putfile/path, else stdout
         w.write_batch(batch)                                   # batch.enrich is used when present
@@ -19,7 +20,7 @@ import numpy as np
 
 __all__ = ["OutputError", "Writer", "open_writer", "open_output_fd", "FORMATS"]
 
-FORMATS = ("normal", "json")
+FORMATS = ("normal", "json", "terminal")
 
 
 class OutputError(OSError):
@@ -51,9 +52,11 @@ class Writer:
     """
 
     def __init__(self, fd: int, fmt: str = "normal", limit: int = 0, *, name: str = "output",
-                 close_fd: bool = False, flush_bytes: int = 1 << 20, flush_s: float = 0.2):
-        from lbd._format import Formatter
-
+                 close_fd: bool = False, flush_bytes: int = 1 << 20, flush_s: float = 0.2,
+                 color: bool | None = None, formatter=None):
+        """fmt "terminal": lbd.output.terminal's lines, coloured when `color` (None: when fd is a
+        terminal and NO_COLOR is not set).  `formatter`: any object with the bulk formatter's
+        interface (format, buffered, write_to, clear), e.g. a TerminalFormatter with extras."""
         if fmt not in FORMATS:
             raise ValueError(f"format {fmt!r}: one of {', '.join(FORMATS)}")
         self.fd = fd
@@ -63,7 +66,16 @@ class Writer:
         self.close_fd = close_fd
         self.flush_bytes = flush_bytes
         self.flush_s = flush_s
-        self.formatter = Formatter(fmt, limit)
+        if formatter is not None:
+            self.formatter = formatter
+        elif fmt == "terminal":
+            from lbd.output.terminal import TerminalFormatter, use_color
+
+            self.formatter = TerminalFormatter(limit, color=use_color(fd) if color is None else color)
+        else:
+            from lbd._format import Formatter
+
+            self.formatter = Formatter(fmt, limit)
         self.counts = np.zeros(1024, dtype=np.int64)   # events written, by syscall number
         self.events = 0
         self.bytes = 0
