@@ -135,11 +135,11 @@ def test_noenter_and_sched(decoder):
     assert ev["decoded"] == {} and ev["nargs"] == 0
     ev = _one(decoder, ri.make_record(record.NR_SCHED_EXEC, [10, 9, 0], payloads={2: b"/usr/bin/env"}))
     assert ev["name"] == "sched_process_exec"
-    assert ev["decoded"] == {"pid": 10, "old_pid": 9, "filename": "/usr/bin/env"}
-    ev = _one(decoder, ri.make_record(record.NR_SCHED_FORK, [1, 2, 1]))
-    assert ev["decoded"] == {"parent_pid": 1, "child_pid": 2, "parent_tid": 1}
-    ev = _one(decoder, ri.make_record(record.NR_SCHED_EXIT, [77, 1]))
-    assert ev["decoded"] == {"pid": 77, "group_dead": 1}
+    assert ev["decoded"] == {"pid": 10, "old_pid": 9, "filename": "/usr/bin/env", "argv": None, "exe": None}
+    ev = _one(decoder, ri.make_record(record.NR_SCHED_FORK, [1, 2, 1, 2, 5000]))
+    assert ev["decoded"] == {"parent_pid": 1, "child_pid": 2, "parent_tid": 1, "child_tgid": 2, "child_start": 5000}
+    ev = _one(decoder, ri.make_record(record.NR_SCHED_EXIT, [77, 1, 256]))
+    assert ev["decoded"] == {"pid": 77, "group_dead": 1, "exit_code": 256}
 
 
 def test_truncated_strings(decoder):
