@@ -66,6 +66,7 @@ class Event:
     truncated: tuple = ()
     extra: dict = field(default_factory=dict)      # cgroup_id, pidns, mntns, loginuid
     sock: dict | None = None                       # the socket the kernel read (Batch.sock)
+    ring: int = 0                                  # the ring it came from (its CPU's)
 
     def __repr__(self) -> str:
         return f"<{self.name}{self.dir} res={self.res} pid={self.pid} tid={self.tid} flags={self.flags:#x} {self.args}>"
@@ -85,7 +86,7 @@ def events_of(batch) -> list[Event]:
             ts=int(e["ts"]), args=batch.args(i),
             truncated=tuple(k for k in range(record.MAX_ARGS) if batch.truncated(i, k)),
             extra={k: int(e[k]) for k in ("cgroup_id", "pidns", "mntns", "loginuid")},
-            sock=batch.sock(i),
+            sock=batch.sock(i), ring=int(e["cpu_ring"]),
         ))
     return out
 
