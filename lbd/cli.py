@@ -34,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
                          description="Capture syscalls and write one event per line until Ctrl-C, SIGTERM or "
                                      "--duration; then print a summary on stderr.")
     run.add_argument("--config", metavar="FILE", help="JSON or YAML configuration (default: the embedded one)")
-    run.add_argument("--format", choices=("normal", "json"), help="output format (default: config's format)")
+    run.add_argument("--format", choices=("normal", "json", "parquet"),
+                     help="output format (default: config's format); parquet writes a new file (--output)")
     run.add_argument("--output", "-o", metavar="PATH",
                      help="append events to PATH (created with mode 0600; never truncated) instead of stdout "
                           "(default: config's path when putfile is true)")
@@ -199,7 +200,9 @@ def cmd_run(a) -> int:
     final = None
     col = None
     try:
-        with writer, Collector(cfg, enrich=True) as col:
+        # Parquet converts a batch at a time: large batches amortise the per-batch work
+        bsize = max(cfg.init.batch_size, 16384) if writer.format == "parquet" else None
+        with writer, Collector(cfg, enrich=True, batch_size=bsize) as col:
             log.info("capturing %d syscalls, %s format, to %s; Ctrl-C stops",
                      len(col.probe.selection), writer.format, writer.name)
             t0 = time.monotonic()              # --duration counts from the attach

@@ -26,7 +26,7 @@ Keys (type, range, default; seed keys first, in the order of SPEC.md tables 5 an
   putfile                bool                          false     write every event to `path`
   path                   str   <= 256 chars            "/var/log/lbd/events.log"
                                                                   (must be non-empty if putfile)
-  format                 enum  normal, json            "normal"  file format
+  format                 enum  normal, json, parquet   "normal"  file format
   log_level              enum  DEBUG, INFO, WARNING, ERROR, FATAL
                                                        "INFO"
   log_file               str   <= 256 chars            ""        log destination; "" = stderr
@@ -380,7 +380,8 @@ _KEYS: dict[str, tuple[str, _Kind, str]] = {
                      "longest argument string printed; longer ones end in '...'; 0 = no limit"),
     "putfile": (INIT, _Bool(), "write every event to the file `path`"),
     "path": (INIT, _Str(_PATH_MAX), "the event file written when putfile is true"),
-    "format": (INIT, _Enum("normal", "json"), "event file format: the seed's one-line text, or JSON Lines"),
+    "format": (INIT, _Enum("normal", "json", "parquet"),
+               "event file format: the seed's one-line text, JSON Lines, or Parquet (a new file)"),
     "log_level": (INIT, _Enum("DEBUG", "INFO", "WARNING", "ERROR", "FATAL"), "log level"),
     "log_file": (INIT, _Str(_PATH_MAX), "log destination; empty = stderr"),
     # init_config: lbd extensions

@@ -556,16 +556,16 @@ static const char lbd_init_schema_json[] =
     "ile\":{\"anyOf\":[{\"type\":\"boolean\"},{\"type\":\"string\",\"enum\":[\"true\",\"false\"]}],\"description\":\"writ"
     "e every event to the file `path`\",\"default\":false},\"path\":{\"type\":\"string\",\"maxLength\":256,\"desc"
     "ription\":\"the event file written when putfile is true\",\"default\":\"/var/log/lbd/events.log\"},\"for"
-    "mat\":{\"type\":\"string\",\"enum\":[\"normal\",\"json\"],\"description\":\"event file format: the seed's one-"
-    "line text, or JSON Lines\",\"default\":\"normal\"},\"log_level\":{\"type\":\"string\",\"enum\":[\"DEBUG\",\"INFO"
-    "\",\"WARNING\",\"ERROR\",\"FATAL\"],\"description\":\"log level\",\"default\":\"INFO\"},\"log_file\":{\"type\":\"str"
-    "ing\",\"maxLength\":256,\"description\":\"log destination; empty = stderr\",\"default\":\"\"},\"batch_size\":"
-    "{\"type\":\"integer\",\"minimum\":1,\"maximum\":65536,\"description\":\"events per batch handed to consumer"
-    "s\",\"default\":512},\"batch_timeout_ms\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000,\"description\":"
-    "\"milliseconds a consumer waits for events before returning a partial or empty batch\",\"default\":3"
-    "0},\"python_home\":{\"type\":\"string\",\"maxLength\":256,\"description\":\"Falco plugin: the lbd installat"
-    "ion (venv) to use; empty = the one it was built from\",\"default\":\"\"}},\"additionalProperties\":fals"
-    "e}";
+    "mat\":{\"type\":\"string\",\"enum\":[\"normal\",\"json\",\"parquet\"],\"description\":\"event file format: the s"
+    "eed's one-line text, JSON Lines, or Parquet (a new file)\",\"default\":\"normal\"},\"log_level\":{\"type"
+    "\":\"string\",\"enum\":[\"DEBUG\",\"INFO\",\"WARNING\",\"ERROR\",\"FATAL\"],\"description\":\"log level\",\"default\""
+    ":\"INFO\"},\"log_file\":{\"type\":\"string\",\"maxLength\":256,\"description\":\"log destination; empty = std"
+    "err\",\"default\":\"\"},\"batch_size\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":65536,\"description\":\"eve"
+    "nts per batch handed to consumers\",\"default\":512},\"batch_timeout_ms\":{\"type\":\"integer\",\"minimum\""
+    ":1,\"maximum\":1000,\"description\":\"milliseconds a consumer waits for events before returning a par"
+    "tial or empty batch\",\"default\":30},\"python_home\":{\"type\":\"string\",\"maxLength\":256,\"description\":"
+    "\"Falco plugin: the lbd installation (venv) to use; empty = the one it was built from\",\"default\":"
+    "\"\"}},\"additionalProperties\":false}";
 
 #define LBD_PLUGIN_ID 27182u
 #define LBD_PLUGIN_NAME "lbd"

@@ -15,7 +15,7 @@ SCHEMA_PATH = Path(__file__).resolve().parent / "event.schema.json"
 
 __all__ = ["SCHEMA_PATH", "FORMATS", "OutputError", "Writer", "open_writer", "load_schema"]
 
-FORMATS = ("normal", "json")
+FORMATS = ("normal", "json", "parquet")
 
 
 def load_schema() -> dict:

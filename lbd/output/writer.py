@@ -19,7 +19,7 @@ import numpy as np
 
 __all__ = ["OutputError", "Writer", "open_writer", "open_output_fd", "FORMATS"]
 
-FORMATS = ("normal", "json")
+FORMATS = ("normal", "json")   # the text formats; "parquet": lbd.output.parquet
 
 
 class OutputError(OSError):
@@ -135,11 +135,18 @@ class Writer:
 
 def open_writer(cfg, output: str | None = None, *, fmt: str | None = None, **kw) -> Writer:
     """A Writer for a lbd Config: to `output` ("-": stdout), else to cfg's path when putfile is
-    true, else to stdout; in cfg's format (or `fmt`), cutting values at cfg's str_max_size."""
+    true, else to stdout; in cfg's format (or `fmt`), cutting values at cfg's str_max_size.
+    The parquet format gives a lbd.output.parquet.ParquetWriter (same methods; a file only)."""
     from lbd.config import coerce
 
     cfg = coerce(cfg)
     fmt = fmt or cfg.init.format
+    if fmt == "parquet":
+        try:
+            from lbd.output.parquet import open_parquet
+        except ImportError:
+            raise OutputError(errno.ENOSYS, "the parquet format needs pyarrow: pip install 'lbd[parquet]'") from None
+        return open_parquet(cfg, output, **kw)
     if output is None and cfg.init.putfile:
         output = cfg.init.path
     if output is None or output == "-":

@@ -327,7 +327,7 @@ def test_path_length(key):
 
 def test_enums():
     bad("init_config.log_level: 'debug' is not one of DEBUG, INFO, WARNING, ERROR, FATAL", log_level="debug")
-    bad("init_config.format: 'xml' is not one of normal, json", format="xml")
+    bad("init_config.format: 'xml' is not one of normal, json, parquet", format="xml")
     for level in ("DEBUG", "INFO", "WARNING", "ERROR", "FATAL"):
         assert Config.default().replace(log_level=level).log_level == level
 
