@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="also write the process-tree records (sched_process_fork/exec/exit)")
     run.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     run.add_argument("--quiet", "-q", action="store_true", help="no live status line on stderr")
+    run.add_argument("--metrics", metavar="ADDR:PORT",
+                     help="serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9464)")
 
     doc = sub.add_parser("doctor", help="check that this host can capture, and say what is missing")
     doc.add_argument("--tracefs", metavar="DIR", help="where tracefs is (default /sys/kernel/tracing)")
@@ -193,18 +195,36 @@ def cmd_run(a) -> int:
         stop["signal"] = signum
 
     status = sys.stderr.isatty() and not a.quiet
+    if a.metrics:
+        from lbd.metrics import MetricsError, parse_address
+
+        try:
+            parse_address(a.metrics)
+        except MetricsError as e:
+            raise CliError(str(e)) from None
     # the output first: a file that cannot be opened stops the run before the probe is loaded
     writer = open_writer(cfg, a.output)
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     t0 = time.monotonic()
     final = None
     col = None
+    metrics = None
     try:
         # Parquet converts a batch at a time: large batches amortise the per-batch work
         bsize = max(cfg.init.batch_size, 16384) if writer.format == "parquet" else None
         with writer, Collector(cfg, enrich=True, batch_size=bsize) as col:
+            if a.metrics:
+                from lbd.metrics import MetricsError, StatsCollector, serve
+
+                try:
+                    metrics = serve(a.metrics, StatsCollector.for_collector(col, outputs=[writer]))
+                except MetricsError as e:
+                    raise CliError(str(e)) from None
             log.info("capturing %d syscalls, %s format, to %s; Ctrl-C stops",
                      len(col.probe.selection), writer.format, writer.name)
+            if metrics is not None:
+                host = f"[{metrics.address}]" if ":" in metrics.address else metrics.address
+                log.info("metrics at http://%s:%d/metrics", host, metrics.port)
             t0 = time.monotonic()              # --duration counts from the attach
             last = t0
             last_events = 0
@@ -225,6 +245,8 @@ def cmd_run(a) -> int:
             final = col.stats()
             writer.flush()
     finally:
+        if metrics is not None:
+            metrics.close()
         for s, h in old.items():
             signal.signal(s, h)
         if status:
