@@ -33,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="capture syscalls and write events (stdout by default)",
                          description="Capture syscalls and write one event per line until Ctrl-C, SIGTERM or "
                                      "--duration; then print a summary on stderr.")
-    run.add_argument("--config", metavar="FILE", help="JSON or YAML configuration (default: the embedded one)")
+    run.add_argument("--config", metavar="FILE",
+                     help="JSON or YAML configuration (default: /etc/lbd/lbd.yaml when it exists, else the embedded one)")
     run.add_argument("--format", choices=("normal", "json", "parquet"),
                      help="output format (default: config's format); parquet writes a new file (--output)")
     run.add_argument("--output", "-o", metavar="PATH",
@@ -77,17 +78,43 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load_config(path: str | None):
+    """--config FILE, else /etc/lbd/lbd.yaml when it exists, else the embedded default."""
     from lbd.config import Config
 
-    return Config.from_file(path) if path else Config.default()
+    return Config.load(path)
 
 
 _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR,
            "FATAL": logging.CRITICAL}
 
 
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+
+class JournalFormatter(logging.Formatter):
+    """Lines for journald (sd-daemon(3)): each starts with "<priority>", which the journal stores
+    as the entry's priority; no time stamp and no "lbd:" (the journal has both)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        prio = _PRIORITY.get(record.levelno, 6)
+        return "\n".join(f"<{prio}>{line}" for line in text.splitlines() or [""])
+
+
+def stderr_is_journal() -> bool:
+    """stderr is the stream systemd connected to the journal (JOURNAL_STREAM=<dev>:<inode>)."""
+    js = os.environ.get("JOURNAL_STREAM", "")
+    dev, _, ino = js.partition(":")
+    try:
+        st = os.fstat(sys.stderr.fileno())
+        return bool(js) and st.st_dev == int(dev) and st.st_ino == int(ino)
+    except (ValueError, OSError, AttributeError):
+        return False
+
+
 def setup_logging(cfg) -> logging.Handler:
-    """Log records of the "lbd" loggers at cfg's log_level to log_file (appended) or stderr."""
+    """Log records of the "lbd" loggers at cfg's log_level to log_file (appended) or stderr;
+    on stderr as journald wants them when it is the journal (JournalFormatter)."""
     log_file = cfg.init.log_file
     if log_file:
         try:
@@ -97,7 +124,8 @@ def setup_logging(cfg) -> logging.Handler:
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("lbd: %(message)s"))
+        handler.setFormatter(JournalFormatter("%(message)s") if stderr_is_journal()
+                             else logging.Formatter("lbd: %(message)s"))
     root = logging.getLogger("lbd")
     for h in list(root.handlers):
         root.removeHandler(h)

@@ -7,8 +7,8 @@ A configuration has two sections, named as in the seed's Falco plugin:
 
 Every key name is unique across both sections, so a flat ``{key: value}`` mapping is also accepted
 (``Config.from_dict``, ``Config.replace``).  The defaults live in one place,
-``lbd/default_config.json`` (the embedded configuration ``lbd run`` uses without a file); a key that
-is not given takes its value from there.
+``lbd/default_config.json`` (the embedded configuration ``lbd run`` uses without a file, unless
+``/etc/lbd/lbd.yaml`` exists: ``Config.load``); a key that is not given takes its value from there.
 
 Sources: a ``.json`` / ``.yaml`` / ``.yml`` file shaped ``{"init_config": {...}, "open_params":
 {...}}`` (either section optional, an empty file or ``null`` section means defaults), a dict, or the
@@ -454,6 +454,9 @@ def _validate(obj: Any, section: str) -> None:
 # The configuration objects
 # --------------------------------------------------------------------------------------------
 
+#: the configuration Config.load() (and so `lbd run` without --config) reads when it exists
+SYSTEM_PATH = "/etc/lbd/lbd.yaml"
+
 @dataclass(frozen=True)
 class InitConfig:
     """The ``init_config`` section (user-space behaviour).
@@ -593,6 +596,16 @@ class Config:
             return cls.from_dict({} if doc is None else doc)
         except ConfigError as e:
             raise e.prefixed(name) from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None) -> Config:
+        """From `path`; without one, from SYSTEM_PATH (/etc/lbd/lbd.yaml) when that file exists
+        (the service's configuration), else the embedded default.  The CLI's --config."""
+        if path is not None:
+            return cls.from_file(path)
+        if os.path.exists(SYSTEM_PATH):
+            return cls.from_file(SYSTEM_PATH)
+        return cls.default()
 
     @classmethod
     def from_plugin(cls, init_config: str | bytes, open_params: str | bytes) -> Config:
