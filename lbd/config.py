@@ -25,7 +25,9 @@ Keys (type, range, default; seed keys first, in the order of SPEC.md tables 5 an
                                                                   limit
   putfile                bool                          false     write every event to `path`
   path                   str   <= 256 chars            "/var/log/lbd/events.log"
-                                                                  (must be non-empty if putfile)
+                                                                  (must be non-empty if putfile);
+                                                                  nats://HOST:PORT/SUBJECT ships
+                                                                  the events to NATS JetStream
   format                 enum  normal, json, parquet   "normal"  file format
   log_level              enum  DEBUG, INFO, WARNING, ERROR, FATAL
                                                        "INFO"
@@ -36,6 +38,14 @@ Keys (type, range, default; seed keys first, in the order of SPEC.md tables 5 an
   python_home            str   <= 256 chars            ""        Falco plugin: the lbd installation
                                                                   (venv) to use; "" = the one it
                                                                   was built from
+  spool_dir              str   <= 256 chars            "/var/lib/lbd/spool"
+                                                                  shipping (path or --output
+                                                                  nats://HOST:PORT/SUBJECT): where
+                                                                  batches wait while the server is
+                                                                  unreachable
+  spool_max_bytes        int   0..1099511627776        1073741824 most bytes the spool holds; what
+                                                                  does not fit is dropped (counted);
+                                                                  0 = no spool
 
   open_params
   filter_own             bool                          true      drop syscalls of lbd's own threads
@@ -379,7 +389,8 @@ _KEYS: dict[str, tuple[str, _Kind, str]] = {
     "str_max_size": (INIT, _Int(0, _U32_MAX),
                      "longest argument string printed; longer ones end in '...'; 0 = no limit"),
     "putfile": (INIT, _Bool(), "write every event to the file `path`"),
-    "path": (INIT, _Str(_PATH_MAX), "the event file written when putfile is true"),
+    "path": (INIT, _Str(_PATH_MAX),
+             "the event file written when putfile is true, or nats://HOST:PORT/SUBJECT to publish to NATS"),
     "format": (INIT, _Enum("normal", "json", "parquet"),
                "event file format: the seed's one-line text, JSON Lines, or Parquet (a new file)"),
     "log_level": (INIT, _Enum("DEBUG", "INFO", "WARNING", "ERROR", "FATAL"), "log level"),
@@ -391,6 +402,11 @@ _KEYS: dict[str, tuple[str, _Kind, str]] = {
                          "empty batch"),
     "python_home": (INIT, _Str(_PATH_MAX),
                     "Falco plugin: the lbd installation (venv) to use; empty = the one it was built from"),
+    "spool_dir": (INIT, _Str(_PATH_MAX),
+                  "shipping (path nats://...): where batches wait on disk while the server is unreachable"),
+    "spool_max_bytes": (INIT, _Int(0, 1 << 40),
+                        "shipping: most bytes the spool holds; batches that do not fit are dropped and "
+                        "counted; 0 = no spool"),
     # open_params: SPEC.md table 6
     "filter_own": (OPEN, _Bool(), "drop syscalls made by lbd's own threads"),
     "filter_falco": (OPEN, _Bool(), "drop syscalls made by the Falco process"),
@@ -475,6 +491,8 @@ class InitConfig:
     batch_size: int
     batch_timeout_ms: int
     python_home: str
+    spool_dir: str
+    spool_max_bytes: int
 
     def __post_init__(self) -> None:
         _validate(self, INIT)

@@ -393,53 +393,46 @@ def _flag_names(sets: np.ndarray, values: np.ndarray) -> pa.Array:
 
 
 def _args_map(batch, c: _Cols) -> pa.Array:
-    """map<string, string>: the arguments not in a typed column that have a value, in order."""
+    """map<string, string>: the arguments not in a typed column that have a value, in order.
+
+    The (event, slot) pairs come out of np.nonzero in event order, slots in order: integers are
+    converted together, payloads together, and one take merges the two."""
     n, nr = c.n, c.nr
-    ev_idx, slots, texts = [], [], []
-    count = np.zeros(n, np.int32)          # entries of each event so far (slots < k)
-    pos = []                               # each entry's rank within its event
-    for k in range(record.MAX_ARGS):
-        sel = np.flatnonzero(MAPPED[nr, k] & c.has_args)
-        if not len(sel):
-            continue
-        kinds = KIND[nr[sel], k]
-        is_int = kinds < _K["str"]
-        isel = sel[is_int] if not is_int.all() else sel
-        if len(isel):
-            v, signed = _int_values(c.args[isel, k], kinds[is_int] if len(isel) != len(sel) else kinds,
-                                    BITS[nr[isel], k])
-            ev_idx.append(isel)
-            slots.append(np.full(len(isel), k))
-            texts.append(_int_text(v, signed))
-            pos.append(count[isel].copy())
-            count[isel] += 1
-        if len(isel) == len(sel):
-            continue
-        psel, pk = sel[~is_int], kinds[~is_int]
-        ok = _present(c.lens[psel, k], c.args[psel, k], c.flags[psel], k, pk)
-        psel, pk = psel[ok], pk[ok]
-        if len(psel):
-            raw = _payloads(batch, c.base[psel], np.full(len(psel), k))
-            text, keep = _payload_text(raw, pk)
-            kept = psel[keep] if keep is not None else psel
-            ev_idx.append(kept)
-            slots.append(np.full(len(kept), k))
-            texts.append(text)
-            pos.append(count[kept].copy())
-            count[kept] += 1
     offsets = np.zeros(n + 1, np.int32)
-    if not ev_idx:
+    ev_i, slot_k = np.nonzero(MAPPED[nr] & c.has_args[:, None])
+    if not len(ev_i):
         return pa.MapArray.from_arrays(pa.array(offsets), pa.array([], pa.string()), pa.array([], pa.string()))
-    # entries were made slot by slot: put them in event order (slots in order within an event)
-    # without sorting: entry j goes to offsets[event] + its rank
-    e = np.concatenate(ev_idx)
-    s = np.concatenate(slots)
-    vals = pa.concat_arrays(texts)
-    np.cumsum(count, out=offsets[1:])
-    order = np.empty(len(e), np.int64)
-    order[offsets[e] + np.concatenate(pos)] = np.arange(len(e))
-    keys = KEYS.take(pa.array(KEY[nr[e[order]], s[order]]))
-    return pa.MapArray.from_arrays(pa.array(offsets), keys, vals.take(pa.array(order)))
+    kinds = KIND[nr[ev_i], slot_k]
+    is_int = kinds < _K["str"]
+    ii = np.flatnonzero(is_int)
+    pp = np.flatnonzero(~is_int)
+    parts = []
+    keep = np.ones(len(ev_i), bool)
+    if len(ii):
+        e, k = ev_i[ii], slot_k[ii]
+        v, signed = _int_values(c.args[e, k], kinds[ii], BITS[nr[e], k])
+        parts.append(_int_text(v, signed))
+    if len(pp):
+        e, k = ev_i[pp], slot_k[pp]
+        ok = _present(c.lens[e, k], c.args[e, k], c.flags[e], k, kinds[pp])
+        keep[pp[~ok]] = False
+        pp = pp[ok]
+        if len(pp):
+            text, has = _payload_text(_payloads(batch, c.base[ev_i[pp]], slot_k[pp]), kinds[pp])
+            if has is not None:
+                keep[pp[~has]] = False
+                pp = pp[has]
+            parts.append(text)
+    pos = np.empty(len(ev_i), np.int64)
+    pos[ii] = np.arange(len(ii))
+    pos[pp] = len(ii) + np.arange(len(pp))
+    kept = np.flatnonzero(keep)
+    vals = pa.concat_arrays(parts) if len(parts) > 1 else parts[0]
+    if len(pp) and len(ii):
+        vals = vals.take(pa.array(pos[kept]))
+    np.cumsum(np.bincount(ev_i[kept], minlength=n), out=offsets[1:])
+    keys = KEYS.take(pa.array(KEY[nr[ev_i[kept]], slot_k[kept]]))
+    return pa.MapArray.from_arrays(pa.array(offsets), keys, vals)
 
 
 def _payload_text(raw: pa.Array, kinds: np.ndarray) -> tuple[pa.Array, np.ndarray | None]:
