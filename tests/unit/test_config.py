@@ -48,7 +48,7 @@ def bad(*fragments, **changes):
 def test_key_tables():
     assert INIT_KEYS[:7] == ("rich_value_size", "str_max_size", "putfile", "path", "format",
                              "log_level", "log_file")
-    assert INIT_KEYS[7:] == ("batch_size", "batch_timeout_ms", "python_home")
+    assert INIT_KEYS[7:] == ("batch_size", "batch_timeout_ms", "python_home", "spool_dir", "spool_max_bytes")
     assert OPEN_KEYS[:7] == ("filter_own", "filter_falco", "filter_pids", "filter_comms", "drop_mode",
                              "drop_failed", "interest_syscall_file")
     assert OPEN_KEYS[7:] == ("ring_size", "str_max", "buf_max", "argv_max", "emit_enter",
@@ -65,7 +65,7 @@ def test_defaults():
     assert c.init == InitConfig(
         rich_value_size=65536, str_max_size=1024, putfile=False, path="/var/log/lbd/events.log",
         format="normal", log_level="INFO", log_file="", batch_size=512, batch_timeout_ms=30,
-        python_home="")
+        python_home="", spool_dir="/var/lib/lbd/spool", spool_max_bytes=1 << 30)
     assert c.open == OpenParams(
         filter_own=True, filter_falco=True, filter_pids=(), filter_comms=(), drop_mode=False,
         drop_failed=False, interest_syscall_file="", ring_size=8 << 20, str_max=256, buf_max=32,
