@@ -1,7 +1,11 @@
-"""Event output: the seed's `normal` text lines and JSON Lines, formatted a batch at a time.
+"""Event output: the seed's `normal` text lines, JSON Lines and Parquet, a batch at a time, to a
+file, stdout or NATS JetStream.
 
 * lbd.output.writer: `open_writer(cfg, path)` -> Writer (`write_batch`, `flush`, `close`);
-  files are appended to (created 0600), errors are `OutputError` with a one-line message.
+  files are appended to (created 0600), errors are `OutputError` with a one-line message; for
+  the parquet format a lbd.output.parquet.ParquetWriter, for nats://HOST:PORT/SUBJECT a
+  lbd.output.nats.NatsExporter (lbd.output.exporter: the spool, delivery, the counts), all with
+  the Writer's methods.
 * lbd._format: the compiled bulk formatter the Writer uses (`Formatter.format(batch)`).
 * lbd.output.reference: the per-event definition of both formats (what the bulk formatter must
   produce, byte for byte) and the baseline it is benchmarked against.
