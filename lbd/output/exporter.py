@@ -112,7 +112,8 @@ class Spool:
             path = self.dir / f"{seq:016d}.msg"
             tmp = path.with_suffix(".tmp")
             try:
-                with open(tmp, "wb") as f:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+                with open(fd, "wb") as f:
                     f.write(head)
                     f.write(m.payload)
                 os.rename(tmp, path)
@@ -168,7 +169,7 @@ class Exporter:
 
     def __init__(self, name: str, fmt: str = "json", limit: int = 0, *, spool_dir: str | None = None,
                  spool_bytes: int = 1 << 30, queue_bytes: int = 64 << 20, window: int = 32,
-                 max_message_bytes: int = 1 << 20, close_timeout: float = 30.0):
+                 max_message_bytes: int = 1 << 20, close_timeout: float = 10.0):
         if fmt not in ("normal", "json", "parquet"):
             raise ValueError(f"format {fmt!r}: one of normal, json, parquet")
         self.name = name
@@ -179,7 +180,8 @@ class Exporter:
         self.max_message_bytes = max_message_bytes
         self.queue_bytes = queue_bytes
         self.close_timeout = close_timeout
-        self.spool = Spool(spool_dir, spool_bytes) if spool_dir and spool_bytes else Spool("/nonexistent", 0)
+        self.publish_timeout = 10.0   # most time one _publish/_connect/_disconnect call may take
+        self.spool = Spool(spool_dir or ".", spool_bytes if spool_dir else 0)      # 0: no spool
         self._run_id = secrets.token_hex(6)
         self._seq = 0
         self._queue: deque[Message] = deque()
@@ -384,7 +386,7 @@ class Exporter:
                 break
             if not self.connected:
                 try:
-                    await self._connect()
+                    await asyncio.wait_for(self._connect(), self.publish_timeout)
                     self.connected = True
                     backoff = 0.05
                     log.info("%s: connected", self.name)
@@ -403,9 +405,9 @@ class Exporter:
                 if deadline is None:
                     await self._sleep(0.2)
                 continue
-            try:
-                ok = await self._publish(batch)
-            except Exception as e:                     # noqa: BLE001
+            try:   # bounded: a client library stuck on a dead connection must not stop the sender
+                ok = await asyncio.wait_for(self._publish(batch), self.publish_timeout)
+            except Exception as e:                     # noqa: BLE001 - timeout included
                 log.debug("%s: publish failed: %s", self.name, e)
                 ok = [False] * len(batch)
             failed = False
@@ -432,13 +434,13 @@ class Exporter:
                 log.info("%s: the server does not acknowledge: spooling until it does", self.name)
                 self._spool_queue()
                 try:
-                    await self._disconnect()
+                    await asyncio.wait_for(self._disconnect(), self.publish_timeout)
                 except Exception:                      # noqa: BLE001
                     pass
         self._spool_queue()
         self._closing = True
         try:
-            await self._disconnect()
+            await asyncio.wait_for(self._disconnect(), self.publish_timeout)
         except Exception:                              # noqa: BLE001
             pass
         self.connected = False

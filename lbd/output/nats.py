@@ -62,6 +62,7 @@ class NatsExporter(Exporter):
         self._nc = None
         self._js = None
         super().__init__(url, fmt, limit, **kw)
+        self.publish_timeout = 2 * ack_timeout + connect_timeout + 1
 
     async def _connect(self) -> None:
         """A new connection (lbd reconnects by itself: nats-py's reconnection and its buffer are

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import errno
 import os
-import time
 
 import numpy as np
 import pyarrow as pa
@@ -522,14 +521,11 @@ class ParquetWriter:
         self.error: OutputError | None = None
         self.closed = False
         self._fallocate = hasattr(os, "posix_fallocate")
-        self._t_convert = 0.0
 
     def write_batch(self, batch, mask=None) -> int:
         if self.error is not None:
             raise self.error
-        t = time.perf_counter()
         rb = record_batch(batch, mask)
-        self._t_convert += time.perf_counter() - t
         n = rb.num_rows
         if not n:
             return 0

@@ -189,3 +189,20 @@ def test_spool_bound_and_delivery_after_a_restart(tmp_path):
         assert [e["ts"] for e in events] == [int(x) for b in batches for x in b.events["ts"]][:len(events)]
     finally:
         srv.stop()
+
+
+def test_spool_keeps_order_bound_and_survives_a_restart(tmp_path):
+    from lbd.output.exporter import Message
+
+    sp = Spool(tmp_path / "s", 270)
+    msgs = [Message(f"r-{k}", k + 1, bytes([65 + k]) * 60, "application/x-ndjson") for k in range(5)]
+    assert [sp.put(m) for m in msgs] == [True, True, True, False, False]       # ~82 bytes a file
+    assert (len(sp), sp.events) == (3, 6) and sp.bytes <= 270
+    assert oct((tmp_path / "s").stat().st_mode & 0o777) == "0o700"
+    assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in (tmp_path / "s").iterdir())
+    again = Spool(tmp_path / "s", 270)                                     # another process, later
+    got = again.oldest(10)
+    assert [(m.id, m.events, m.payload) for m in got] == [(m.id, m.events, m.payload) for m in msgs[:3]]
+    again.remove(got[0].spooled)
+    assert again.put(msgs[3]) and [m.id for m in again.oldest(10)] == ["r-1", "r-2", "r-3"]
+    assert Spool(tmp_path / "s", 0).bytes == 0                                # 0: no spool at all
