@@ -201,6 +201,34 @@ def run_loadgen(calls: int = 0, cpu: int | str | None = LOADGEN_CPU, **kw) -> Lo
     return finish_loadgen(start_loadgen(calls, cpu, **kw))
 
 
+@dataclass
+class Overhead:
+    """A probe's added CPU ns per syscall from rounds of (no-probe run, run with the probe), each
+    round's run set against the mean of the no-probe runs around it (its own and the next
+    round's, or a closing one): other processes' programs on the syscall path that come and go
+    between rounds (a shared machine) then shift both sides alike.  `ns` is the median over the
+    rounds; `unstable`: rounds whose two no-probe runs differ by more than 10%."""
+
+    ns: float
+    low: float
+    high: float
+    no_probe_ns: float
+    unstable: int
+
+
+def overhead(bases: list, runs: list) -> Overhead:
+    """bases: len(runs) + 1 no-probe Loadgen runs (before each round, then one after the last)."""
+    import statistics
+
+    per, unstable = [], 0
+    for i, lg in enumerate(runs):
+        a, b = bases[i].ns_per_call, bases[min(i + 1, len(bases) - 1)].ns_per_call
+        if abs(a - b) > 0.1 * min(a, b):
+            unstable += 1
+        per.append(lg.ns_per_call - (a + b) / 2)
+    return Overhead(statistics.median(per), min(per), max(per), min(b.ns_per_call for b in bases), unstable)
+
+
 # ---- the probe --------------------------------------------------------------------------------
 
 #: getppid of the load generator only; no state records (track_state would also write every

@@ -7,8 +7,10 @@ writes a captured getppid), emit times (`ets`) strictly increasing, are laid out
 
   Ring              one image holding all of them, drained by a single lbd._decode.Ring (no merge)
   Rings of k        k images, each record in a ring chosen at random (each ring in ets order, as a
-                    CPU's ring is), drained by one lbd._decode.Rings: the k-way merge by ets that
-                    lbd.Collector does over the probe's rings (k = 1: the merge's fixed cost)
+                    CPU's ring is: busy CPUs interleave record by record), drained by one
+                    lbd._decode.Rings: the k-way merge by ets that lbd.Collector does over the
+                    probe's rings (k = 1: the merge's fixed cost)
+  ..., runs of 64   the records in runs of 64 per ring (bursts): the merge pays per change of ring
 
 into a pool of 512-event Batches filled in turn, as lbd.Collector does.  Per event: ns, events/s,
 and the merge's cost = Rings of k minus Ring.  Each round drains fresh Ring objects over rewound
@@ -23,6 +25,7 @@ import benchlib as bl
 
 N = bl.env_int("LBD_BENCH_MERGE_RECORDS", 400_000)
 KS = sorted(set(bl.env_ints("LBD_BENCH_MERGE_RINGS", (1, 2, 4, 16)) + [bl.NCPUS]))
+RUN = 64          # test_merged_rings_in_runs: records per run
 POOL = 6          # batches filled in turn (lbd.collector: about POOL_BYTES of them)
 RB_HDR = 8        # the kernel's ring record header: u32 length, u32 page offset
 
@@ -36,8 +39,9 @@ MERGE = bl.group(
 )
 
 
-def _images(k: int, seed: int = 11):
-    """k RingImages holding the N records between them (ring of each record at random)."""
+def _images(k: int, seed: int = 11, run: int = 1):
+    """k RingImages holding the N records between them (the ring of each record, or of each run of
+    `run` consecutive records, at random)."""
     from lbd import record, syscalls
     from lbd.ringimage import RingImage, make_record
 
@@ -48,7 +52,10 @@ def _images(k: int, seed: int = 11):
     hdrs["ets"] = ets
     hdrs["ts"] = ets - 500
     hdrs["tid"] = 4242 + np.arange(N) % 64
-    ring_of = np.random.default_rng(seed).integers(0, k, N) if k > 1 else np.zeros(N, dtype=np.int64)
+    if k > 1:
+        ring_of = np.random.default_rng(seed).integers(0, k, -(-N // run)).repeat(run)[:N]
+    else:
+        ring_of = np.zeros(N, dtype=np.int64)
     rec = record.HDR_SIZE
     step = RB_HDR + (rec + 7) // 8 * 8
     images = []
@@ -124,3 +131,10 @@ def test_single_ring(benchmark, batches):
 @pytest.mark.parametrize("k", KS)
 def test_merged_rings(benchmark, batches, k):
     _bench(benchmark, f"Rings of {k}", _images(k), batches, merged=True)
+
+
+@pytest.mark.parametrize("k", [max(KS)])
+def test_merged_rings_in_runs(benchmark, batches, k):
+    """The same with the records in runs of RUN consecutive ones per ring (a CPU that writes a burst
+    before another CPU's next record): the merge's cost is per change of ring."""
+    _bench(benchmark, f"Rings of {k}, runs of {RUN}", _images(k, run=RUN), batches, merged=True)

@@ -11,8 +11,9 @@ The producers run on CPUs 1..N; the consumer threads on the CPUs left (CPU 0 whe
 
 Per case, one round (LBD_BENCH_SCALING_ROUNDS) of: the producers for LBD_BENCH_SCALING_BASE_S
 seconds with no probe (every probe's syscall programs detached), then for LBD_BENCH_SCALING_S
-seconds with the probe and the consumer running, then the consumer empties the rings.  Reported:
-the added CPU ns per syscall (the producers' mean, against the no-probe run), the whole host's
+seconds with the probe and the consumer running, then the consumer empties the rings; one more
+no-probe run closes the case.  Reported (the last round's, the added cost's median): the added
+CPU ns per syscall (the producers' mean, against the no-probe runs around it), the whole host's
 syscalls/s, delivered % of what the probe offered (written + dropped for a full ring), the drops of
 each ring, events/s delivered and the consumer's CPU ns per event (its threads' CPU time).
 """
@@ -125,15 +126,18 @@ def test_scaling(benchmark, layout_probes, workload, n, layout, consumers):
                 benchmark.pedantic(target, setup=setup, rounds=ROUNDS, iterations=1)
             finally:
                 consumer.close()
+        bl.only_attached(None)
+        closing = bl.run_loadgen(seconds=BASE_SECONDS, **load)        # no probe again, after
     finally:
         bl.only_attached(None)
         probe.update(base_cfg)
         bl.drain_all(probe)
-    base, lg, r, c = min(runs, key=lambda x: x[1].ns_per_call - x[0].ns_per_call)
+    ov = bl.overhead([b for b, *_ in runs] + [closing], [x[1] for x in runs])
+    base, lg, r, c = runs[-1]
     name = f"{workload}, N={n}, {layout}, {consumers} consumer{'s' if consumers > 1 else ''}"
     bl.record(benchmark, "scaling", name, workload=workload, n=n, layout=layout, consumers=consumers,
-              added_ns=lg.ns_per_call - base.ns_per_call, ns_per_call=lg.ns_per_call,
-              no_probe_ns_per_call=base.ns_per_call, calls_per_s=lg.calls_per_s,
+              added_ns=ov.ns, unstable_rounds=ov.unstable, ns_per_call=lg.ns_per_call,
+              no_probe_ns_per_call=ov.no_probe_ns, calls_per_s=lg.calls_per_s,
               no_probe_calls_per_s=base.calls_per_s, offered=c.offered, delivered=r.delivered,
               delivered_pct=100.0 * r.delivered / c.offered if c.offered else 0.0, dropped=c.dropped,
               drops_by_ring=_drops(c), per_ring_dropped=list(c.per_ring_dropped),

@@ -11,8 +11,9 @@ runs, and the benchmark starts
               attach, the consumer).  Reported: to capturing, the first marker event's own
               timestamp (the syscall was captured then) minus the spawn time; to the first line,
               when its JSON line came out of the pipe (the writer flushes a batch at a time); the
-              peak RSS (VmHWM) after it ran half a second and the child's ru_maxrss at exit, the
-              larger of the two (the target's figure); its RSS at that moment (VmRSS), of which
+              peak RSS (VmHWM) after it ran half a second (the target's figure; not the child's
+              ru_maxrss, which keeps the RSS of the forked benchmark process from before the
+              exec); its RSS at that moment (VmRSS), of which
               anonymous (RssAnon: the process's own memory; the rest is files and the rings'
               mappings: every ring's data pages are mapped twice and resident, 2 x ring_size per
               ring, which grows with the CPUs under cpus_per_ring 1).
@@ -60,6 +61,13 @@ def _lbd_cmd() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "lbd.cli"]
 
 
+def _env(loader: str) -> dict:
+    """The children's environment: the loader, and the repository on the path (lbd importable
+    where it is built in place and not installed: scripts/device_check.sh)."""
+    path = os.pathsep.join(p for p in (str(bl.ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "LBD_LOADER": loader, "PYTHONPATH": path}
+
+
 def _marker() -> subprocess.Popen:
     return bl.start_loadgen(cpu=None, seconds=600, sleep_us=1000, comm=f"lbdmk-{os.getpid()}"[:15])
 
@@ -95,7 +103,7 @@ def _ring_mappings_mib() -> float:
 
 def _lbd_run_round(loader: str) -> dict:
     marker = _marker()
-    env = {**os.environ, "LBD_LOADER": loader}
+    env = _env(loader)
     try:
         t0 = time.time_ns()
         proc = subprocess.Popen(_lbd_cmd() + ["run", "--syscall", "getppid", "--pid", str(marker.pid),
@@ -127,14 +135,13 @@ def _lbd_run_round(loader: str) -> dict:
             proc.send_signal(signal.SIGINT)
             sel.close()
             proc.stdout.close()                  # what it still writes goes nowhere
-            _, status, ru = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
+            proc.wait(TIMEOUT_S)
         finally:
             if proc.returncode is None:
                 proc.kill()
                 proc.wait()
         return {"capture_s": (ts - t0) / 1e9, "first_line_s": (t_line - t0) / 1e9,
-                "rss_mb": max(hwm, ru.ru_maxrss) / 1024.0, "rss_now_mb": now / 1024.0,
+                "rss_mb": hwm / 1024.0, "rss_now_mb": now / 1024.0,
                 "rss_anon_mb": anon / 1024.0, "rss_rings_mb": _ring_mappings_mib()}
     finally:
         _stop(marker)
@@ -145,7 +152,7 @@ def _collector_round(loader: str) -> dict:
     try:
         t0 = time.time_ns()
         out = subprocess.run([sys.executable, str(CHILD), str(t0), str(marker.pid)], capture_output=True, text=True,
-                             timeout=TIMEOUT_S, env={**os.environ, "LBD_LOADER": loader})
+                             timeout=TIMEOUT_S, env=_env(loader))
         assert out.returncode == 0, f"startup_child ({loader}) failed: {out.stderr.strip()[-500:]}"
         d = json.loads(out.stdout.strip().splitlines()[-1])
         assert d["loader"] == loader, d
