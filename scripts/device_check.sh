@@ -211,7 +211,7 @@ step_bench() {
         --benchmark-json="$OUT/bench.json" -k "not bcc"
 }
 
-export -f requirements note step_env step_build step_tests step_bench
+export -f say requirements note step_env step_build step_tests step_bench
 export here WHEELS VENV PYTHON OUT
 rc_env=0 rc_build=0 rc_doctor=0 rc_tests=0 rc_bench=0
 run_step env 180 bash -c step_env || rc_env=$?
