@@ -158,6 +158,13 @@ def syscalls(request):
         yield fx
     finally:
         cap.close()
+    if cap.lost:
+        import warnings
+
+        from lbd.pytest.capture import RecordsLost
+
+        warnings.warn(RecordsLost(f"lbd: {cap.lost} syscall records were lost while this test recorded (a ring "
+                                  "was full): its counts are too low"), stacklevel=1)
 
 
 @pytest.hookimpl(hookwrapper=True)

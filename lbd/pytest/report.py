@@ -33,7 +33,8 @@ CALL_DTYPE = np.dtype([("nr", "<u2"), ("res", "<i8"), ("latency", "<u8"), ("ts",
                        ("tid", "<u4")])
 
 AT_FDCWD = -100
-_WRITE_OPEN = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_TMPFILE", 0)
+_WRITE_OPEN = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0o20200000)   # includes O_DIRECTORY's bit: compare it whole
 _INET = ("AF_INET", "AF_INET6")
 #: the device writes never count as writes outside a directory
 _ALWAYS_WRITABLE = frozenset({"/dev/null"})
@@ -75,8 +76,11 @@ PATH_WRITES: dict[int, tuple[tuple[str | None, str], ...]] = _table([
 #: calls with a socket address: the address argument
 NET_ADDRS: dict[int, str] = _table([("connect", "uservaddr"), ("bind", "umyaddr"), ("sendto", "addr")])
 _CHDIR, _FCHDIR = _nr("chdir"), _nr("fchdir")
+#: executions: the syscall and its path argument
+EXECS: dict[int, str] = _table([("execve", "filename"), ("execveat", "filename")])
 #: syscalls decoded in full when recorded (the others are kept as CALL_DTYPE rows only)
-DETAIL_NRS = np.array(sorted(set(OPENS) | set(PATH_WRITES) | set(NET_ADDRS) | {_CHDIR, _FCHDIR}), dtype=np.uint16)
+DETAIL_NRS = np.array(sorted(set(OPENS) | set(PATH_WRITES) | set(NET_ADDRS) | set(EXECS) | {_CHDIR, _FCHDIR}),
+                      dtype=np.uint16)
 #: results that are byte counts read / written
 READ_NRS = np.array(sorted(_table((n, 1) for n in ("read", "pread64", "readv", "preadv", "preadv2", "recvfrom",
                                                      "recvmsg"))), dtype=np.uint16)
@@ -85,6 +89,13 @@ WRITE_NRS = np.array(sorted(_table((n, 1) for n in ("write", "pwrite64", "writev
                      dtype=np.uint16)
 #: results that are not a status (rt_sigreturn returns the interrupted context's rax)
 _NOT_STATUS = frozenset(n for n in (_nr("rt_sigreturn"),) if n is not None)
+
+
+def _open_writes(syscall: str, flags: int | None) -> bool:
+    """An open that writes: for writing, creating, truncating, an unnamed temporary file; creat."""
+    if syscall == "creat":
+        return True
+    return flags is not None and bool(flags & _WRITE_OPEN or flags & _O_TMPFILE == _O_TMPFILE)
 
 
 def _errno_name(res: int) -> str | None:
@@ -146,9 +157,7 @@ class FileOpen:
     @property
     def writes(self) -> bool:
         """Opened for writing, or creating or truncating the file."""
-        if self.syscall == "creat":
-            return True
-        return self.flags is not None and bool(self.flags & _WRITE_OPEN)
+        return _open_writes(self.syscall, self.flags)
 
 
 @dataclass(frozen=True)
@@ -173,12 +182,13 @@ class NetCall:
 
 @dataclass(frozen=True)
 class Exec:
-    """A program executed (a successful execve/execveat): its path, argv and executable, the pid."""
+    """A program executed (a successful execve or execveat): the path and argv it was given, the
+    process."""
 
     filename: str | None
     argv: list
-    exe: str | None
     pid: int
+    call: Call = field(repr=False, compare=False)
 
 
 class Count(int):
@@ -203,7 +213,7 @@ class Count(int):
 
 class Log:
     """What a capture kept: syscall rows (CALL_DTYPE), decoded calls of the detail syscalls,
-    executions, and the state that resolves paths (working directories, directory fds).
+    and the state that resolves paths (working directories, directory fds).
 
     `ingest(batch, keep)` appends the kept events of a batch (valid only during the call: every
     value is copied out).  `version` grows with every ingest that added something."""
@@ -212,7 +222,6 @@ class Log:
         self._chunks: list[np.ndarray] = []
         self._rows: np.ndarray | None = np.zeros(0, CALL_DTYPE)
         self.details: list[Call] = []
-        self.execs: list[tuple[int, Exec]] = []   # (ts, exec)
         self.version = 0
         self.cwd: dict[int, str] = {}              # pid -> working directory
         self.fds: dict[tuple[int, int], str] = {}  # (pid, fd) -> path, from opens in the recording
@@ -243,14 +252,14 @@ class Log:
             self._chunks.append(chunk)
             self._rows = None
         detail = real & np.isin(nr, DETAIL_NRS)
-        sched = keep & ((nr == record.NR_SCHED_FORK) | (nr == record.NR_SCHED_EXEC))
-        if detail.any() or sched.any():
-            self._decode(batch, detail, sched)
-        if n or sched.any():
+        forks = keep & (nr == record.NR_SCHED_FORK)
+        if detail.any() or forks.any():
+            self._decode(batch, detail, forks)
+        if n:
             self.version += 1
         return n
 
-    def _decode(self, batch, detail: np.ndarray, sched: np.ndarray) -> None:
+    def _decode(self, batch, detail: np.ndarray, forks: np.ndarray) -> None:
         from lbd.output.terminal import TerminalFormatter
 
         lines: dict[int, str] = {}
@@ -261,7 +270,7 @@ class Log:
             # each line starts with the clock: "13:18:10.347507 comm(pid) call(...) = res"
             lines = {int(i): t.split(" ", 1)[1] for i, t in zip(np.flatnonzero(detail), text)}
         ev = batch.events
-        for i in np.flatnonzero(detail | sched).tolist():
+        for i in np.flatnonzero(detail | forks).tolist():
             e = ev[i]
             nr, pid, tid, ts = int(e["nr"]), int(e["pid"]), int(e["tid"]), int(e["ts"])
             args = batch.args(i)
@@ -269,9 +278,6 @@ class Log:
                 child = int(args.get("child_tgid") or args.get("child_pid") or 0)
                 if child and child != pid:
                     self._inherit(pid, child)
-                continue
-            if nr == record.NR_SCHED_EXEC:
-                self.execs.append((ts, Exec(args.get("filename"), list(args.get("argv") or []), args.get("exe"), pid)))
                 continue
             res = int(e["res"])
             paths = self._paths(nr, pid, args)
@@ -501,13 +507,13 @@ class Report:
     @property
     def execs(self) -> list[Exec]:
         """Programs executed (successful execve / execveat), in order."""
-        with self._settled():
-            return [x for ts, x in self._log().execs if self._in(ts)]
+        return [Exec(c.args.get("filename"), list(c.args.get("argv") or []), c.pid, c)
+                for c in self._details() if c.result == 0 and _sc.BY_NAME[c.syscall].nr in EXECS]
 
     @property
     def calls(self) -> list[Call]:
         """The decoded calls: opens, path changes (mkdir, unlink, rename, chmod, ...), chdir,
-        connect / bind / sendto; in order."""
+        connect / bind / sendto, execve / execveat; in order."""
         return self._details()
 
     # -- tables ----------------------------------------------------------------------------------
@@ -620,8 +626,7 @@ class Report:
             nr = _sc.BY_NAME[c.syscall].nr
             if nr in OPENS:
                 _, _, fl = OPENS[nr]
-                flags = c.args.get(fl) if fl else None
-                if not (c.syscall == "creat" or (flags is not None and flags & _WRITE_OPEN)):
+                if not _open_writes(c.syscall, c.args.get(fl) if fl else None):
                     continue
             elif nr not in PATH_WRITES:
                 continue
