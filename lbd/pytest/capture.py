@@ -251,7 +251,7 @@ class TestCapture:
         with self.session.lock:
             self.session.capture = self
         _current = self
-        self._prev_profile = threading.getprofile() if hasattr(threading, "getprofile") else None
+        self._prev_profile = threading.getprofile()
         threading.setprofile(_thread_hook(self._prev_profile))
 
     def close(self) -> None:
@@ -290,15 +290,17 @@ class TestCapture:
 
     @contextlib.contextmanager
     def settled(self):
-        """Recording paused (and the rings drained) for the time of the block, if it was on."""
-        if not self.on:
-            yield
-            return
-        self._pause()
+        """The log complete and still for the time of the block: recording paused (the rings
+        drained) if it was on, and the drainer kept out (it may still add a late record)."""
+        was_on = self.on
+        if was_on:
+            self._pause()
         try:
-            yield
+            with self.session.lock:
+                yield
         finally:
-            self._resume()
+            if was_on:
+                self._resume()
 
     def add_thread(self, tid: int) -> None:
         with self.session.lock:

@@ -234,6 +234,9 @@ def pytest_terminal_summary(terminalreporter):
         return
     saved = state.saved_run()
     if saved is None:
+        if state.budget:
+            terminalreporter.write_line("lbd: --syscall-budget found no saved benchmark run to compare with "
+                                        "(save one with --benchmark-autosave)", yellow=True)
         return
     from lbd.pytest.budget import per_call_text
 

@@ -266,7 +266,9 @@ class Log:
         if detail.any():
             fmt = TerminalFormatter()
             fmt.format(batch, detail)
-            text = fmt.getvalue().decode("utf-8", "surrogateescape").splitlines()
+            # one line per event, each ending in "\n" (the format escapes it inside values; not
+            # splitlines(), which also splits at U+2028 and friends that a path may hold)
+            text = fmt.getvalue().decode("utf-8", "surrogateescape").split("\n")[:-1]
             # each line starts with the clock: "13:18:10.347507 comm(pid) call(...) = res"
             lines = {int(i): t.split(" ", 1)[1] for i, t in zip(np.flatnonzero(detail), text)}
         ev = batch.events

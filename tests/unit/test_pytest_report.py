@@ -199,6 +199,15 @@ def test_files_opened_resolve_against_the_cwd_and_directory_fds():
     assert f[1].flags_text == "O_RDONLY|O_DIRECTORY" and not f[1].writes
 
 
+def test_each_decoded_call_keeps_its_own_line():
+    cap = capture()
+    cap.ingest(batch_of([rec("openat", [AT_FDCWD, "/tmp/a\u2028b\nc", O_RDONLY, 0], ts=200, res=3),
+                         rec("openat", [AT_FDCWD, "/etc/x", O_RDONLY, 0], ts=201, res=4)]))
+    a, b = block(cap).files
+    assert a.path == "/tmp/a\u2028b\nc" and a.call.text.endswith('openat(AT_FDCWD, "/tmp/a\u2028b\\nc", O_RDONLY) = 3')
+    assert b.call.text.endswith('openat(AT_FDCWD, "/etc/x", O_RDONLY) = 4')
+
+
 def test_a_forked_child_inherits_the_cwd():
     cap = capture(cwd="/home/t")
     cap.ingest(batch_of([fork(PID, 6000, ts=200),
