@@ -117,8 +117,8 @@ def pytest_configure(config):
 def pytest_sessionstart(session):
     state = session.config.stash.get(_STATE, None)
     if state is not None and state.budget and getattr(session.config, "_benchmarksession", None) is None:
-        raise pytest.UsageError("--syscall-budget compares pytest-benchmark runs: install pytest-benchmark "
-                                "(pip install pytest-benchmark)")
+        raise pytest.UsageError("--syscall-budget compares pytest-benchmark runs: it needs the pytest-benchmark "
+                                "plugin (pip install pytest-benchmark; not -p no:benchmark)")
 
 
 def pytest_unconfigure(config):

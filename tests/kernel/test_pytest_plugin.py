@@ -446,6 +446,10 @@ def test_budget_options_are_checked(pytester):
     result = run(pytester, "--syscall-rounds=0")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--syscall-rounds: '0': rounds recorded per benchmark, 1 to 1000*"])
+    result = run(pytester, "--syscall-budget", "-p", "no:benchmark")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --syscall-budget compares pytest-benchmark runs: it needs the "
+                                 "pytest-benchmark plugin (pip install pytest-benchmark; not -p no:benchmark)"])
     result = run(pytester, "--syscall-budget", "--benchmark-max-time=0.05")    # nothing saved yet
     assert outcomes(result) == {"passed": 1}, result.stdout.str()
     result.stdout.fnmatch_lines(["lbd: --syscall-budget found no saved benchmark run to compare with "
