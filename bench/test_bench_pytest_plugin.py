@@ -10,10 +10,12 @@ with the plugin's session probe loaded throughout:
   plugin         inside `with syscalls.record():`, the plugin as a test uses it: its drainer thread
                  empties the rings when one is a quarter full, during the loop
 
-The calls fit the rings (4 MiB each), so "probe alone" loses nothing; "plugin" drains about three
-times per round.  Figures: the best round's wall ns and this thread's CPU ns per call, and the
+The calls fit a ring (16 MiB, about 11 MB of records), so "probe alone" loses nothing; in "plugin"
+the drainer wakes once per round, when a ring is half full.  Figures: the best round's wall ns and this thread's CPU ns per call, and the
 overhead over "not recorded".  Target: the plugin's overhead is the probe's own (within 10%: a
-shared machine), i.e. no consumer cost on the test's thread.  The drain and bookkeeping after the
+shared machine), i.e. no consumer cost on the test's thread: its CPU time shows the work done on
+it, the wall time also the waits for the GIL while the drainer decodes (and, on a busy machine,
+other processes).  The drain and bookkeeping after the
 block (off the code under test) are reported per recorded syscall.
 
 Per test: an empty `with syscalls.record():` block read once (start, stop, drain, count), and a
@@ -29,7 +31,7 @@ import pytest
 
 import benchlib as bl
 
-CALLS = bl.env_int("LBD_BENCH_PLUGIN_CALLS", 15_000)
+CALLS = bl.env_int("LBD_BENCH_PLUGIN_CALLS", 60_000)
 ROUNDS = bl.env_int("LBD_BENCH_PLUGIN_ROUNDS", 15)
 MODES = ["not recorded", "probe alone", "plugin"]
 
@@ -37,10 +39,10 @@ PER_SYSCALL = bl.group(
     "pytest_syscall",
     f"pytest plugin: per getppid of the code under test ({CALLS} calls a round, best of {ROUNDS}; "
     "overhead: minus 'not recorded')",
-    [("wall_ns", "wall ns/call", ".1f"), ("cpu_ns", "CPU ns/call", ".1f"), ("overhead_ns", "overhead ns", ".1f"),
-     ("after_ns", "drain after, ns/call", ".1f")],
+    [("wall_ns", "wall ns/call", ".1f"), ("cpu_ns", "CPU ns/call", ".1f"), ("overhead_ns", "wall overhead", ".1f"),
+     ("cpu_overhead_ns", "CPU overhead", ".1f"), ("after_ns", "drain after, ns/call", ".1f")],
     base="probe alone",
-    ratios=[("overhead_ns", "overhead")],
+    ratios=[("overhead_ns", "wall overhead"), ("cpu_overhead_ns", "CPU overhead")],
 )
 FIXED = bl.group(
     "pytest_fixed",
@@ -117,10 +119,11 @@ def test_per_syscall(benchmark, session, mode):
     wall = min(w for w, _ in times) / CALLS
     cpu = min(c for _, c in times) / CALLS
     base = PER_SYSCALL.rows.get("not recorded")
-    over = wall - base.metrics["wall_ns"] if base is not None else (0.0 if mode == "not recorded" else None)
     metrics = {"wall_ns": wall, "cpu_ns": cpu, "calls": CALLS, "rounds": ROUNDS}
-    if over is not None:
-        metrics["overhead_ns"] = over
+    if mode == "not recorded":
+        metrics.update(overhead_ns=0.0, cpu_overhead_ns=0.0)
+    elif base is not None:
+        metrics.update(overhead_ns=wall - base.metrics["wall_ns"], cpu_overhead_ns=cpu - base.metrics["cpu_ns"])
     if after:
         metrics["after_ns"] = min(after) / CALLS
     bl.record(benchmark, "pytest_syscall", mode, **metrics)
@@ -175,11 +178,12 @@ def _notes() -> None:
     notes = []
     probe = PER_SYSCALL.rows.get("probe alone")
     plugin = PER_SYSCALL.rows.get("plugin")
-    if probe and plugin and "overhead_ns" in probe.metrics and "overhead_ns" in plugin.metrics:
-        a, b = plugin.metrics["overhead_ns"], probe.metrics["overhead_ns"]
-        ok = a <= b * 1.10 + 5
-        notes.append(f"{'met   ' if ok else 'MISSED'}  plugin overhead per syscall <= the probe's own "
-                     f"(+10%): {a:.1f} ns vs {b:.1f} ns")
+    for key, what in (("cpu_overhead_ns", "this thread's CPU"), ("overhead_ns", "wall")):
+        if probe and plugin and key in probe.metrics and key in plugin.metrics:
+            a, b = plugin.metrics[key], probe.metrics[key]
+            ok = a <= b * 1.10 + 5
+            notes.append(f"{'met   ' if ok else 'MISSED'}  plugin overhead per syscall <= the probe's own (+10%), "
+                         f"{what}: {a:.1f} ns vs {b:.1f} ns")
     PER_SYSCALL.notes[:] = notes
     row = FIXED.rows.get("a test using the fixture bare")
     FIXED.notes[:] = [] if row is None else [

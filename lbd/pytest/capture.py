@@ -17,8 +17,9 @@ test's threads returned before the clock read that closed the interval, so its r
 by then; a process the test started and waited for has written all of its records too.
 
 While a test records, a drainer thread (not kept, so never recorded) empties the rings when one is
-a quarter full, so that a long recording does not fill them: it costs the test's threads nothing
-until then.  Records lost anyway (a full ring) are counted (`lost`) and reported.
+half full (about 45k small records), so that a long recording does not fill them.  It only copies
+the records out (with the GIL released) into batches kept until the recording stops; decoding them
+then, it never holds the GIL while the test runs (unless it holds more than HOLD_MAX bytes).  Records lost anyway (a full ring) are counted (`lost`) and reported.
 
 `TestCapture` is one test's: its threads (the test's thread and the Python threads started while
 the fixture is active, registered by a threading profile hook as they start), the processes they
@@ -46,9 +47,16 @@ __all__ = ["Blocks", "ProbeSession", "Recording", "RecordsLost", "Syscalls", "Te
 _NOBODY = 0
 _FORK_ARGS = [a.name for a in SCHED_ARGS[record.NR_SCHED_FORK]]
 _CHILD_PID, _CHILD_TGID = _FORK_ARGS.index("child_pid"), _FORK_ARGS.index("child_tgid")
-#: rings: at most this many (cpus_per_ring grows on larger machines), each of RING_SIZE bytes
-MAX_RINGS = 16
-RING_SIZE = 4 << 20
+#: rings: at most this many (cpus_per_ring grows on larger machines: only a test's few threads
+#: write, so CPUs sharing a ring rarely meet), each of RING_SIZE bytes (about 90k small records)
+MAX_RINGS = 4
+RING_SIZE = 16 << 20
+#: the drainer is woken, and drains, when a ring is half full
+DRAIN_AT = RING_SIZE // 2
+#: what the drainer reads while a test records is decoded only when the recording stops, so that
+#: decoding never holds the GIL while the test runs; up to this many bytes of batches, then decoded
+HOLD_MAX = 64 << 20
+HOLD_CAPACITY, HOLD_ARENA = 8192, 8192 * 256
 #: the fewest records a full ring holds (each at most a header and LBD_PAYLOAD_MAX, 8-aligned)
 FULL_RING_RECORDS = RING_SIZE // (record.HDR_SIZE + record.PAYLOAD_MAX + 8)
 
@@ -73,6 +81,7 @@ def probe_config(ncpus: int | None = None):
         syscalls=every, track_state=False, filter_own=False, filter_falco=False, follow=True,
         only_pids=[_NOBODY], drop_mode=False, emit_enter=False, capture_env=False,
         buf_max=0, str_max=1024, argv_max=64, ring_size=RING_SIZE, cpus_per_ring=-(-ncpus // MAX_RINGS),
+        wake_bytes=DRAIN_AT,
     )
 
 
@@ -98,8 +107,10 @@ class ProbeSession:
         self.lost = 0                            # records lost to full rings, all tests
         self._drops = 0                          # the probe's drop counter at the last check
         self._read = 0                           # records read since then
+        self._held: list = []                    # batches the drainer read, not decoded yet
+        self._held_bytes = 0
         #: the drainer empties the rings when this many bytes are pending (benchmarks raise it)
-        self.drain_at = RING_SIZE // 4
+        self.drain_at = DRAIN_AT
         self._halt = threading.Event()
         self._drainer: threading.Thread | None = None
 
@@ -164,11 +175,13 @@ class ProbeSession:
     # -- draining ------------------------------------------------------------------------------
 
     def drain(self, flush: bool = True) -> None:
-        """Read the rings (until empty with flush) and hand the batches to the current capture."""
+        """Read the rings (until empty with flush) and hand the batches to the current capture,
+        after those the drainer read ahead."""
         with self.lock:
             col = self.collector
             if col is None:
                 return
+            self._decode_held()
             while True:
                 batch = col.next_batch(0, flush=flush)
                 if not len(batch):
@@ -190,6 +203,38 @@ class ProbeSession:
                     self.capture.lost += drops - self._drops
                 self._drops = drops
 
+    def _read_ahead(self) -> None:
+        """The drainer's read while a test records: copy the records out of the rings (Rings.fill
+        releases the GIL) into batches of their own, decoded later (drain())."""
+        from lbd.batch import Batch
+        from lbd.collector import fill_until
+
+        with self.lock:
+            col = self.collector
+            if col is None:
+                return
+            if self.capture is None:                 # nobody's records: read and forget
+                self.drain(flush=False)
+                return
+            while True:
+                b = Batch(HOLD_CAPACITY, HOLD_ARENA)
+                n = fill_until(col.ring, b, 0)
+                if not n:
+                    break
+                self._read += n
+                self._held.append(b)
+                self._held_bytes += b.arena_bytes + b.capacity * b.table.itemsize
+                if self._held_bytes > HOLD_MAX:      # a very long recording: decode now
+                    self._decode_held()
+
+    def _decode_held(self) -> None:
+        held, self._held, self._held_bytes = self._held, [], 0
+        cap = self.capture
+        for b in held:
+            if cap is not None:
+                cap.ingest(b)
+            b.release()
+
     def _drop_count(self) -> int:
         return self.collector.probe.stats()["drop_ringfull"]
 
@@ -200,7 +245,7 @@ class ProbeSession:
             if self._halt.is_set():
                 break
             if rings.pending_bytes() >= self.drain_at:
-                self.drain(flush=False)
+                self._read_ahead()
 
 
 # ---- threads -----------------------------------------------------------------------------------
@@ -347,10 +392,21 @@ class TestCapture:
                 child = int(a[_CHILD_TGID] or a[_CHILD_PID])
                 if child != self.pid:
                     self.children.add(child)
-        mine = (pid == self.pid) & np.isin(tid, np.fromiter(self.tids, np.uint32, len(self.tids)))
+        mine = (pid == self.pid) & _member(tid, self.tids)
         if self.children:
-            mine |= np.isin(pid, np.fromiter(self.children, np.uint32, len(self.children)))
+            mine |= _member(pid, self.children)
         self.log.ingest(batch, mine & inside)
+
+
+def _member(values: np.ndarray, wanted: set[int]) -> np.ndarray:
+    """values in wanted: compared one by one for the few threads and processes a test has (faster
+    than np.isin's sort or table there)."""
+    if len(wanted) > 16:
+        return np.isin(values, np.fromiter(wanted, values.dtype, len(wanted)))
+    m = np.zeros(len(values), dtype=bool)
+    for w in wanted:
+        m |= values == w
+    return m
 
 
 # ---- what tests use ----------------------------------------------------------------------------

@@ -81,6 +81,9 @@ EXECS: dict[int, str] = _table([("execve", "filename"), ("execveat", "filename")
 #: syscalls decoded in full when recorded (the others are kept as CALL_DTYPE rows only)
 DETAIL_NRS = np.array(sorted(set(OPENS) | set(PATH_WRITES) | set(NET_ADDRS) | set(EXECS) | {_CHDIR, _FCHDIR}),
                       dtype=np.uint16)
+#: DETAIL_NRS as a table indexed by syscall number (a look-up per event, not a search)
+DETAIL_TABLE = np.zeros(1 << 16, dtype=bool)
+DETAIL_TABLE[DETAIL_NRS] = True
 #: results that are byte counts read / written
 READ_NRS = np.array(sorted(_table((n, 1) for n in ("read", "pread64", "readv", "preadv", "preadv2", "recvfrom",
                                                      "recvmsg"))), dtype=np.uint16)
@@ -219,7 +222,8 @@ class Log:
     value is copied out).  `version` grows with every ingest that added something."""
 
     def __init__(self):
-        self._chunks: list[np.ndarray] = []
+        # column by column (contiguous copies at drain time); rows() joins them when asked
+        self._cols: dict[str, list[np.ndarray]] = {name: [] for name in CALL_DTYPE.names}
         self._rows: np.ndarray | None = np.zeros(0, CALL_DTYPE)
         self.details: list[Call] = []
         self.version = 0
@@ -230,8 +234,12 @@ class Log:
     def rows(self) -> np.ndarray:
         """Every kept syscall, in the order recorded."""
         if self._rows is None:
-            self._rows = np.concatenate(self._chunks) if self._chunks else np.zeros(0, CALL_DTYPE)
-            self._chunks = [self._rows]
+            cols = {name: np.concatenate(parts) for name, parts in self._cols.items()}
+            rows = np.empty(len(cols["nr"]), CALL_DTYPE)
+            for name, col in cols.items():
+                rows[name] = col
+                self._cols[name] = [col]
+            self._rows = rows
         return self._rows
 
     def note_cwd(self, pid: int, cwd: str) -> None:
@@ -245,13 +253,14 @@ class Log:
         real = keep & (nr < record.NR_SCHED_FORK) & ((flags & np.uint32(record.F_NOENTER)) == 0)
         n = int(np.count_nonzero(real))
         if n:
-            sel = ev[real]
-            chunk = np.empty(n, CALL_DTYPE)
-            for name in CALL_DTYPE.names:
-                chunk[name] = sel[name]
-            self._chunks.append(chunk)
+            # column by column into contiguous arrays: indexing the whole records (their argument and
+            # slot arrays), or filling a structured array, took most of a drain's time
+            idx = None if n == len(ev) else np.flatnonzero(real)
+            for name, parts in self._cols.items():
+                col = ev[name]
+                parts.append(col.copy() if idx is None else col[idx])
             self._rows = None
-        detail = real & np.isin(nr, DETAIL_NRS)
+        detail = real & DETAIL_TABLE[nr]
         forks = keep & (nr == record.NR_SCHED_FORK)
         if detail.any() or forks.any():
             self._decode(batch, detail, forks)

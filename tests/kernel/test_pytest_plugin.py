@@ -133,7 +133,7 @@ def test_long_recordings_are_drained_while_they_run(pytester):
     pytester.makepyfile(test_inner=textwrap.dedent(r'''
         import os
 
-        N = 60_000                    # about 11 MB of records: more than a 4 MiB ring
+        N = 200_000                   # about 37 MB of records: more than a 16 MiB ring
 
         def test_every_call_recorded(syscalls):
             with syscalls.record() as rec:
