@@ -219,14 +219,13 @@ class Log:
     and the state that resolves paths (working directories, directory fds).
 
     `ingest(batch, keep)` appends the kept events of a batch (valid only during the call: every
-    value is copied out).  `version` grows with every ingest that added something."""
+    value is copied out)."""
 
     def __init__(self):
         # column by column (contiguous copies at drain time); rows() joins them when asked
         self._cols: dict[str, list[np.ndarray]] = {name: [] for name in CALL_DTYPE.names}
         self._rows: np.ndarray | None = np.zeros(0, CALL_DTYPE)
         self.details: list[Call] = []
-        self.version = 0
         self.cwd: dict[int, str] = {}              # pid -> working directory
         self.fds: dict[tuple[int, int], str] = {}  # (pid, fd) -> path, from opens in the recording
 
@@ -264,8 +263,6 @@ class Log:
         forks = keep & (nr == record.NR_SCHED_FORK)
         if detail.any() or forks.any():
             self._decode(batch, detail, forks)
-        if n:
-            self.version += 1
         return n
 
     def _decode(self, batch, detail: np.ndarray, forks: np.ndarray) -> None:

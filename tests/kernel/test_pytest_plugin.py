@@ -23,10 +23,6 @@ from tests.conftest import require_bpf
 
 pytest_plugins = ["pytester"]
 
-#: syscalls Python may make on its own between two lines (memory)
-ALLOC = {"mmap", "munmap", "brk", "madvise", "mremap"}
-
-
 @pytest.fixture(autouse=True)
 def _bpf():
     require_bpf()

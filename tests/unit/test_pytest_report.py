@@ -293,7 +293,7 @@ def test_executions_are_the_successful_execves():
 
 
 def test_dataframe_has_the_tables_columns():
-    pd = pytest.importorskip("pandas", reason="pandas is in lbd's test extra")
+    # (pandas is in lbd's test extra)
     cap = capture()
     cap.ingest(batch_of([rec("getpid", ts=200, res=PID), rec("read", {"fd": 0}, ts=201, res=-4)]))
     r = block(cap)
