@@ -54,6 +54,7 @@ EXTENSIONS = [
     extension("_decode"),   # the ring consumer: bulk drain into batches
     extension("_format"),   # the output formats (lbd/output/): normal lines and JSON Lines per batch
     extension("_enrich"),   # the compiled core of lbd.enrich: fd tables, string arena, per-event loop
+    extension("_filter"),   # lbd.filter's text tests over byte spans
     libbpf_extension(),     # the loader: libbpf's open / load / attach (lbd/loader.py)
 ]
 

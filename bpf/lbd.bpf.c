@@ -450,6 +450,100 @@ static __always_inline u64 len_arg(struct lbd_hdr *h, u8 idx)
     return idx < LBD_MAX_ARGS ? h->args[idx & 7] : 0;
 }
 
+#define MSG_NAME_MAX  128
+#define MSG_IOV_MAX   8
+#define MSG_CTL_MAX   64
+
+/* struct msghdr (and the first of an mmsghdr array): the header, the name, the iovecs, the
+ * control data, each capped (struct lbd_msg says how much of each follows). */
+static __always_inline void arg__msghdr(struct pending *p, u32 i, const void *src)
+{
+    u32 start = p->used;
+    if (start > LBD_PAYLOAD_MAX - sizeof(struct lbd_msg) - MSG_NAME_MAX - MSG_IOV_MAX * 16 - MSG_CTL_MAX) {
+        arg__done(p, i, 0, 1, 0);
+        return;
+    }
+    u32 off = start & PAYLOAD_MASK;
+    struct lbd_msg *m = (struct lbd_msg *)&p->payload[off];
+    __builtin_memset(m, 0, 8);
+    if (bpf_probe_read_user(m->msghdr, sizeof(m->msghdr), src) < 0) {
+        arg__done(p, i, 0, 0, 1);
+        return;
+    }
+    const void *name = *(const void **)&m->msghdr[0];
+    u32 namelen = *(u32 *)&m->msghdr[8];
+    const void *iov = *(const void **)&m->msghdr[16];
+    u64 iovlen = *(u64 *)&m->msghdr[24];
+    const void *ctl = *(const void **)&m->msghdr[32];
+    u64 ctllen = *(u64 *)&m->msghdr[40];
+    u32 at = (off + sizeof(struct lbd_msg)) & PAYLOAD_MASK;
+    int trunc = 0, fault = 0;
+    u32 n = namelen < MSG_NAME_MAX ? namelen : MSG_NAME_MAX;
+    BOUND(n, 0xff);
+    if (n > MSG_NAME_MAX)
+        n = MSG_NAME_MAX;
+    if (name && n) {
+        if (bpf_probe_read_user(&p->payload[at], n, name) < 0) {
+            n = 0;
+            fault = 1;
+        }
+    } else {
+        n = 0;
+    }
+    trunc |= namelen > MSG_NAME_MAX;
+    m->name_len = n;
+    at = (at + n) & PAYLOAD_MASK;
+    u32 k = iovlen < MSG_IOV_MAX ? iovlen : MSG_IOV_MAX;
+    u32 ib = k * 16;
+    BOUND(ib, 0xff);
+    if (ib > MSG_IOV_MAX * 16)
+        ib = MSG_IOV_MAX * 16;
+    if (iov && ib) {
+        if (bpf_probe_read_user(&p->payload[at], ib, iov) < 0) {
+            ib = 0;
+            fault = 1;
+        }
+    } else {
+        ib = 0;
+    }
+    trunc |= iovlen > MSG_IOV_MAX;
+    m->iov_n = ib / 16;
+    at = (at + ib) & PAYLOAD_MASK;
+    u32 c = ctllen < MSG_CTL_MAX ? ctllen : MSG_CTL_MAX;
+    BOUND(c, 0x7f);
+    if (c > MSG_CTL_MAX)
+        c = MSG_CTL_MAX;
+    if (ctl && c) {
+        if (bpf_probe_read_user(&p->payload[at], c, ctl) < 0) {
+            c = 0;
+            fault = 1;
+        }
+    } else {
+        c = 0;
+    }
+    trunc |= ctllen > MSG_CTL_MAX;
+    m->control_len = c;
+    arg__done(p, i, sizeof(struct lbd_msg) + m->name_len + ib + c, trunc, fault);
+}
+
+/* A fixed-size struct (STRUCT, OUT_STRUCT) or an array (ARRAY32, IOVEC): at most size * 8 bytes,
+ * fewer when the length or count argument says so. */
+static __always_inline void arg__sized(struct pending *p, struct lbd_desc *d, u32 i, const void *ptr, u8 kind)
+{
+    u32 max = (u32)d->size[i] * 8;
+    u64 want = max;
+    u8 aux = d->aux[i];
+    if (aux < LBD_MAX_ARGS) {
+        u64 n = len_arg(&p->hdr, aux);
+        if (kind == LBD_K_ARRAY32)
+            n *= 4;
+        else if (kind == LBD_K_IOVEC)
+            n *= 16;
+        want = n;
+    }
+    arg__bytes(p, i, ptr, want, max);
+}
+
 /* Capture input argument i (at enter, or again at exit after a fault) according to its kind. */
 LBD_SUBPROG int arg__input(struct pending *p, struct lbd_desc *d, u32 i, struct lbd_settings *s)
 {
@@ -472,6 +566,14 @@ LBD_SUBPROG int arg__input(struct pending *p, struct lbd_desc *d, u32 i, struct 
     case LBD_K_BUF:
         arg__bytes(p, i, ptr, len_arg(&p->hdr, d->aux[i]), s->buf_max);
         break;
+    case LBD_K_STRUCT:
+    case LBD_K_ARRAY32:
+    case LBD_K_IOVEC:
+        arg__sized(p, d, i, ptr, kind);
+        break;
+    case LBD_K_MSGHDR:
+        arg__msghdr(p, i, ptr);
+        break;
     case LBD_K_STRARR:
         if (d->aux[i] == LBD_AUX_ENV && !s->capture_env) {
             p->hdr.slot[i].off = sizeof(struct lbd_hdr) + (p->used & PAYLOAD_MASK);
@@ -492,10 +594,16 @@ LBD_SUBPROG int arg__exit(struct pending *p, struct lbd_desc *d, u32 i, struct l
     BOUND(i, 7);
     u8 kind = d->kind[i];
     u64 v = p->hdr.args[i];
-    if (kind < LBD_K_OUT_BUF || kind > LBD_K_OUT_INT || !v || p->hdr.res < 0)
+    if (!lbd_kind_at_exit(kind) || !v || p->hdr.res < 0)
         return 0;
     const void *ptr = (const void *)v;
     switch (kind) {
+    case LBD_K_OUT_STRUCT:
+        arg__sized(p, d, i, ptr, kind);
+        break;
+    case LBD_K_OUT_MSGHDR:
+        arg__msghdr(p, i, ptr);
+        break;
     case LBD_K_OUT_BUF:
         arg__bytes(p, i, ptr, (u64)p->hdr.res, s->buf_max);
         break;
@@ -526,8 +634,9 @@ static __always_inline void arg__reread(struct pending *p, struct lbd_desc *d, u
     if (!(p->hdr.flags & bit))
         return;
     u8 kind = d->kind[i];
-    if (kind != LBD_K_STR && kind != LBD_K_PATH && kind != LBD_K_SOCKADDR && kind != LBD_K_BUF)
-        return;                                   /* argv / envp: see the header comment */
+    if (kind != LBD_K_STR && kind != LBD_K_PATH && kind != LBD_K_SOCKADDR && kind != LBD_K_BUF
+        && kind != LBD_K_STRUCT)
+        return;                                   /* argv / envp, arrays: see the header comment */
     p->hdr.flags &= ~bit;
     arg__input(p, d, i, s);
     if (!(p->hdr.flags & bit)) {
@@ -701,7 +810,7 @@ static __always_inline int sys_enter__run(lbd_regs *regs, long id)
 #pragma unroll
         for (int i = 0; i < LBD_MAX_ARGS; i++) {
             u8 kind = d->kind[i];
-            if (kind >= LBD_K_STR && kind < LBD_K_OUT_BUF)
+            if (lbd_kind_at_enter(kind))
                 arg__input(p, d, i, s);
         }
     }

@@ -78,7 +78,28 @@
                                    payload = 8 bytes */
 #define LBD_K_OUT_INT      20   /* exit: pointer to an int the syscall wrote (socklen_t *);
                                    payload = 4 bytes, the value after the call */
-#define LBD_K_COUNT        21
+#define LBD_K_STRUCT       21   /* input struct read at enter: aux = index of a length argument
+                                   (0xFF: none), size = most bytes (lbd_desc.size, 8-byte units);
+                                   payload = min(length, size) bytes */
+#define LBD_K_OUT_STRUCT   22   /* exit: output struct the syscall filled (on success), as STRUCT */
+#define LBD_K_ARRAY32      23   /* array of 32-bit values (group lists): aux = index of its count
+                                   argument; payload = min(count * 4, size) bytes (truncated flag
+                                   when cut) */
+#define LBD_K_IOVEC        24   /* struct iovec array: aux = index of its count argument; payload
+                                   = the iovecs themselves (base, len: 16 bytes each), at most size */
+#define LBD_K_MSGHDR       25   /* struct msghdr * (sendmsg; the first of sendmmsg's): payload =
+                                   struct lbd_msg, then the name (min(namelen, 128) bytes), the
+                                   iovecs (min(iovlen, 8) x 16 bytes), the control data (min(
+                                   controllen, 64) bytes) */
+#define LBD_K_OUT_MSGHDR   26   /* exit: as MSGHDR, read after the call (recvmsg: the peer's name
+                                   and the control messages received; the first of recvmmsg's) */
+#define LBD_K_COUNT        27
+
+/* Kinds read at enter (inputs) and at exit (outputs, on success). */
+#define lbd_kind_at_enter(k) (((k) >= LBD_K_STR && (k) <= LBD_K_STRARR) || (k) == LBD_K_STRUCT || \
+                              (k) == LBD_K_ARRAY32 || (k) == LBD_K_IOVEC || (k) == LBD_K_MSGHDR)
+#define lbd_kind_at_exit(k)  (((k) >= LBD_K_OUT_BUF && (k) <= LBD_K_OUT_INT) || (k) == LBD_K_OUT_STRUCT || \
+                              (k) == LBD_K_OUT_MSGHDR)
 
 /* lbd_desc.aux of a LBD_K_STRARR argument: an environment (execve's envp), read only when
  * settings.capture_env is on (secrets live there); else its slot is empty and flagged truncated. */
@@ -94,6 +115,18 @@
                                       (the syscall is not selected, or the task is outside
                                       only_pids / only_comms); not for output */
 #define LBD_F_REREAD   (1u << 20)  /* an argument whose read faulted at enter was read at exit */
+
+/* The start of a LBD_K_MSGHDR / LBD_K_OUT_MSGHDR payload: how many bytes of each part follow
+ * (after this struct: the name, the iovecs, the control data, in that order), then the user's
+ * struct msghdr as it was read (x86_64 layout: name ptr, namelen u32, iov ptr, iovlen u64,
+ * control ptr, controllen u64, flags u32). */
+struct lbd_msg {
+    __u16 name_len;
+    __u16 iov_n;
+    __u16 control_len;
+    __u16 pad;
+    __u8  msghdr[56];
+};
 
 /* Where argument i's payload is: byte offset from the start of the record and length.
  * len == 0: no payload (the value in args[i] is all there is). */
@@ -190,9 +223,12 @@ struct lbd_desc {
                                       user space changes each time the syscall is selected anew */
     __u8 nargs;
     __u8 kind[LBD_MAX_ARGS];       /* LBD_K_* */
-    __u8 aux[LBD_MAX_ARGS];        /* length-argument index for SOCKADDR/BUF/OUT_* kinds */
+    __u8 aux[LBD_MAX_ARGS];        /* length-argument index for SOCKADDR/BUF/OUT_*, STRUCT, ARRAY32,
+                                      IOVEC kinds (0xFF: none) */
     __u8 flags;                    /* LBD_D_* */
     __u8 pad;
+    __u8 size[LBD_MAX_ARGS];       /* STRUCT, OUT_STRUCT, ARRAY32, IOVEC: most payload bytes / 8 */
+    __u8 pad2[2];
 };
 
 /* Counters: one per-CPU array slot each; lbd/probe.py sums the CPUs (and the CPUs of each ring for
@@ -278,7 +314,8 @@ LBD_ASSERT_OFFSET(lbd_hdr, pidns, 160);
 LBD_ASSERT_OFFSET(lbd_hdr, loginuid, 168);
 LBD_ASSERT_OFFSET(lbd_hdr, xslot, 172);
 _Static_assert(sizeof(struct lbd_sock) == 40, "lbd_sock");
-_Static_assert(sizeof(struct lbd_desc) == 16, "lbd_desc");
+_Static_assert(sizeof(struct lbd_desc) == 24, "lbd_desc");
+_Static_assert(sizeof(struct lbd_msg) == 64, "lbd_msg");
 _Static_assert(sizeof(struct lbd_settings) == 104, "lbd_settings");
 _Static_assert(sizeof(struct lbd_sc_stat) == 152, "lbd_sc_stat");
 

@@ -135,12 +135,14 @@ cdef class BpfObject:
     """
     cdef bpf_object *obj
     cdef list links            # addresses of bpf_link, destroyed by close()
+    cdef dict by_prog          # program name -> its bpf_link address (in links)
     cdef readonly str path
     cdef readonly bint loaded
 
     def __cinit__(self):
         self.obj = NULL
         self.links = []
+        self.by_prog = {}
         self.loaded = False
 
     def __init__(self, path):
@@ -223,14 +225,37 @@ cdef class BpfObject:
                         bpf_link__destroy(<bpf_link *><size_t>addr)
                     raise LoadError(-err, f"attach {name}: {os.strerror(-err)}" + self._why())
                 done.append(<size_t>link)
+                self.by_prog[bpf_program__name(p).decode()] = <size_t>link
             p = bpf_object__next_program(self.obj, p)
         self.links.extend(done)
 
     def detach(self):
         """Destroy every attachment (the programs stay loaded until close())."""
         links, self.links = self.links, []
+        self.by_prog = {}
         for addr in links:
             bpf_link__destroy(<bpf_link *><size_t>addr)
+
+    def detach_program(self, str name):
+        """Detach one program (benchmarks: time the syscall path without the probe, in one run)."""
+        addr = self.by_prog.pop(name, None)
+        if addr is None:
+            return
+        self.links.remove(addr)
+        bpf_link__destroy(<bpf_link *><size_t>addr)
+
+    def attach_program(self, str name):
+        """Attach one loaded program again (after detach_program)."""
+        if name in self.by_prog:
+            return
+        cdef bpf_program *p = self._prog(name)
+        lbd_log_clear()
+        cdef bpf_link *link = bpf_program__attach(p)
+        cdef long err = libbpf_get_error(link)
+        if err or link == NULL:
+            raise LoadError(-err, f"attach {name}: {os.strerror(-err)}" + self._why())
+        self.links.append(<size_t>link)
+        self.by_prog[name] = <size_t>link
 
     def map_fd(self, str name):
         """The fd of map `name` (owned by this object: valid until close())."""

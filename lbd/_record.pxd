@@ -49,6 +49,8 @@ cdef extern from "lbd_record.h" nogil:
         uint8_t aux[6]
         uint8_t flags
         uint8_t pad
+        uint8_t size[6]
+        uint8_t pad2[2]
 
     struct lbd_settings:
         uint32_t drop_mode

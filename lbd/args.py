@@ -139,6 +139,31 @@ def decode(kind: int, bits: int, raw: int, payload: bytes | None):
     return raw
 
 
+_SOCK = struct.Struct("<HHHH16s16s")
+
+
+def decode_sock(payload: bytes | None) -> dict | None:
+    """The socket of a record's extra slot (struct lbd_sock, bpf/lbd_record.h): for inet families
+    {family, type, laddr, lport, raddr, rport} (addresses as text), for AF_UNIX {family, type,
+    path} (the socket's own address, else its peer's; abstract names start with "@"; "" when
+    neither has one).  None without a payload."""
+    if payload is None or len(payload) < _SOCK.size:
+        return None
+    fam, typ, lport, rport, la, ra = _SOCK.unpack_from(payload)
+    if fam == AF_UNIX:
+        raw = bytes(payload[_SOCK.size:])
+        if raw[:1] == b"\0":
+            path = "@" + text(raw[1:].rstrip(b"\0"))
+        else:
+            path = text(raw.split(b"\0", 1)[0])
+        return {"family": fam, "type": typ, "path": path}
+    if fam == AF_INET6:
+        laddr, raddr = str(ipaddress.IPv6Address(la)), str(ipaddress.IPv6Address(ra))
+    else:
+        laddr, raddr = str(ipaddress.IPv4Address(la[:4])), str(ipaddress.IPv4Address(ra[:4]))
+    return {"family": fam, "type": typ, "laddr": laddr, "lport": lport, "raddr": raddr, "rport": rport}
+
+
 def syscall_name(nr: int) -> str:
     """The name of syscall (or sched pseudo syscall) number nr; ``syscall_<nr>`` if unknown."""
     sc = BY_NR.get(nr)

@@ -88,6 +88,16 @@ class Batch(_decode.Batch):
         payloads = [self.payload(i, k) for k in range(record.MAX_ARGS)]
         return _args.decode_args(int(e["nr"]), int(e["flags"]), e["args"], payloads)
 
+    def sock(self, i: int) -> dict | None:
+        """The socket the kernel read for event i (connect, bind, accept, accept4 under CO-RE:
+        the record's extra slot), decoded by lbd.args.decode_sock(); None when there is none."""
+        e = self.events[i]
+        length = int(e["xslot"]["len"])
+        if not length:
+            return None
+        start = int(e["rec"]) + int(e["xslot"]["off"])
+        return _args.decode_sock(self.arena[start: start + length].tobytes())
+
     def truncated(self, i: int, slot: int) -> bool:
         """Argument `slot`'s payload of event i was cut (str_max, buffer_max, a full record)."""
         return bool(int(self.events["flags"][i]) >> (record.F_TRUNC_SHIFT + slot) & 1)

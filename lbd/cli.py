@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
 
     doc = sub.add_parser("doctor", help="check that this host can capture, and say what is missing")
     doc.add_argument("--tracefs", metavar="DIR", help="where tracefs is (default /sys/kernel/tracing)")
+    doc.add_argument("--config", metavar="FILE", help="check with this configuration (loader, rings)")
 
     scs = sub.add_parser("syscalls", help="the syscall table, with the selected ones")
     scs.add_argument("--json", action="store_true", help="one JSON array of objects")
@@ -203,8 +204,10 @@ def cmd_run(a) -> int:
     col = None
     try:
         with writer, Collector(cfg, enrich=True) as col:
-            log.info("capturing %d syscalls, %s format, to %s; Ctrl-C stops",
-                     len(col.probe.selection), writer.format, writer.name)
+            pr = col.probe
+            log.info("capturing %d syscalls (%s loader, %d rings of %d KiB: %.1f MiB), %s format, to %s; "
+                     "Ctrl-C stops", len(pr.selection), pr.kind, pr.nrings, pr.ring_size >> 10,
+                     pr.ring_bytes / (1 << 20), writer.format, writer.name)
             t0 = time.monotonic()              # --duration counts from the attach
             last = t0
             last_events = 0
@@ -217,7 +220,7 @@ def cmd_run(a) -> int:
                 if status and now - last >= 1.0:
                     st = col.stats()
                     rate = (col.events - last_events) / (now - last)
-                    use = 100.0 * st["ring_pending_bytes"] / col.probe.ring_size
+                    use = 100.0 * st["ring_fill_max"]          # the fullest ring
                     sys.stderr.write(f"\r\033[K{rate:10.0f} events/s  {col.events} events  "
                                      f"{writer.events} written  {st['dropped']} dropped  ring {use:4.1f}%")
                     sys.stderr.flush()
@@ -258,8 +261,11 @@ def cmd_doctor(a) -> int:
 
     from lbd import doctor
 
-    host = doctor.Host(tracefs=Path(a.tracefs)) if a.tracefs else doctor.Host()
-    return doctor.report(doctor.run_checks(host))
+    cfg = _load_config(a.config)
+    kw = {"config": cfg, "loader": cfg.open.loader}
+    if a.tracefs:
+        kw["tracefs"] = Path(a.tracefs)
+    return doctor.report(doctor.run_checks(doctor.Host(**kw)))
 
 
 def cmd_syscalls(a) -> int:

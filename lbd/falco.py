@@ -134,6 +134,15 @@ FIELDS: tuple[Field, ...] = (
           "IPv6).", display="Port"),
     Field("linux.sockaddr.path", "string", "Path of the syscall's AF_UNIX socket address argument "
           "(abstract names start with @).", display="Socket path"),
+    # container context, from the record header (the kernel reads them: CO-RE, except cgroup_id)
+    Field("linux.cgroup_id", "uint64", "The task's cgroup v2 id (the inode of its cgroup directory).",
+          display="Cgroup id"),
+    Field("linux.pidns", "uint64", "Inode of the task's pid namespace (/proc/PID/ns/pid); no value when "
+          "the probe cannot read it (bcc loader).", display="PID namespace"),
+    Field("linux.mntns", "uint64", "Inode of the task's mount namespace (/proc/PID/ns/mnt); no value when "
+          "the probe cannot read it (bcc loader).", display="Mount namespace"),
+    Field("linux.loginuid", "uint64", "The task's audit login uid (4294967295: never set, as for daemons); "
+          "no value when the probe cannot read it (bcc loader).", display="Login UID"),
 )
 
 

@@ -90,6 +90,14 @@ class Loader:
     def program_fds(self) -> dict[str, int]:
         raise NotImplementedError
 
+    def detach_program(self, name: str) -> None:
+        """Detach one of PROGRAMS (it stays loaded): benchmarks time the syscall path without it."""
+        raise NotImplementedError
+
+    def attach_program(self, name: str) -> None:
+        """Attach a program detach_program() detached."""
+        raise NotImplementedError
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -132,6 +140,12 @@ class LibbpfLoader(Loader):
 
     def program_fds(self) -> dict[str, int]:
         return self._obj.program_fds() if self._obj is not None else {}
+
+    def detach_program(self, name: str) -> None:
+        self._obj.detach_program(name)
+
+    def attach_program(self, name: str) -> None:
+        self._obj.attach_program(name)
 
     def close(self) -> None:
         obj, self._obj = self._obj, None
@@ -193,6 +207,25 @@ class BccLoader(Loader):
         if self._bpf is None:
             return {}
         return {name.decode() if isinstance(name, bytes) else name: fn.fd for name, fn in self._bpf.funcs.items()}
+
+    _RAW = {"sys_enter": b"raw_tracepoint__sys_enter", "sys_exit": b"raw_tracepoint__sys_exit"}
+    _TP = {"sched_process_fork": b"sched:sched_process_fork", "sched_process_exec": b"sched:sched_process_exec",
+           "sched_process_exit": b"sched:sched_process_exit"}
+
+    def detach_program(self, name: str) -> None:
+        if name in self._RAW:
+            if name.encode() in self._bpf.raw_tracepoint_fds:
+                self._bpf.detach_raw_tracepoint(tp=name.encode())
+        elif self._TP[name] in self._bpf.tracepoint_fds:
+            self._bpf.detach_tracepoint(tp=self._TP[name])
+
+    def attach_program(self, name: str) -> None:
+        if name in self._RAW:
+            if name.encode() not in self._bpf.raw_tracepoint_fds:
+                self._bpf.attach_raw_tracepoint(tp=name.encode(), fn_name=self._RAW[name])
+        elif self._TP[name] not in self._bpf.tracepoint_fds:
+            fn = b"tracepoint__sched__" + name.encode()
+            self._bpf.attach_tracepoint(tp=self._TP[name], fn_name=fn)
 
     @property
     def bpf(self):

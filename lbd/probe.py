@@ -246,6 +246,8 @@ class Probe:
             d["nargs"] = len(sc.args)
             for i, a in enumerate(sc.args[: record.MAX_ARGS]):
                 d["kind"][0, i] = a.kind_id
+                if a.size:
+                    d["size"][0, i] = a.size // 8
                 if a.len_arg is not None:
                     d["aux"][0, i] = a.len_arg
                 elif a.name in ENV_ARGS and a.kind == "strarr":

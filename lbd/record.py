@@ -58,9 +58,13 @@ KINDS: dict[str, int] = {
 KIND_NAMES: dict[int, str] = {v: k for k, v in KINDS.items()}
 
 #: kinds whose payload is read when the syscall returns
-EXIT_KINDS = frozenset(KINDS[k] for k in ("out_buf", "out_sockaddr", "out_fd2", "out_int"))
+EXIT_KINDS = frozenset(KINDS[k] for k in ("out_buf", "out_sockaddr", "out_fd2", "out_int", "out_struct",
+                                          "out_msghdr"))
 #: kinds whose aux byte is the index of a length argument
 LEN_KINDS = frozenset(KINDS[k] for k in ("sockaddr", "buf", "out_buf", "out_sockaddr"))
+#: kinds that have a size (lbd_desc.size: the most bytes read) and may have a length or count
+#: argument (aux; 0xFF: none)
+SIZED_KINDS = frozenset(KINDS[k] for k in ("struct", "out_struct", "array32", "iovec"))
 
 D_EXIT_KINDS = CONSTANTS["LBD_D_EXIT_KINDS"]
 D_NORETURN = CONSTANTS["LBD_D_NORETURN"]
@@ -128,7 +132,12 @@ SOCK_DTYPE = np.dtype([("family", "<u2"), ("type", "<u2"), ("lport", "<u2"), ("r
 
 #: struct lbd_desc: one syscall's entry in the probe's descriptor map
 DESC_DTYPE = np.dtype([("enabled", "u1"), ("nargs", "u1"), ("kind", "u1", (MAX_ARGS,)),
-                       ("aux", "u1", (MAX_ARGS,)), ("flags", "u1"), ("pad", "u1")])
+                       ("aux", "u1", (MAX_ARGS,)), ("flags", "u1"), ("pad", "u1"), ("size", "u1", (MAX_ARGS,)),
+                       ("pad2", "u1", (2,))])
+
+#: struct lbd_msg: the start of a msghdr / out_msghdr payload
+MSG_DTYPE = np.dtype([("name_len", "<u2"), ("iov_n", "<u2"), ("control_len", "<u2"), ("pad", "<u2"),
+                      ("msghdr", "u1", (56,))])
 
 #: struct lbd_settings: the probe's run-time settings (one-element array map)
 SETTINGS_DTYPE = np.dtype([(name, "<u4") for name in (

@@ -24,7 +24,7 @@ the second half of `data` always mirrors the first)::
     img.cons, img.prod, img.data, img.size     # positions (settable) and the data bytes
     img.free                                   # bytes a new record may take (kernel rule)
     img.poke(pos, b), img.peek(pos, n)         # bytes at a ring position, mirror kept
-    img.ring(valid_nrs=None, wall_offset=0)    # an lbd._decode.Ring over the image
+    img.ring(valid_nrs=None, wall_offset=0, index=0)  # an lbd._decode.Ring over the image
     img.rewind(pos=None)                       # consumer back to `start` (re-drain; benchmarks)
     img.image() -> (cons, prod, data)          # the arguments of lbd.reference.decode_image
     image_of(records, size=None, start=0, guard=False) -> RingImage
@@ -636,11 +636,11 @@ class RingImage:
         (they are still in the data: consuming does not clear it).  For repeated benchmarks."""
         self.cons = self.start if pos is None else pos
 
-    def ring(self, valid_nrs=None, wall_offset: int = 0):
-        """An lbd._decode.Ring over this image (it advances `cons`)."""
+    def ring(self, valid_nrs=None, wall_offset: int = 0, index: int = 0):
+        """An lbd._decode.Ring over this image (it advances `cons`); index: its ring number."""
         from lbd._decode import Ring
 
-        return Ring.from_image(self._cons, self._prod, self.data, valid_nrs, wall_offset)
+        return Ring.from_image(self._cons, self._prod, self.data, valid_nrs, wall_offset, index)
 
     def image(self) -> tuple[int, int, np.ndarray]:
         """(cons, prod, data): the arguments of lbd.reference.decode_image."""

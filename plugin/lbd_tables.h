@@ -463,7 +463,11 @@ enum lbd_field_id {
     LBD_FLD_SOCKADDR_IP = 27,  /* linux.sockaddr.ip */
     LBD_FLD_SOCKADDR_PORT = 28,  /* linux.sockaddr.port */
     LBD_FLD_SOCKADDR_PATH = 29,  /* linux.sockaddr.path */
-    LBD_N_FIELDS = 30
+    LBD_FLD_CGROUP_ID = 30,  /* linux.cgroup_id */
+    LBD_FLD_PIDNS = 31,  /* linux.pidns */
+    LBD_FLD_MNTNS = 32,  /* linux.mntns */
+    LBD_FLD_LOGINUID = 33,  /* linux.loginuid */
+    LBD_N_FIELDS = 34
 };
 
 static const char *const lbd_field_names[LBD_N_FIELDS] = {
@@ -497,6 +501,10 @@ static const char *const lbd_field_names[LBD_N_FIELDS] = {
     "linux.sockaddr.ip",
     "linux.sockaddr.port",
     "linux.sockaddr.path",
+    "linux.cgroup_id",
+    "linux.pidns",
+    "linux.mntns",
+    "linux.loginuid",
 };
 
 static const char lbd_fields_json[] =
@@ -545,7 +553,14 @@ static const char lbd_fields_json[] =
     "s\"},{\"name\":\"linux.sockaddr.port\",\"type\":\"uint64\",\"desc\":\"Port of the syscall's socket address a"
     "rgument (IPv4 or IPv6).\",\"display\":\"Port\"},{\"name\":\"linux.sockaddr.path\",\"type\":\"string\",\"desc\":"
     "\"Path of the syscall's AF_UNIX socket address argument (abstract names start with @).\",\"display\""
-    ":\"Socket path\"}]";
+    ":\"Socket path\"},{\"name\":\"linux.cgroup_id\",\"type\":\"uint64\",\"desc\":\"The task's cgroup v2 id (the i"
+    "node of its cgroup directory).\",\"display\":\"Cgroup id\"},{\"name\":\"linux.pidns\",\"type\":\"uint64\",\"de"
+    "sc\":\"Inode of the task's pid namespace (/proc/PID/ns/pid); no value when the probe cannot read i"
+    "t (bcc loader).\",\"display\":\"PID namespace\"},{\"name\":\"linux.mntns\",\"type\":\"uint64\",\"desc\":\"Inode "
+    "of the task's mount namespace (/proc/PID/ns/mnt); no value when the probe cannot read it (bcc lo"
+    "ader).\",\"display\":\"Mount namespace\"},{\"name\":\"linux.loginuid\",\"type\":\"uint64\",\"desc\":\"The task's"
+    " audit login uid (4294967295: never set, as for daemons); no value when the probe cannot read it"
+    " (bcc loader).\",\"display\":\"Login UID\"}]";
 
 static const char lbd_init_schema_json[] =
     "{\"$schema\":\"http://json-schema.org/draft-07/schema#\",\"title\":\"lbd init_config\",\"type\":\"object\",\""

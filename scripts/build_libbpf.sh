@@ -46,7 +46,7 @@ say "building libbpf $version (static, -fPIC) into $out"
 tar xzf "$tarball" -C "$work"
 src=$(ls -d "$work"/libbpf-*/src | head -n 1)
 rm -rf "$out"
-mkdir -p "$out"
+mkdir -p "$out" "$work/obj"   # libbpf's make writes libbpf.pc there before it creates it (a race under -j)
 make -s -C "$src" -j"$(nproc)" BUILD_STATIC_ONLY=1 OBJDIR="$work/obj" DESTDIR="$out/root" \
     EXTRA_CFLAGS="-fPIC -O2" PREFIX=/ LIBDIR=/lib INCLUDEDIR=/include install >/dev/null \
     || fail "building libbpf failed (needs libelf-dev, zlib1g-dev, make)"

@@ -64,6 +64,9 @@ class Event:
     ts: int
     args: dict = field(default_factory=dict)
     truncated: tuple = ()
+    extra: dict = field(default_factory=dict)      # cgroup_id, pidns, mntns, loginuid
+    sock: dict | None = None                       # the socket the kernel read (Batch.sock)
+    ring: int = 0                                  # the ring it came from (its CPU's)
 
     def __repr__(self) -> str:
         return f"<{self.name}{self.dir} res={self.res} pid={self.pid} tid={self.tid} flags={self.flags:#x} {self.args}>"
@@ -82,6 +85,8 @@ def events_of(batch) -> list[Event]:
             comm=e["comm"].decode(errors="replace"), flags=int(e["flags"]), latency=int(e["latency"]),
             ts=int(e["ts"]), args=batch.args(i),
             truncated=tuple(k for k in range(record.MAX_ARGS) if batch.truncated(i, k)),
+            extra={k: int(e[k]) for k in ("cgroup_id", "pidns", "mntns", "loginuid")},
+            sock=batch.sock(i), ring=int(e["cpu_ring"]),
         ))
     return out
 
@@ -205,8 +210,11 @@ class Capture:
     def run_many(self, fns, *, comms=None, **changes) -> list[list[Event]]:
         """Run each fn in its own child under one configuration; the events of each child's tree.
 
-        only_pids defaults to the children's pids; pass only_pids=[] to capture everything.
+        only_pids defaults to the children's pids, followed into the processes they start
+        (follow=True: the probe adds them to only_pids as they fork); pass only_pids=[] to capture
+        everything.
         """
+        changes.setdefault("follow", True)
         self.quiesce()
         comms = comms or [None] * len(fns)
         children = []

@@ -47,8 +47,8 @@ def workload():
 
 
 def capture(cap, fn, on_batch, **changes):
-    """Run fn in a child under the probe (its tree only) and call on_batch(batch) for every
-    non-empty batch, enriched, until the child's exit record has been read."""
+    """Run fn in a child under the probe (its tree only), stop capture, and call on_batch(batch)
+    for every non-empty batch the rings held, enriched (the child's exit record among them)."""
     from lbd.enrich import Enricher
 
     en = Enricher(cap.col.config, selection=cap.probe.selection)
@@ -58,13 +58,12 @@ def capture(cap, fn, on_batch, **changes):
     cap.configure(only_pids=changes.pop("only_pids", [pid]), **changes)
     cap.release([child])
     cap.reap([child])
+    cap.probe.update(cap.probe.config.replace(drop_mode=True))   # the child's records are all written
     seen_exit = False
-    for _ in range(2000):
-        b = cap.col.next_batch(50)
+    while True:
+        b = cap.col.next_batch(50, flush=True)
         if not len(b):
-            if seen_exit:
-                break
-            continue
+            break
         en.enrich(b)
         on_batch(b)
         ev = b.events

@@ -48,11 +48,13 @@ def bad(*fragments, **changes):
 def test_key_tables():
     assert INIT_KEYS[:7] == ("rich_value_size", "str_max_size", "putfile", "path", "format",
                              "log_level", "log_file")
-    assert INIT_KEYS[7:] == ("batch_size", "batch_timeout_ms", "python_home")
+    assert INIT_KEYS[7:] == ("batch_size", "batch_timeout_ms", "consumers", "merge_window_us", "python_home")
     assert OPEN_KEYS[:7] == ("filter_own", "filter_falco", "filter_pids", "filter_comms", "drop_mode",
                              "drop_failed", "interest_syscall_file")
-    assert OPEN_KEYS[7:] == ("ring_size", "str_max", "buf_max", "argv_max", "emit_enter",
-                             "wake_bytes", "only_pids", "only_comms", "syscalls")
+    assert OPEN_KEYS[7:] == ("ring_size", "cpus_per_ring", "loader", "track_state", "follow", "only_tids",
+                             "filter_uids", "only_uids", "failed_only", "capture_env", "syscall_stats",
+                             "str_max", "buf_max", "argv_max", "emit_enter", "wake_bytes", "only_pids",
+                             "only_comms", "syscalls")
     assert not set(INIT_KEYS) & set(OPEN_KEYS)
     assert set(DESCRIPTIONS) == set(INIT_KEYS) | set(OPEN_KEYS)
     assert all(DESCRIPTIONS.values())
@@ -65,10 +67,12 @@ def test_defaults():
     assert c.init == InitConfig(
         rich_value_size=65536, str_max_size=1024, putfile=False, path="/var/log/lbd/events.log",
         format="normal", log_level="INFO", log_file="", batch_size=512, batch_timeout_ms=30,
-        python_home="")
+        consumers=1, merge_window_us=1000, python_home="")
     assert c.open == OpenParams(
         filter_own=True, filter_falco=True, filter_pids=(), filter_comms=(), drop_mode=False,
-        drop_failed=False, interest_syscall_file="", ring_size=8 << 20, str_max=256, buf_max=32,
+        drop_failed=False, interest_syscall_file="", ring_size=8 << 20, cpus_per_ring=1, loader="auto",
+        track_state=True, follow=False, only_tids=(), filter_uids=(), only_uids=(), failed_only=False,
+        capture_env=False, syscall_stats=False, str_max=256, buf_max=32,
         argv_max=16, emit_enter=False, wake_bytes=0, only_pids=(), only_comms=(), syscalls=())
     assert c.open.wake_threshold == (8 << 20) // 4
     assert Config.default() is Config.default()  # cached: immutable, so sharing is safe

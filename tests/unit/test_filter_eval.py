@@ -253,14 +253,14 @@ def test_fd_name_and_enriched_fields(tmp_path, path):
         assert R.evaluate(e, b) == F.compile(e)(b).tolist()
 
 
-def test_header_fields_the_records_lack():
-    b = who_opens_etc()
-    for name in ("cgroup_id", "pidns", "mntns", "loginuid"):
-        f = F.compile(f"pid = 10 or {name} = 5")
-        with pytest.raises(F.FilterError) as ei:
-            f(b)
-        assert ei.value.column == 13
-        assert f"{name} is not in this batch's records" in ei.value.message
+def test_container_context_fields():
+    """cgroup_id, pidns, mntns and loginuid are header columns (record version 2)."""
+    b = batch_of(rec("getppid", {}, cgroup_id=77, pidns=4026531836, mntns=4026531840, loginuid=1000),
+                 rec("getppid", {}, cgroup_id=5, pidns=1, mntns=2, loginuid=0xFFFFFFFF))
+    assert F.compile("cgroup_id = 77")(b).tolist() == [True, False]
+    assert F.compile("pidns = 4026531836 and mntns = 4026531840")(b).tolist() == [True, False]
+    assert F.compile("loginuid = 1000")(b).tolist() == [True, False]
+    assert F.compile("loginuid != 1000")(b).tolist() == [False, True]
 
 
 def test_text_is_what_lbd_prints():

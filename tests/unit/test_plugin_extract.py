@@ -83,6 +83,10 @@ def expected(nr: int, e, args: dict, payloads, limit: int, arg_names=ARG_NAMES) 
         "linux.latency": [int(e["latency"])],
         "linux.pid.num": [pid], "linux.tid.num": [tid], "linux.ppid.num": [ppid],
         "linux.user.num": [uid], "linux.group.num": [gid], "linux.pcomm": [],
+        "linux.cgroup_id": [int(e["cgroup_id"])],
+        "linux.pidns": [int(e["pidns"])] if int(e["pidns"]) else [],
+        "linux.mntns": [int(e["mntns"])] if int(e["mntns"]) else [],
+        "linux.loginuid": [int(e["loginuid"])] if int(e["pidns"]) or int(e["loginuid"]) else [],
     }
     for a in arg_names:
         x[f"linux.arg[{a}]"] = [line_safe(format_value(args[a], limit))] if a in args else []
