@@ -149,6 +149,7 @@ cdef enum:
     H_FCNTL = 25
     H_CLOSE = 26
     H_CLOSE_RANGE = 27
+    H_IOCTL = 28        # FIOCLEX / FIONCLEX (not a state syscall: applied when selected)
 
 cdef enum:
     AT_FDCWD = -100
@@ -161,6 +162,8 @@ cdef enum:
     CLONE_THREAD = 0x10000
     EINPROGRESS = 115
     PR_SET_NAME = 15
+    FIONCLEX = 0x5450
+    FIOCLEX = 0x5451
     PR_SET_CHILD_SUBREAPER = 36
     AF_UNIX = 1
     AF_INET = 2
@@ -1667,6 +1670,13 @@ cdef class Engine:
                 if r != NULL:
                     r.cloexec = (h.args[2] & FD_CLOEXEC) != 0
             return 0
+        if hk == H_IOCTL:
+            k = <int>u32(h.args[1])
+            if res == 0 and (k == FIOCLEX or k == FIONCLEX):
+                r = ft_get(&p.fds, s32(h.args[0]))
+                if r != NULL:
+                    r.cloexec = k == FIOCLEX
+            return 0
         if hk == H_CLOSE_RANGE:
             if res != 0:
                 return 0
@@ -2258,7 +2268,7 @@ _SPECS = {
     "accept": (H_ACCEPT, -1), "accept4": (H_ACCEPT, 3), "socketpair": (H_SOCKETPAIR, 1),
     "pipe": (H_PIPE, -1), "pipe2": (H_PIPE, 1),
     "dup": (H_DUP,), "dup2": (H_DUP2,), "dup3": (H_DUP3,), "fcntl": (H_FCNTL,), "close": (H_CLOSE,),
-    "close_range": (H_CLOSE_RANGE,),
+    "close_range": (H_CLOSE_RANGE,), "ioctl": (H_IOCTL,),
     "eventfd": (H_NEWFD, -1, 0, 0, 0, "anon_inode:[eventfd]"),
     "eventfd2": (H_NEWFD, 1, 0, 0, O_CLOEXEC, "anon_inode:[eventfd]"),
     "epoll_create": (H_NEWFD, -1, 0, 0, 0, "anon_inode:[eventpoll]"),

@@ -723,6 +723,12 @@ class ReferenceEnricher:
                 r = p.fds.get(s32(a[0]))
                 if r is not None:
                     r.cloexec = bool(a[2] & 1)
+        elif kind == "ioctl":
+            cmd = a[1] & U32
+            if res == 0 and cmd in (0x5450, 0x5451):
+                r = p.fds.get(s32(a[0]))
+                if r is not None:
+                    r.cloexec = cmd == 0x5451
         elif kind == "close_range":
             if res != 0:
                 return
@@ -765,7 +771,7 @@ _SPECS: dict[int, tuple] = {
     _nr("bind"): ("bind",), _nr("accept"): ("accept",), _nr("accept4"): ("accept",),
     _nr("socketpair"): ("socketpair", 1), _nr("pipe"): ("pipe", -1), _nr("pipe2"): ("pipe", 1),
     _nr("dup"): ("dup",), _nr("dup2"): ("dup",), _nr("dup3"): ("dup3",), _nr("fcntl"): ("fcntl",),
-    _nr("close"): ("close",), _nr("close_range"): ("close_range",),
+    _nr("close"): ("close",), _nr("close_range"): ("close_range",), _nr("ioctl"): ("ioctl",),
     **{_nr(name): ("newfd", arg, mask, fixed) for name, (arg, mask, fixed) in _ANON.items()},
 }
 _ACCEPT_FLAGS = {_nr("accept"): -1, _nr("accept4"): 3}

@@ -415,6 +415,9 @@ def state_records(n: int, seed: int = 0, *, core: bool = True) -> list[bytes]:
                  "dup3": {"oldfd": fd(pid), "newfd": fd(pid), "flags": r.choice([0, O_CLOEXEC])},
                  "fcntl": {"fd": fd(pid), "cmd": r.choice([0, 1030, 2, 1]), "arg": r.choice([0, 1, 10])}}[nm]
             emit(nm, a, pid=pid, res=res_fd, **kw)
+        elif x < 0.545:
+            emit("ioctl", {"fd": fd(pid), "cmd": r.choice([0x5450, 0x5451, 0x5401]), "arg": 0}, pid=pid,
+                 res=r.choice([0, 0, -25]), **kw)
         elif x < 0.56:
             emit("close_range", {"fd": r.choice([3, 5, 10]), "max_fd": r.choice([6, 0xFFFFFFFF]),
                                  "flags": r.choice([0, 4])}, pid=pid, res=r.choice([0, 0, -22]), **kw)
