@@ -1757,7 +1757,7 @@ cdef class Engine:
         """Where t's rows (cut at rich_value_size bytes of names) are in fdtab: the rows written
         last time when they still hold (or a prefix of them), else those extended by the new
         rows when they are the last in fdtab, else a new copy at the end."""
-        cdef uint32_t m = <uint32_t>t.n, start
+        cdef uint32_t m = <uint32_t>t.n, start, same
         cdef uint64_t used
         cdef int r
         if m == 0:
@@ -1772,17 +1772,28 @@ cdef class Engine:
                 if used > self.limit:
                     break
                 m += 1
-        start = 0
-        if t.w_epoch == self.epoch:
-            if t.pfx >= m and m <= t.w_n:
-                off[0] = t.w_off
-                cnt[0] = m
-                return 0
-            if t.pfx >= t.w_n and m > t.w_n and t.w_off + t.w_n == self.fd_used:
-                start = t.w_n
+        if t.w_epoch == self.epoch and t.pfx >= m and m <= t.w_n:
+            off[0] = t.w_off                  # nothing changed in the rows shown
+            cnt[0] = m
+            return 0
         r = self.fd_encode(t)
         if r:
             return r
+        start = 0
+        if t.w_epoch == self.epoch:
+            # how many leading rows equal those written last time (a close and a reopen of the
+            # same file, a dup of the same name, are no change)
+            same = t.pfx if t.pfx < t.w_n else t.w_n
+            while same < m and same < t.w_n and memcmp(&t.enc[same], &self.fdr[t.w_off + same],
+                                                        sizeof(fd_row)) == 0:
+                same += 1
+            t.pfx = same
+            if same >= m:
+                off[0] = t.w_off
+                cnt[0] = m
+                return 0
+            if same == t.w_n and t.w_off + t.w_n == self.fd_used:
+                start = t.w_n                 # extend the rows written last, at the end of fdtab
         if self.fd_used + (m - start) > self.fd_cap:
             self.need_bytes = m - start
             return R_FDTAB
@@ -1936,6 +1947,8 @@ cdef class Engine:
                 if h.pidns == 0 and p.ppid:
                     self.reparent_bcc(p)
                 nr = h.nr
+                if (p.flags & PF_EXECED) and (nr >= N_NR or (HK[nr] != H_EXECVE and HK[nr] != H_EXECREC)):
+                    p.flags &= ~PF_EXECED        # the exec's execve exit is not coming (not captured)
                 if nr < N_NR and not self.link_ready and needs_link(h):
                     self.need_pid = h.pid
                     self.need_fd = <int32_t>h.res

@@ -401,6 +401,8 @@ class ReferenceEnricher:
                 p.ppid = h["ppid"]
             if h["pidns"] == 0 and p.ppid:
                 self._reparent_bcc(p)
+            if p.execed and _SPECS.get(h["nr"], ("",))[0] not in ("execve", "execrec"):
+                p.execed = False            # the exec's execve exit is not coming (not captured)
             self._apply(p, h)
             # the row
             p = self._lookup_or_load(h["pid"], h)
