@@ -164,6 +164,7 @@ cdef class Engine:
     cdef uint32_t need_id
     cdef int32_t need_fd
     cdef size_t need_bytes
+    cdef bint running                   # an enrich() is in progress (it releases the GIL)
     cdef lstr *link_name                # the slow path's answer for the event at i (owned)
     cdef bint link_ready
 

@@ -838,7 +838,8 @@ cdef class Engine:
     group(gid) -> str, fd_link(pid, fd) -> bytes or None, cmdline(pid) -> bytes or None.
 
     Invariants: every proc in the pid table is on the LRU list, exited ones also on the dead list
-    in exit order; `hcount <= max_procs`.  The arrays given to a batch are views of buffers the
+    in exit order; `hcount <= max_procs`.  One enrich() at a time (it releases the GIL while it
+    walks the events; a second caller meanwhile gets RuntimeError).  The arrays given to a batch are views of buffers the
     next enrich() reuses (or replaces when it grows them: views held on keep the old ones alive).
     """
 
@@ -2143,6 +2144,9 @@ cdef class Engine:
         """Set batch.enrich, batch.strtab and batch.fdtab for the batch's events (in their order)."""
         cdef int r
         cdef Py_ssize_t n = batch.n
+        if self.running:
+            raise RuntimeError("Engine.enrich is already running: one batch at a time (one thread)")
+        self.running = True
         self.batches += 1
         self.events += n
         if self.ar_size > self.max_strtab or self.fd_used > self.max_fd_rows:
@@ -2169,6 +2173,7 @@ cdef class Engine:
         finally:
             self.ev = NULL
             self.arena_p = NULL
+            self.running = False
             ls_set(&self.link_name, NULL)
         with nogil:
             self.reap()
