@@ -56,6 +56,8 @@ ctypedef struct fdtable:
 ctypedef struct proc:
     uint32_t pid
     uint32_t ppid               # the parent process: the kernel's value when it gives one
+    uint32_t stale_ppid         # bcc: the fork-time parent its records still name after the
+                                #   engine gave it to a subreaper or 1 (the header then loses)
     uint32_t flags              # PF_* (lbd/_enrich.pyx)
     uint8_t comm_raw[16]        # the leader thread's comm as the kernel wrote it
     lstr *comm                  # ... as text (owned)

@@ -1210,8 +1210,8 @@ cdef class Engine:
         cdef proc *a
         cdef uint32_t up, found = 1
         cdef int k
-        if q == NULL or not (q.flags & PF_DEAD) or (q.flags & PF_GHOST):
-            return
+        if q == NULL or not (q.flags & PF_DEAD):
+            return                       # (a placeholder, PF_GHOST, is a parent already gone)
         up = q.ppid
         for k in range(WALK_MAX):
             if up <= 1:
@@ -1224,6 +1224,7 @@ cdef class Engine:
                 break
             up = a.ppid
         if p.ppid != found:
+            p.stale_ppid = p.ppid
             p.ppid = found
             self.seq += 1
             p.stamp = self.seq
@@ -1941,7 +1942,7 @@ cdef class Engine:
                     p.flags &= ~PF_SPEC
                 if h.tid == h.pid:
                     self.set_comm(p, h.comm)
-                if h.ppid and h.ppid != p.ppid:
+                if h.ppid and h.ppid != p.ppid and not (h.pidns == 0 and h.ppid == p.stale_ppid):
                     p.ppid = h.ppid
                     self.seq += 1
                     p.stamp = self.seq

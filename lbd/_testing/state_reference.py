@@ -154,12 +154,12 @@ class Fd:
 class RefProc:
     """A process of the oracle's table (lbd._enrich's struct proc)."""
 
-    __slots__ = ("pid", "ppid", "dead", "spec", "ghost", "subreaper", "execed", "cmd_wanted", "incomplete",
+    __slots__ = ("pid", "ppid", "stale_ppid", "dead", "spec", "ghost", "subreaper", "execed", "cmd_wanted", "incomplete",
                  "comm_raw", "comm", "cmdline", "exe", "cwd", "fds", "dead_ts")
 
     def __init__(self, pid: int):
         self.pid = pid
-        self.ppid = 0
+        self.ppid = self.stale_ppid = 0
         self.dead = self.spec = self.ghost = self.subreaper = self.execed = self.cmd_wanted = False
         self.incomplete = False
         self.comm_raw = bytes(16)
@@ -397,7 +397,7 @@ class ReferenceEnricher:
             p.spec = False
             if h["tid"] == h["pid"]:
                 self._set_comm(p, h["comm16"])
-            if h["ppid"]:
+            if h["ppid"] and h["ppid"] != p.ppid and not (h["pidns"] == 0 and h["ppid"] == p.stale_ppid):
                 p.ppid = h["ppid"]
             if h["pidns"] == 0 and p.ppid:
                 self._reparent_bcc(p)
@@ -447,9 +447,9 @@ class ReferenceEnricher:
 
     def _reparent_bcc(self, p: RefProc) -> None:
         q = self.procs.get(p.ppid)
-        if q is None or not q.dead or q.ghost:
+        if q is None or not q.dead:
             return
-        up = q.ppid
+        found, up = 1, q.ppid
         for _ in range(64):
             if up <= 1:
                 break
@@ -457,10 +457,12 @@ class ReferenceEnricher:
             if a is None:
                 break
             if not a.dead and a.subreaper:
-                p.ppid = up
-                return
+                found = up
+                break
             up = a.ppid
-        p.ppid = 1
+        if p.ppid != found:
+            p.stale_ppid = p.ppid
+            p.ppid = found
 
     def _fork_child(self, parent: RefProc, child: int, ppid: int, comm16: bytes, spec: bool) -> None:
         if child == 0 or child == parent.pid:

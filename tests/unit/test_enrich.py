@@ -415,6 +415,26 @@ def test_reparenting(host):
     assert (info(b, 9)["ppid"], info(b, 9)["pcomm"]) == (1, "systemd")
 
 
+def test_bcc_reparenting_outlives_the_dead_parents_grace_period(host):
+    """bcc records keep naming the fork-time parent: once the table gave the process to the
+    subreaper, it stays there after the dead parent is gone from the table and from procfs."""
+    en = host.enricher(grace_s=1.0)
+    b1 = batch_of(
+        rec("prctl", {"option": 36, "arg2": 1}, pid=100, comm="bash", res=0, ts=T0),
+        rec("sched_process_fork", {"parent_pid": 100, "child_pid": 800}, pid=100, comm="bash", ts=T0),
+        rec("sched_process_fork", {"parent_pid": 800, "child_pid": 801}, pid=800, ppid=100, comm="mid", ts=T0),
+        rec("sched_process_exit", {"pid": 800, "group_dead": 1}, pid=800, ppid=100, comm="mid", ts=T0 + 1),
+        rec("getpid", pid=801, ppid=800, comm="orphan", ts=T0 + 2),
+    )
+    en.enrich(b1)
+    assert (info(b1, 4)["ppid"], info(b1, 4)["pcomm"]) == (100, "bash")
+    for k in (3, 4):                                       # 800 is reaped after the first of these
+        b2 = batch_of(rec("getpid", pid=801, ppid=800, comm="orphan", ts=T0 + k * SEC))
+        en.enrich(b2)
+        assert (info(b2, 0)["ppid"], info(b2, 0)["pcomm"]) == (100, "bash")
+    assert en.process(800) is None
+
+
 def test_exec_from_a_non_main_thread_updates_the_whole_process(host):
     en = host.enricher()
     p = dict(pid=100, pidns=CORE)
