@@ -194,7 +194,7 @@ cdef uint64_t g_epoch = 0       # arena epochs, unique across engines (lstr.ar_e
 cdef inline uint64_t ls_hash(const char *p, Py_ssize_t n) noexcept nogil:
     """A 64-bit hash, 8 bytes a step (the arena's and the intern cache's key)."""
     cdef uint64_t h = LBD_K0 ^ <uint64_t>n
-    cdef uint64_t w
+    cdef uint64_t w = 0
     while n >= 8:
         memcpy(&w, p, 8)
         h = (h ^ w) * LBD_K1
@@ -288,7 +288,7 @@ cdef inline bint utf8_seq(const uint8_t *p, Py_ssize_t n, Py_ssize_t i, Py_ssize
 
 cdef bint utf8_valid(const uint8_t *p, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i = 0, k = 0
-    cdef uint64_t w
+    cdef uint64_t w = 0
     while i < n:
         if i + 8 <= n:
             memcpy(&w, p + i, 8)
@@ -1406,8 +1406,6 @@ cdef class Engine:
         cdef const uint8_t *a = NULL
         cdef lstr *name = NULL
         cdef uint8_t zero[16]
-        cdef const char *sp
-        cdef uint32_t k
         cdef bint cloexec = False
         memset(zero, 0, 16)
         if how == 2:
@@ -1498,7 +1496,7 @@ cdef class Engine:
         cdef uint32_t nr = h.nr
         cdef int hk = HK[nr] if nr < N_NR else H_NONE
         cdef int64_t res = h.res
-        cdef int64_t fd, fd2, first, last
+        cdef int64_t fd, first, last
         cdef const uint8_t *q
         cdef uint32_t n = 0, child, tgid
         cdef bint ce
@@ -1507,7 +1505,6 @@ cdef class Engine:
         cdef fdrow *r
         cdef int32_t pair[2]
         cdef int k, rc
-        cdef uint64_t flags
         if hk == H_NONE:
             return 0
         if nr < 1000 and (h.dir != DIR_EXIT or (h.flags & F_NOENTER)):
@@ -1995,7 +1992,6 @@ cdef class Engine:
 
     cdef int _slow(self, int why) except -1:
         cdef lbd_event *e = &self.ev[self.i]
-        cdef lstr *s
         self.slow_calls += 1
         if why == R_PROC:
             self.load(self.need_pid, e)
@@ -2186,7 +2182,6 @@ cdef class Engine:
     def process(self, uint32_t pid):
         """The table's entry for pid as a dict (None: not in the table); no look-up counted."""
         cdef proc *p = self.lookup(pid)
-        cdef Py_ssize_t k
         if p == NULL:
             return None
         s = lambda x: None if x == 0 else PyBytes_FromStringAndSize((<lstr *><size_t>x).data,
