@@ -7,8 +7,8 @@ A configuration has two sections, named as in the seed's Falco plugin:
 
 Every key name is unique across both sections, so a flat ``{key: value}`` mapping is also accepted
 (``Config.from_dict``, ``Config.replace``).  The defaults live in one place,
-``lbd/default_config.json`` (the embedded configuration ``lbd run`` uses without a file); a key that
-is not given takes its value from there.
+``lbd/default_config.json`` (the embedded configuration ``lbd run`` uses without a file, unless
+``/etc/lbd/lbd.yaml`` exists: ``Config.load``); a key that is not given takes its value from there.
 
 Sources: a ``.json`` / ``.yaml`` / ``.yml`` file shaped ``{"init_config": {...}, "open_params":
 {...}}`` (either section optional, an empty file or ``null`` section means defaults), a dict, or the
@@ -25,8 +25,10 @@ Keys (type, range, default; seed keys first, in the order of SPEC.md tables 5 an
                                                                   limit
   putfile                bool                          false     write every event to `path`
   path                   str   <= 256 chars            "/var/log/lbd/events.log"
-                                                                  (must be non-empty if putfile)
-  format                 enum  normal, json            "normal"  file format
+                                                                  (must be non-empty if putfile);
+                                                                  nats://HOST:PORT/SUBJECT ships
+                                                                  the events to NATS JetStream
+  format                 enum  normal, json, parquet   "normal"  file format
   log_level              enum  DEBUG, INFO, WARNING, ERROR, FATAL
                                                        "INFO"
   log_file               str   <= 256 chars            ""        log destination; "" = stderr
@@ -40,6 +42,14 @@ Keys (type, range, default; seed keys first, in the order of SPEC.md tables 5 an
   python_home            str   <= 256 chars            ""        Falco plugin: the lbd installation
                                                                   (venv) to use; "" = the one it
                                                                   was built from
+  spool_dir              str   <= 256 chars            "/var/lib/lbd/spool"
+                                                                  shipping (path or --output
+                                                                  nats://HOST:PORT/SUBJECT): where
+                                                                  batches wait while the server is
+                                                                  unreachable
+  spool_max_bytes        int   0..1099511627776        1073741824 most bytes the spool holds; what
+                                                                  does not fit is dropped (counted);
+                                                                  0 = no spool
 
   open_params
   filter_own             bool                          true      drop syscalls of lbd's own threads
@@ -396,8 +406,10 @@ _KEYS: dict[str, tuple[str, _Kind, str]] = {
     "str_max_size": (INIT, _Int(0, _U32_MAX),
                      "longest argument string printed; longer ones end in '...'; 0 = no limit"),
     "putfile": (INIT, _Bool(), "write every event to the file `path`"),
-    "path": (INIT, _Str(_PATH_MAX), "the event file written when putfile is true"),
-    "format": (INIT, _Enum("normal", "json"), "event file format: the seed's one-line text, or JSON Lines"),
+    "path": (INIT, _Str(_PATH_MAX),
+             "the event file written when putfile is true, or nats://HOST:PORT/SUBJECT to publish to NATS"),
+    "format": (INIT, _Enum("normal", "json", "parquet"),
+               "event file format: the seed's one-line text, JSON Lines, or Parquet (a new file)"),
     "log_level": (INIT, _Enum("DEBUG", "INFO", "WARNING", "ERROR", "FATAL"), "log level"),
     "log_file": (INIT, _Str(_PATH_MAX), "log destination; empty = stderr"),
     # init_config: lbd extensions
@@ -413,6 +425,11 @@ _KEYS: dict[str, tuple[str, _Kind, str]] = {
                         "emit-time order (records later than this are counted as late)"),
     "python_home": (INIT, _Str(_PATH_MAX),
                     "Falco plugin: the lbd installation (venv) to use; empty = the one it was built from"),
+    "spool_dir": (INIT, _Str(_PATH_MAX),
+                  "shipping (path nats://...): where batches wait on disk while the server is unreachable"),
+    "spool_max_bytes": (INIT, _Int(0, 1 << 40),
+                        "shipping: most bytes the spool holds; batches that do not fit are dropped and "
+                        "counted; 0 = no spool"),
     # open_params: SPEC.md table 6
     "filter_own": (OPEN, _Bool(), "drop syscalls made by lbd's own threads"),
     "filter_falco": (OPEN, _Bool(), "drop syscalls made by the Falco process"),
@@ -496,6 +513,9 @@ def _validate(obj: Any, section: str) -> None:
 # The configuration objects
 # --------------------------------------------------------------------------------------------
 
+#: the configuration Config.load() (and so `lbd run` without --config) reads when it exists
+SYSTEM_PATH = "/etc/lbd/lbd.yaml"
+
 @dataclass(frozen=True)
 class InitConfig:
     """The ``init_config`` section (user-space behaviour).
@@ -516,6 +536,8 @@ class InitConfig:
     consumers: int
     merge_window_us: int
     python_home: str
+    spool_dir: str
+    spool_max_bytes: int
 
     def __post_init__(self) -> None:
         _validate(self, INIT)
@@ -651,6 +673,16 @@ class Config:
             return cls.from_dict({} if doc is None else doc)
         except ConfigError as e:
             raise e.prefixed(name) from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None) -> Config:
+        """From `path`; without one, from SYSTEM_PATH (/etc/lbd/lbd.yaml) when that file exists
+        (the service's configuration), else the embedded default.  The CLI's --config."""
+        if path is not None:
+            return cls.from_file(path)
+        if os.path.exists(SYSTEM_PATH):
+            return cls.from_file(SYSTEM_PATH)
+        return cls.default()
 
     @classmethod
     def from_plugin(cls, init_config: str | bytes, open_params: str | bytes) -> Config:

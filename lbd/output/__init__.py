@@ -1,7 +1,11 @@
-"""Event output: the seed's `normal` text lines, JSON Lines and terminal lines, a batch at a time.
+"""Event output: the seed's `normal` text lines, JSON Lines, terminal lines and Parquet, a batch at
+a time, to a file, stdout or NATS JetStream.
 
 * lbd.output.writer: `open_writer(cfg, path)` -> Writer (`write_batch`, `flush`, `close`);
-  files are appended to (created 0600), errors are `OutputError` with a one-line message.
+  files are appended to (created 0600), errors are `OutputError` with a one-line message; for
+  the parquet format a lbd.output.parquet.ParquetWriter, for nats://HOST:PORT/SUBJECT a
+  lbd.output.nats.NatsExporter (lbd.output.exporter: the spool, delivery, the counts), all with
+  the Writer's methods.
 * lbd._format: the compiled bulk formatter the Writer uses (`Formatter.format(batch)`).
 * lbd.output.terminal: the terminal format, strace-like lines with colours (`TerminalFormatter`,
   which the Writer uses for fmt="terminal").
@@ -17,7 +21,7 @@ SCHEMA_PATH = Path(__file__).resolve().parent / "event.schema.json"
 
 __all__ = ["SCHEMA_PATH", "FORMATS", "OutputError", "Writer", "open_writer", "load_schema"]
 
-FORMATS = ("normal", "json", "terminal")
+FORMATS = ("normal", "json", "terminal", "parquet")
 
 
 def load_schema() -> dict:

@@ -17,22 +17,31 @@ to each other) and the baseline it is benchmarked against; it is not the fast pa
 * one event is always one line: control characters (U+0000..U+001F, U+007F) in any text field
   are written as ``\\xNN``.
 
-``json``: JSON Lines, one object per event, keys in this order (schema: lbd/output/event.schema.json)::
+``json``: JSON Lines, one object per event, always the same keys in this order (schema:
+lbd/output/event.schema.json)::
 
     time      RFC 3339 UTC with nanoseconds, "2025-06-12T11:18:10.347507525Z"
     ts        the same instant, integer ns since the epoch
     syscall, nr, dir ("<" exit, ">" enter), res
-    err       (only when the call failed: res in -4095 .. -1 and lbd.errnos names -res) "EACCES"
+    err       the errno's name when the call failed (res in -4095 .. -1 and lbd.errnos names -res),
+              "EACCES"; "" otherwise (always a string: a reader that infers types from the first
+              lines, duckdb's 20,480, would type a column of nulls as NULL and lose later names)
     latency   ns from enter to exit
     pid, tid, ppid, pcomm, uid, user, gid, group, comm, cmdline, fullpath
-    args      {name: value}: integers, strings (cut like the normal format), null, argv as an
-              array of strings (each cut), fd pairs as [fd, fd], socket addresses as
-              {"family", "addr", "port"} / {"family", "path"} / {"family", "raw" (hex)}
-    flag_names  (only when the event has flag arguments) {name: "O_RDONLY|O_CLOEXEC"}: the
-              symbolic form of each flags-kind argument (lbd.flags.names)
-    truncated (only when some argument was cut by the probe) [argument names]
-    fds       [{"fd": 0, "path": "/dev/null"}, ...]
+    args      {name: value}, names by lbd.args.json_arg_names (one JSON type per name across
+              all syscalls): integers (unsigned 64-bit values >= 2**63 as their signed value,
+              lbd.args.json_int), strings (cut like the normal format), argv as an array of
+              strings (each cut), fd pairs as [fd, fd], socket addresses as
+              {"family", "addr", "port", "path", "raw" (hex)} with null for the parts the family
+              lacks; an argument without a value (a NULL pointer, nothing read) is left out
+    flag_names  {"arg": [names], "names": ["O_RDONLY|O_CLOEXEC", ...]}: the symbolic form of each
+              flags-kind argument (lbd.flags.names); empty arrays when there is none
+    truncated [argument names the probe cut]
+    fds       {"fd": [0, 1, ...], "path": ["/dev/null", ...]}
 
+Every key is always present and has one type (objects of arrays, never arrays of objects, and
+no null where an object or array can stand), so that readers that infer a schema from the first
+lines (pyarrow.json, duckdb read_json_auto) read a whole capture.
 Written compactly (``separators=(",", ":")``, ``ensure_ascii=False``: UTF-8 text as is).
 """
 from __future__ import annotations
@@ -141,8 +150,8 @@ def normal_event(batch, i: int, limit: int) -> str:
 
 
 def _json_value(v, limit: int):
-    if v is None or isinstance(v, int):
-        return v
+    if isinstance(v, int):
+        return _args.json_int(v)
     if isinstance(v, str):
         return truncate(v, limit)
     if isinstance(v, bytes):
@@ -158,28 +167,27 @@ def json_event(batch, i: int, limit: int) -> dict:
     """Event i as the JSON object of the json format (see the module docstring)."""
     f = event_fields(batch, i)
     specs = _args.arg_specs(f["nr"]) or ()
+    jnames = _args.json_arg_names(f["nr"]) or ()
     args = f["args"]
-    obj = {"time": format_time_utc(f["ts"]), "ts": f["ts"], "syscall": f["name"], "nr": f["nr"], "dir": f["dir"],
-           "res": f["res"]}
+    shown = [(a, jn) for a, jn in zip(specs, jnames) if a.name in args]
+    fl_arg, fl_names = [], []
+    for a, jn in shown:
+        if a.flags and args[a.name] is not None:
+            fl_arg.append(jn)
+            fl_names.append(_flags.names(a.flags, args[a.name]))
     err = errnos.error_of(f["res"])
-    if err is not None and errnos.name(err):
-        obj["err"] = errnos.name(err)
-    obj.update({
+    return {
+        "time": format_time_utc(f["ts"]), "ts": f["ts"], "syscall": f["name"], "nr": f["nr"], "dir": f["dir"],
+        "res": f["res"], "err": (errnos.name(err) or "") if err is not None else "",
         "latency": f["latency"], "pid": f["pid"], "tid": f["tid"], "ppid": f["ppid"],
         "pcomm": f["pcomm"], "uid": f["uid"], "user": f["user"], "gid": f["gid"], "group": f["group"],
         "comm": f["comm"], "cmdline": truncate(f["cmdline"], limit), "fullpath": f["fullpath"],
-        "args": {k: _json_value(v, limit) for k, v in args.items()},
-    })
-    names = {a.name: _flags.names(a.flags, args[a.name]) for a in specs
-             if a.flags and a.name in args and args[a.name] is not None}
-    if names:
-        obj["flag_names"] = names
-    if args:
-        cut = [a.name for k, a in enumerate(specs) if f["flags"] >> (record.F_TRUNC_SHIFT + k) & 1]
-        if cut:
-            obj["truncated"] = cut
-    obj["fds"] = [{"fd": fd, "path": p} for fd, p in f["fds"]]
-    return obj
+        "args": {jn: _json_value(args[a.name], limit) for a, jn in shown if args[a.name] is not None},
+        "flag_names": {"arg": fl_arg, "names": fl_names},
+        "truncated": [jn for k, (a, jn) in enumerate(zip(specs, jnames))
+                      if args and f["flags"] >> (record.F_TRUNC_SHIFT + k) & 1],
+        "fds": {"fd": [fd for fd, _ in f["fds"]], "path": [p for _, p in f["fds"]]},
+    }
 
 
 def json_line(batch, i: int, limit: int) -> str:

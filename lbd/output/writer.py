@@ -20,7 +20,7 @@ import numpy as np
 
 __all__ = ["OutputError", "Writer", "open_writer", "open_output_fd", "FORMATS"]
 
-FORMATS = ("normal", "json", "terminal")
+FORMATS = ("normal", "json", "terminal")   # the text formats; "parquet": lbd.output.parquet
 
 
 class OutputError(OSError):
@@ -147,11 +147,27 @@ class Writer:
 
 def open_writer(cfg, output: str | None = None, *, fmt: str | None = None, **kw) -> Writer:
     """A Writer for a lbd Config: to `output` ("-": stdout), else to cfg's path when putfile is
-    true, else to stdout; in cfg's format (or `fmt`), cutting values at cfg's str_max_size."""
+    true, else to stdout; in cfg's format (or `fmt`), cutting values at cfg's str_max_size.
+    The parquet format gives a lbd.output.parquet.ParquetWriter (same methods; a file only); an
+    output nats://HOST:PORT/SUBJECT a lbd.output.nats.NatsExporter (JSON Lines or, for parquet,
+    Arrow IPC messages)."""
     from lbd.config import coerce
 
     cfg = coerce(cfg)
     fmt = fmt or cfg.init.format
+    if output is None and cfg.init.putfile:
+        output = cfg.init.path
+    if output is not None and output.startswith("nats://"):
+        from lbd.output.nats import NatsExporter
+
+        return NatsExporter(output, fmt, cfg.init.str_max_size, spool_dir=cfg.init.spool_dir,
+                            spool_bytes=cfg.init.spool_max_bytes, **kw)
+    if fmt == "parquet":
+        try:
+            from lbd.output.parquet import open_parquet
+        except ImportError:
+            raise OutputError(errno.ENOSYS, "the parquet format needs pyarrow: pip install 'lbd[parquet]'") from None
+        return open_parquet(cfg, output, **kw)
     if output is None and cfg.init.putfile:
         output = cfg.init.path
     if output is None or output == "-":

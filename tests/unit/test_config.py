@@ -48,7 +48,8 @@ def bad(*fragments, **changes):
 def test_key_tables():
     assert INIT_KEYS[:7] == ("rich_value_size", "str_max_size", "putfile", "path", "format",
                              "log_level", "log_file")
-    assert INIT_KEYS[7:] == ("batch_size", "batch_timeout_ms", "consumers", "merge_window_us", "python_home")
+    assert INIT_KEYS[7:] == ("batch_size", "batch_timeout_ms", "consumers", "merge_window_us", "python_home",
+                             "spool_dir", "spool_max_bytes")
     assert OPEN_KEYS[:7] == ("filter_own", "filter_falco", "filter_pids", "filter_comms", "drop_mode",
                              "drop_failed", "interest_syscall_file")
     assert OPEN_KEYS[7:] == ("ring_size", "cpus_per_ring", "loader", "track_state", "follow", "only_tids",
@@ -67,7 +68,8 @@ def test_defaults():
     assert c.init == InitConfig(
         rich_value_size=65536, str_max_size=1024, putfile=False, path="/var/log/lbd/events.log",
         format="normal", log_level="INFO", log_file="", batch_size=512, batch_timeout_ms=30,
-        consumers=1, merge_window_us=1000, python_home="")
+        consumers=1, merge_window_us=1000, python_home="", spool_dir="/var/lib/lbd/spool",
+        spool_max_bytes=1 << 30)
     assert c.open == OpenParams(
         filter_own=True, filter_falco=True, filter_pids=(), filter_comms=(), drop_mode=False,
         drop_failed=False, interest_syscall_file="", ring_size=8 << 20, cpus_per_ring=1, loader="auto",
@@ -331,7 +333,7 @@ def test_path_length(key):
 
 def test_enums():
     bad("init_config.log_level: 'debug' is not one of DEBUG, INFO, WARNING, ERROR, FATAL", log_level="debug")
-    bad("init_config.format: 'xml' is not one of normal, json", format="xml")
+    bad("init_config.format: 'xml' is not one of normal, json, parquet", format="xml")
     for level in ("DEBUG", "INFO", "WARNING", "ERROR", "FATAL"):
         assert Config.default().replace(log_level=level).log_level == level
 
