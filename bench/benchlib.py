@@ -988,6 +988,8 @@ def target_lines() -> list[str]:
         rate = row.metrics.get("compiled_eps")
         if rate:
             check(f"enrich: {mix} >= 1M events/s on one core (compiled)", rate >= 1e6, fmt_si(rate) + "/s")
+            if mix == "openclose":
+                check("enrich: openclose >= 5M events/s on one core (compiled)", rate >= 5e6, fmt_si(rate) + "/s")
     return ["", "Targets:", *checks] if checks else []
 
 
