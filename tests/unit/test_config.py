@@ -48,11 +48,12 @@ def bad(*fragments, **changes):
 def test_key_tables():
     assert INIT_KEYS[:7] == ("rich_value_size", "str_max_size", "putfile", "path", "format",
                              "log_level", "log_file")
-    assert INIT_KEYS[7:] == ("batch_size", "batch_timeout_ms", "python_home")
+    assert INIT_KEYS[7:] == ("batch_size", "batch_timeout_ms", "python_home", "secret_pattern", "rotate_size",
+                             "rotate_keep")
     assert OPEN_KEYS[:7] == ("filter_own", "filter_falco", "filter_pids", "filter_comms", "drop_mode",
                              "drop_failed", "interest_syscall_file")
     assert OPEN_KEYS[7:] == ("ring_size", "str_max", "buf_max", "argv_max", "emit_enter",
-                             "wake_bytes", "only_pids", "only_comms", "syscalls")
+                             "wake_bytes", "only_pids", "only_comms", "syscalls", "capture_env")
     assert not set(INIT_KEYS) & set(OPEN_KEYS)
     assert set(DESCRIPTIONS) == set(INIT_KEYS) | set(OPEN_KEYS)
     assert all(DESCRIPTIONS.values())
@@ -65,11 +66,11 @@ def test_defaults():
     assert c.init == InitConfig(
         rich_value_size=65536, str_max_size=1024, putfile=False, path="/var/log/lbd/events.log",
         format="normal", log_level="INFO", log_file="", batch_size=512, batch_timeout_ms=30,
-        python_home="")
+        python_home="", secret_pattern="*TOKEN*|*SECRET*|*PASSWORD*|*KEY*", rotate_size=0, rotate_keep=5)
     assert c.open == OpenParams(
         filter_own=True, filter_falco=True, filter_pids=(), filter_comms=(), drop_mode=False,
         drop_failed=False, interest_syscall_file="", ring_size=8 << 20, str_max=256, buf_max=32,
-        argv_max=16, emit_enter=False, wake_bytes=0, only_pids=(), only_comms=(), syscalls=())
+        argv_max=16, emit_enter=False, wake_bytes=0, only_pids=(), only_comms=(), syscalls=(), capture_env=False)
     assert c.open.wake_threshold == (8 << 20) // 4
     assert Config.default() is Config.default()  # cached: immutable, so sharing is safe
 
@@ -369,17 +370,21 @@ def test_unreadable_file(tmp_path, monkeypatch):
     raises(str(missing), "cannot read", "No such file or directory", fn=Config.from_file, path=missing)
     d = tmp_path / "dir.yaml"
     d.mkdir()
-    raises(str(d), "cannot read", "Is a directory", fn=Config.from_file, path=d)
+    raises(str(d), "the configuration file is a directory, not a regular file", fn=Config.from_file, path=d)
     p = tmp_path / "secret.json"
     p.write_text("{}")
     if os.geteuid() != 0:
         p.chmod(0)
     else:  # root reads anything: inject the fault instead
 
-        def denied(name, *a, **kw):
-            raise PermissionError(13, "Permission denied", name)
+        real_open = os.open
 
-        monkeypatch.setattr(C, "open", denied, raising=False)
+        def denied(name, *a, **kw):
+            if os.fspath(name) == str(p):
+                raise PermissionError(13, "Permission denied", name)
+            return real_open(name, *a, **kw)
+
+        monkeypatch.setattr(os, "open", denied)
     raises(str(p), "cannot read", "Permission denied", fn=Config.from_file, path=p)
     monkeypatch.undo()
     b = tmp_path / "bin.json"
