@@ -1,7 +1,8 @@
 """Event output: the seed's `normal` text lines and JSON Lines, formatted a batch at a time.
 
-* lbd.output.writer: `open_writer(cfg, path)` -> Writer (`write_batch`, `flush`, `close`);
-  files are appended to (created 0600), errors are `OutputError` with a one-line message.
+* lbd.output.writer: `open_writer(cfg, path)` -> Writer (`write_batch`, `flush`, `reopen`, `close`);
+  files are opened by lbd.files' rules (no link followed, mode 0600), appended to, written in
+  whole lines, rotated (rotate_size); errors are `OutputError` with a one-line message.
 * lbd._format: the compiled bulk formatter the Writer uses (`Formatter.format(batch)`).
 * lbd.output.reference: the per-event definition of both formats (what the bulk formatter must
   produce, byte for byte) and the baseline it is benchmarked against.
@@ -13,7 +14,7 @@ from pathlib import Path
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "event.schema.json"
 
-__all__ = ["SCHEMA_PATH", "FORMATS", "OutputError", "Writer", "open_writer", "load_schema"]
+__all__ = ["SCHEMA_PATH", "FORMATS", "OutputError", "OutputClosed", "Writer", "open_writer", "load_schema"]
 
 FORMATS = ("normal", "json")
 
@@ -27,7 +28,7 @@ def load_schema() -> dict:
 
 def __getattr__(name: str):
     # lazy: importing lbd.output must not need the compiled formatter
-    if name in ("OutputError", "Writer", "open_writer"):
+    if name in ("OutputError", "OutputClosed", "Writer", "open_writer"):
         from lbd.output import writer
 
         return getattr(writer, name)

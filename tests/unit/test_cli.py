@@ -69,13 +69,13 @@ def test_run_help_documents_the_options():
 
 
 def test_failed_only_and_drop_failed_exclude_each_other():
-    p = lbd("run", "--failed-only", "--drop-failed", "--duration", "0")
+    p = lbd("run", "--failed-only", "--drop-failed", "--duration", "1")
     assert p.returncode == 2 and "not allowed with" in p.stderr
 
 
 def test_run_with_unopenable_output_is_one_line(tmp_path):
     target = tmp_path / "missing" / "events.log"
-    p = lbd("run", "--output", str(target), "--duration", "0")
+    p = lbd("run", "--output", str(target), "--duration", "1")
     assert p.returncode == 1
     assert p.stderr == f"lbd: error: cannot open output file {target}: No such file or directory\n"
     assert not target.parent.exists()
@@ -84,7 +84,7 @@ def test_run_with_unopenable_output_is_one_line(tmp_path):
 def test_run_with_unopenable_log_file(tmp_path):
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"init_config": {"log_file": str(tmp_path / "no" / "lbd.log")}}))
-    p = lbd("run", "--config", str(cfg), "--output", str(tmp_path / "ev.log"), "--duration", "0")
+    p = lbd("run", "--config", str(cfg), "--output", str(tmp_path / "ev.log"), "--duration", "1")
     assert p.returncode == 1 and p.stderr.count("\n") == 1 and "cannot open log file" in p.stderr
 
 
