@@ -564,8 +564,14 @@ static const char lbd_init_schema_json[] =
     "s\",\"default\":512},\"batch_timeout_ms\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000,\"description\":"
     "\"milliseconds a consumer waits for events before returning a partial or empty batch\",\"default\":3"
     "0},\"python_home\":{\"type\":\"string\",\"maxLength\":256,\"description\":\"Falco plugin: the lbd installat"
-    "ion (venv) to use; empty = the one it was built from\",\"default\":\"\"}},\"additionalProperties\":fals"
-    "e}";
+    "ion (venv) to use; empty = the one it was built from\",\"default\":\"\"},\"secret_pattern\":{\"type\":\"st"
+    "ring\",\"maxLength\":256,\"description\":\"with capture_env: environment variables whose NAME matches "
+    "one of these |-separated patterns (* and \077 wildcards, case-insensitive) are written NAME=***; em"
+    "pty = none masked\",\"default\":\"*TOKEN*|*SECRET*|*PASSWORD*|*KEY*\"},\"rotate_size\":{\"type\":\"integer"
+    "\",\"minimum\":0,\"maximum\":1125899906842624,\"description\":\"a file output (--output, path) is rotate"
+    "d once it holds this many bytes: events.log -> events.log.1 -> ...; 0 = never\",\"default\":0},\"rot"
+    "ate_keep\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000,\"description\":\"rotated files kept (events"
+    ".log.1 .. events.log.N)\",\"default\":5}},\"additionalProperties\":false}";
 
 #define LBD_PLUGIN_ID 27182u
 #define LBD_PLUGIN_NAME "lbd"
