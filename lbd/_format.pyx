@@ -863,7 +863,8 @@ cdef class Formatter:
             try:
                 done += self.write_some(fd, 0, True)[0]
             except InterruptedError:
-                PyErr_CheckSignals()
+                pass
+            PyErr_CheckSignals()        # a Cython loop: the interpreter would not run the handlers
         return done
 
     def line_end(self):

@@ -196,6 +196,11 @@ def open_private(path: str | os.PathLike, what: str = "output file") -> PrivateF
     return PrivateFile.open(path, what)
 
 
+def _link_message(what: str, name: str) -> str:
+    return (f"cannot open {what} {name}: it is a symbolic link, and lbd does not follow links for the files "
+            f"it writes; give the real path")
+
+
 def _open_in(dfd: int, parent: str, base: str, name: str, what: str) -> tuple[int, os.stat_result]:
     """Open base in the directory dfd by the module's rules: (fd, fstat of it)."""
     dst = os.fstat(dfd)
@@ -207,23 +212,25 @@ def _open_in(dfd: int, parent: str, base: str, name: str, what: str) -> tuple[in
         raise PrivateFileError(errno.EPERM, f"cannot open {what} {name}: its directory {parent} can be written by "
                                             f"{who} (mode {stat.S_IMODE(dst.st_mode):04o}) and is not sticky; "
                                             f"use a directory only root can write")
-    if others:
-        # a FIFO another user made in /tmp would block the open until someone reads it: look first
-        try:
-            pre = os.stat(base, dir_fd=dfd, follow_symlinks=False)
-        except FileNotFoundError:
-            pre = None
-        except OSError as e:
-            raise PrivateFileError(e.errno or errno.EIO, f"cannot open {what} {name}: {e.strerror}") from None
-        if pre is not None and not stat.S_ISLNK(pre.st_mode) and pre.st_uid != euid:
-            raise PrivateFileError(errno.EPERM, f"cannot open {what} {name}: it belongs to uid {pre.st_uid} in a "
-                                                f"directory every user can write; give another path")
+    # Look first (the open below is what protects: O_NOFOLLOW, and the checks on what it opened;
+    # this only gives the clear message, and keeps a FIFO another user made in /tmp from blocking
+    # the open until someone reads it)
+    try:
+        pre = os.stat(base, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        pre = None
+    except OSError as e:
+        raise PrivateFileError(e.errno or errno.EIO, f"cannot open {what} {name}: {e.strerror}") from None
+    if pre is not None and stat.S_ISLNK(pre.st_mode):
+        raise PrivateFileError(errno.ELOOP, _link_message(what, name))
+    if others and pre is not None and pre.st_uid != euid:
+        raise PrivateFileError(errno.EPERM, f"cannot open {what} {name}: it belongs to uid {pre.st_uid} in a "
+                                            f"directory every user can write; give another path")
     try:
         fd = os.open(base, _OPEN_FLAGS, 0o600, dir_fd=dfd)
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise PrivateFileError(errno.ELOOP, f"cannot open {what} {name}: it is a symbolic link, and lbd does not "
-                                                f"follow links for the files it writes; give the real path") from None
+            raise PrivateFileError(errno.ELOOP, _link_message(what, name)) from None
         raise PrivateFileError(e.errno or errno.EIO, f"cannot open {what} {name}: {e.strerror}") from None
     try:
         st = os.fstat(fd)
