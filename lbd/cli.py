@@ -20,9 +20,18 @@ def _interrupted(signum, frame):
     raise SystemExit(130)
 
 
-# Run as a program (python -m lbd.cli): from here on a Ctrl-C is an exit, not a traceback.
-if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+def _take_sigint() -> bool:
+    """From here on a Ctrl-C is an exit (130), not a traceback.  A SIGINT that a launcher kept
+    blocked while the interpreter started (the one moment lbd cannot handle) is delivered now."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return False                         # ignored (a background job) or someone else's
     signal.signal(signal.SIGINT, _interrupted)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    return True
+
+
+if __name__ == "__main__":                   # python -m lbd.cli
+    _take_sigint()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -477,9 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     # numpy's OpenBLAS would start a thread per core that spins after use; lbd does no linear
     # algebra, and its cores are better spent on the capture (set before numpy is imported)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    early = signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    if early:                             # the `lbd` script: a Ctrl-C from here on exits 130
-        signal.signal(signal.SIGINT, _interrupted)
+    early = _take_sigint()                   # the `lbd` script
     try:
         p = _parser()
         a = p.parse_args(argv)

@@ -172,8 +172,17 @@ class PrivateFile:
     def rotate(self, keep: int) -> None:
         """events.log -> events.log.1 -> ... -> events.log.<keep> (the oldest is replaced), then a
         new events.log.  Renames work on directory entries: a link planted under one of the
-        rotated names is replaced, never followed."""
+        rotated names is replaced, never followed.  When the path no longer names this file
+        (moved away), only a new file is opened."""
         d = self.dir_fd
+        try:
+            cur = os.stat(self.base, dir_fd=d, follow_symlinks=False)
+        except FileNotFoundError:
+            cur = None
+        mine = os.fstat(self.fd)
+        if cur is None or (cur.st_dev, cur.st_ino) != (mine.st_dev, mine.st_ino):
+            self.reopen()            # moved away already (logrotate before its SIGHUP): start anew
+            return
         for k in range(keep - 1, 0, -1):
             try:
                 os.rename(f"{self.base}.{k}", f"{self.base}.{k + 1}", src_dir_fd=d, dst_dir_fd=d)

@@ -116,6 +116,7 @@ class Writer:
         self.flush_s = flush_s
         self.rotate_size = rotate_size if file is not None else 0
         self.rotate_keep = rotate_keep
+        self._rotate_at = self.rotate_size     # the size that starts a rotation (later after one failed)
         self.should_stop = should_stop
         self.formatter = Formatter(fmt, limit, capture_env=capture_env, secret_pattern=secret_pattern)
         self.counts = np.zeros(1024, dtype=np.int64)   # events formatted, by syscall number
@@ -228,15 +229,10 @@ class Writer:
     def _write_file(self) -> int:
         if not self.rotate_size:
             return self._write(0, False)
-        if self._size >= self.rotate_size:
-            self._rotate()
-        room = self.rotate_size - self._size
         first = self.formatter.line_end()
-        if first > room:
-            if self._size:
-                self._rotate()
-                return self._write_file() if self.rotate_size else self._write(0, False)
-            room = first            # an empty file takes a line longer than rotate_size
+        if self._size and self._size + first > self._rotate_at:
+            self._rotate()
+        room = max(self._rotate_at - self._size, first)    # an empty file takes a longer line
         return self._write(room, False)
 
     def _write_pipe(self) -> int:
@@ -296,10 +292,12 @@ class Writer:
         try:
             self.file.rotate(self.rotate_keep)
         except OSError as e:
-            log.error("%s: rotation failed (%s); writing on without rotating", self.name, e.strerror or e)
-            self.rotate_size = 0
+            # keep writing to this file; try again once it has grown by another rotate_size
+            log.error("%s: rotation failed (%s); writing on to the same file", self.name, e.strerror or e)
+            self._rotate_at = self._size + self.rotate_size
             return
         self._switch()
+        self._rotate_at = self.rotate_size
         self.rotations += 1
 
     def reopen(self) -> bool:

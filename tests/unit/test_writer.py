@@ -223,3 +223,18 @@ def test_write_some_writes_whole_lines():
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_rotation_after_the_file_was_moved_away(tmp_path):
+    """logrotate moved the file and the SIGHUP has not come yet: a rotation due then starts a new
+    file at the path instead of failing (and rotation goes on afterwards)."""
+    path = tmp_path / "events.log"
+    cfg = Config.default().replace(rotate_size=4096, rotate_keep=9)
+    with open_writer(cfg, str(path), flush_bytes=1) as w:
+        w.write_batch(events(5))
+        os.rename(path, tmp_path / "moved.log")
+        for _ in range(10):
+            w.write_batch(events(10))
+    names = sorted(os.listdir(tmp_path))
+    assert "moved.log" in names and "events.log" in names and "events.log.1" in names, names
+    assert sum(whole_lines((tmp_path / n).read_bytes()) for n in names) == w.events == 105
