@@ -68,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="capture syscalls and write events (stdout by default)",
                          description="Capture syscalls and write one event per line until Ctrl-C, SIGTERM or "
-                                     "--duration; then print a summary on stderr.")
+                                     "--duration; then print a summary on stderr.  SIGHUP reopens the output "
+                                     "and log files (logrotate).")
     run.add_argument("--config", metavar="FILE", help="JSON or YAML configuration (default: the embedded one)")
     run.add_argument("--format", choices=("normal", "json"), help="output format (default: config's format)")
     run.add_argument("--output", "-o", metavar="PATH",
