@@ -131,6 +131,7 @@ class Writer:
         self._last = time.monotonic()
         self.closed = False
         self._own_fd = -1        # a non-blocking duplicate description of a pipe (ours to close)
+        self._gone = False       # poll said POLLERR: the reader went away (a write tells for sure)
         self._setup()
 
     # ---- the kind of output --------------------------------------------------------------------
@@ -248,6 +249,8 @@ class Writer:
         taken = -(-unread // _PAGE) + 1
         room = (self._pipe_slots - taken) * _PAGE
         first = self.formatter.line_end()
+        if self._gone:
+            return self._write(first, False)        # EPIPE: what the unread bytes hid
         if first > room:
             if unread == 0 and first > (self._pipe_slots - 1) * _PAGE:
                 return self._write(first, True)     # a line longer than the pipe: it must be cut
@@ -255,7 +258,7 @@ class Writer:
         return self._write(room, False)
 
     def _write_other(self) -> int:
-        if not _ready(self._wfd, 0):
+        if not _ready(self._wfd, 0) and not self._gone:
             return 0
         return self._write(max(_OTHER_CHUNK, self.formatter.line_end()), False)
 
@@ -263,7 +266,7 @@ class Writer:
         """Wait until the output may take more (at most _WAIT_S); signal handlers run meanwhile."""
         if self.regular:
             return
-        _ready(self._wfd, _WAIT_S)
+        self._gone = _ready(self._wfd, _WAIT_S) & (select.POLLERR | select.POLLHUP) != 0
 
     def _fail(self, e: OSError) -> None:
         """Give up after a write error: no partial line left behind, the lost events counted."""
@@ -371,10 +374,12 @@ class Writer:
             pass
 
 
-def _ready(fd: int, timeout: float) -> bool:
+def _ready(fd: int, timeout: float) -> int:
+    """poll(2) for POLLOUT: the events (POLLOUT, POLLERR for a pipe without reader), 0 on timeout."""
     p = select.poll()
     p.register(fd, select.POLLOUT)
-    return bool(p.poll(timeout * 1000))
+    ev = p.poll(timeout * 1000)
+    return ev[0][1] if ev else 0
 
 
 def open_writer(cfg, output: str | None = None, *, fmt: str | None = None, **kw) -> Writer:

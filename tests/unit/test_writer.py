@@ -238,3 +238,30 @@ def test_rotation_after_the_file_was_moved_away(tmp_path):
     names = sorted(os.listdir(tmp_path))
     assert "moved.log" in names and "events.log" in names and "events.log.1" in names, names
     assert sum(whole_lines((tmp_path / n).read_bytes()) for n in names) == w.events == 105
+
+
+def test_a_full_pipe_whose_reader_went_away_is_output_closed():
+    """The pipe is full of bytes nobody will read and its reader is gone: there is never room for
+    a line, but the writer still finds out (EPIPE) instead of waiting forever."""
+    import time
+
+    r, wfd = os.pipe()
+    deadline = time.monotonic() + 10                     # a guard: a writer that waits on would stop here
+    w = Writer(wfd, "normal", 0, flush_bytes=1 << 30, flush_s=3600, should_stop=lambda: time.monotonic() > deadline)
+    try:
+        w.write_batch(events(2000))
+        stop = w.should_stop
+        w.should_stop = lambda: True
+        w.flush()                                        # fills the pipe, then gives up (stop)
+        w.should_stop = stop
+        os.close(r)                                      # the reader goes away, the pipe still full
+        r = -1
+        with pytest.raises(OutputClosed):
+            w.flush()
+        assert time.monotonic() < deadline
+        w.close()
+        assert w.events + w.unwritten == 2000
+    finally:
+        if r >= 0:
+            os.close(r)
+        os.close(wfd)
