@@ -7,7 +7,7 @@ PY    := $(VENV)/bin/python
 SUFFIX = $(shell test -x $(PY) && $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 EXTS   = $(patsubst %.pyx,%$(SUFFIX),$(wildcard lbd/*.pyx))
 
-.PHONY: all setup build ext run test test-unit test-kernel bench bench-compare clean
+.PHONY: all setup build ext bpf run test test-unit test-kernel test-bcc bench bench-compare clean
 
 all: build
 
@@ -15,26 +15,47 @@ all: build
 setup:
 	@bash scripts/setup.sh
 
-# Rebuild the Cython extensions in place when their sources or the record header change.
+# Rebuild the Cython extensions in place, and the CO-RE object, when their sources change.
 build: setup
-	@$(MAKE) --no-print-directory ext
+	@$(MAKE) --no-print-directory ext bpf
+
+# libbpf, static and position-independent, for the loader (scripts/build_libbpf.sh)
+LIBBPF := build/libbpf/libbpf.a
+$(LIBBPF): scripts/build_libbpf.sh
+	@bash scripts/build_libbpf.sh
 
 ext: $(EXTS)
-$(EXTS) &: $(wildcard lbd/*.pyx lbd/*.pxd) bpf/lbd_record.h lbd/enrich/lbd_enrich_layout.h setup.py
+$(EXTS) &: $(wildcard lbd/*.pyx lbd/*.pxd) bpf/lbd_record.h lbd/enrich/lbd_enrich_layout.h setup.py $(LIBBPF)
 	$(PY) setup.py -q build_ext --inplace
 	@touch $(EXTS)    # setup.py skips up-to-date modules: mark all as built now
+
+# The probe as a CO-RE object (libbpf relocates it against the running kernel's BTF at load
+# time): compiled once here, with kernel struct layouts from bpf/lib/core.h, no kernel headers.
+BPF_OBJ := build/lbd.bpf.o
+bpf: $(BPF_OBJ)
+$(BPF_OBJ): bpf/lbd.bpf.c bpf/lbd_record.h $(wildcard bpf/lib/*.h) $(LIBBPF)
+	@mkdir -p build
+	clang -target bpf -D__TARGET_ARCH_x86 -g -O2 -Wall -Werror -Wno-unused-function \
+	    -Ibpf -Ibuild/libbpf/include -I/usr/include/$(shell $(CC) -dumpmachine) \
+	    -c bpf/lbd.bpf.c -o $@
 
 run: build
 	$(VENV)/bin/lbd run
 
+# The whole suite under the default loader (libbpf, CO-RE), then the kernel tier under bcc.
 test: build plugin
 	$(PY) -m pytest tests
+	LBD_LOADER=bcc $(PY) -m pytest tests/kernel
 
 test-unit: build
 	$(PY) -m pytest tests/unit
 
 test-kernel: build
 	$(PY) -m pytest tests/kernel
+
+# The kernel tier again under the bcc loader (make test runs it too).
+test-bcc: build plugin
+	LBD_LOADER=bcc $(PY) -m pytest tests/kernel
 
 # Benchmarks (bench/, never part of `make test`): alternatives side by side in one run, a summary
 # table of ratios at the end; every run is saved (.benchmarks/, with the machine info) for

@@ -35,15 +35,33 @@ def extension(name: str) -> Extension:
     )
 
 
+LIBBPF = "build/libbpf"      # scripts/build_libbpf.sh: libbpf.a (static, -fPIC) and its headers
+
+
+def libbpf_extension() -> Extension:
+    """lbd/_libbpf.pyx, the loader, with libbpf linked in statically (an installed lbd needs no
+    libbpf package; libelf and zlib, which every distribution has, stay shared)."""
+    if not os.path.exists(f"{LIBBPF}/libbpf.a"):
+        raise SystemExit(f"{LIBBPF}/libbpf.a is missing: run scripts/build_libbpf.sh (make setup does)")
+    ext = extension("_libbpf")
+    ext.include_dirs.insert(0, f"{LIBBPF}/include")
+    ext.extra_objects = [f"{LIBBPF}/libbpf.a"]
+    ext.libraries = ["elf", "z"]
+    return ext
+
+
 EXTENSIONS = [
     extension("_decode"),   # the ring consumer: bulk drain into batches
     extension("_format"),   # the output formats (lbd/output/): normal lines and JSON Lines per batch
     extension("_enrich"),   # the compiled core of lbd.enrich: fd tables, string arena, per-event loop
+    extension("_filter"),   # lbd.filter's text tests over byte spans
+    libbpf_extension(),     # the loader: libbpf's open / load / attach (lbd/loader.py)
 ]
 
 
 class BuildPy(build_py):
-    """A wheel carries the kernel side and the default syscall selection inside the package
+    """A wheel carries the kernel side (the probe's source for bcc and its CO-RE object,
+    build/lbd.bpf.o, made by `make build`) and the default syscall selection inside the package
     (lbd/bpf, lbd/json_config: lbd/_paths.py looks there when there is no source checkout)."""
 
     def run(self):
@@ -52,6 +70,8 @@ class BuildPy(build_py):
             target = os.path.join(self.build_lib, "lbd", dst)
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(src, target)
+        if os.path.exists("build/lbd.bpf.o"):
+            shutil.copy2("build/lbd.bpf.o", os.path.join(self.build_lib, "lbd", "bpf", "lbd.bpf.o"))
 
 
 setup(ext_modules=cythonize(EXTENSIONS, compiler_directives=directives), cmdclass={"build_py": BuildPy})

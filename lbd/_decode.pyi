@@ -27,6 +27,8 @@ STOP_EMPTY: int
 STOP_BUSY: int
 #: Ring.last_stop: the batch had no room (events or arena bytes); records remain in the ring
 STOP_FULL: int
+#: Rings.last_stop: records wait in a ring for the order (another ring may still write older ones)
+STOP_HELD: int
 
 _Index = None | npt.ArrayLike
 
@@ -66,10 +68,11 @@ class Batch:
         """numpy S<width> array of the payloads' first `width` bytes."""
 
 class Ring:
-    """lbd's BPF ring buffer (or an in-memory image of one), read in bulk."""
+    """One of lbd's BPF ring buffers (or an in-memory image of one), read in bulk."""
 
     wall_offset: int
     last_stop: int
+    late: int
     records: int
     malformed: int
     discarded: int
@@ -77,12 +80,16 @@ class Ring:
     bytes: int
 
     def __init__(self, map_fd: int = -1, size: int = 0, valid_nrs: Iterable[int] | None = None,
-                 wall_offset: int = 0) -> None: ...
+                 wall_offset: int = 0, index: int = 0) -> None: ...
     @staticmethod
     def from_image(cons: Any, prod: Any, data: Any, valid_nrs: Iterable[int] | None = None,
-                   wall_offset: int = 0) -> Ring: ...
+                   wall_offset: int = 0, index: int = 0) -> Ring: ...
     @property
     def ring_size(self) -> int: ...
+    @property
+    def index(self) -> int: ...
+    @property
+    def map_fd(self) -> int: ...
     @property
     def closed(self) -> bool: ...
     @property
@@ -97,3 +104,22 @@ class Ring:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None: ...
     def stats(self) -> dict[str, int]: ...
+
+
+class Rings:
+    """Several Rings merged in emit-time (ets) order into one Batch; one epoll over all."""
+
+    window_ns: int
+    wall_offset: int
+    late: int
+    last_stop: int
+
+    def __init__(self, rings: Iterable[Ring], window_ns: int = 1000000, wall_offset: int = 0) -> None: ...
+    @property
+    def count(self) -> int: ...
+    def wait(self, timeout_ms: int) -> bool: ...
+    def fill(self, batch: Batch, max_events: int = 0, append: bool = False,
+             horizon_ns: int | None = None) -> int: ...
+    def pending_bytes(self) -> int: ...
+    def stats(self) -> dict[str, Any]: ...
+    def close(self) -> None: ...

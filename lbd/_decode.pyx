@@ -24,8 +24,9 @@ unchecked loop dereferences is asserted to lie inside the ring image / arena (ab
 """
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, UINT64_MAX
 from libc.string cimport memcpy, memset
+from libc.stdlib cimport malloc, free
 from libc.errno cimport errno
 from posix.unistd cimport close
 
@@ -34,8 +35,8 @@ import os
 import numpy as np
 cimport numpy as cnp
 
-from lbd._record cimport (lbd_hdr, lbd_slot, LBD_RECORD_VERSION, LBD_MAX_ARGS, LBD_PAYLOAD_MAX,
-                          LBD_RECORD_ALIGN)
+from lbd._record cimport (lbd_hdr, lbd_slot, lbd_settings, lbd_desc, lbd_sc_stat, lbd_sock,
+                          LBD_RECORD_VERSION, LBD_MAX_ARGS, LBD_PAYLOAD_MAX, LBD_RECORD_ALIGN)
 from lbd import record as _record
 
 cnp.import_array()
@@ -149,6 +150,10 @@ cdef enum:
     N_VALID = 1024                      # size of Ring.valid_nr
     DIR_ENTER = 62                      # '>'
     DIR_EXIT = 60                       # '<'
+    H_UNKNOWN = 0                       # rview.state: not looked at since the last record
+    H_HEAD = 1                          # head is the next record, validated
+    H_EMPTY = 2                         # nothing ready up to the loaded producer position
+    H_BUSY = 3                          # the next record is reserved, not committed yet
 
 # ---- import-time layout checks: the numpy dtypes must be the C structs, field for field -------
 
@@ -181,6 +186,9 @@ def _check_layout():
         "uid": <size_t>&h.uid - base, "gid": <size_t>&h.gid - base, "ts": <size_t>&h.ts - base,
         "latency": <size_t>&h.latency - base, "res": <size_t>&h.res - base, "comm": <size_t>&h.comm - base,
         "args": <size_t>&h.args - base, "slot": <size_t>&h.slot - base,
+        "ets": <size_t>&h.ets - base, "cgroup_id": <size_t>&h.cgroup_id - base,
+        "pidns": <size_t>&h.pidns - base, "mntns": <size_t>&h.mntns - base,
+        "loginuid": <size_t>&h.loginuid - base, "xslot": <size_t>&h.xslot - base,
         "rec": <size_t>&e.rec - base, "cpu_ring": <size_t>&e.cpu_ring - base,
     }
     if sizeof(lbd_hdr) != _record.HDR_DTYPE.itemsize:
@@ -198,6 +206,32 @@ def _check_layout():
         raise ImportError("record version differs between lbd_record.h and lbd.record")
     if _record.NR_SCHED_EXIT >= N_VALID:
         raise ImportError("sched pseudo syscall numbers do not fit Ring.valid_nr")
+    # the map value layouts lbd.probe writes with numpy (lbd.record's dtypes)
+    cdef lbd_settings st
+    cdef size_t sb = <size_t>&st
+    s_offsets = {
+        "drop_mode": <size_t>&st.drop_mode - sb, "filter_generation": <size_t>&st.filter_generation - sb,
+        "state_on": <size_t>&st.state_on - sb, "wake_bytes": <size_t>&st.wake_bytes - sb,
+        "only_tids_on": <size_t>&st.only_tids_on - sb, "syscall_stats": <size_t>&st.syscall_stats - sb,
+        "pad": <size_t>&st.pad - sb,
+    }
+    cdef lbd_desc de
+    cdef lbd_sc_stat sc
+    cdef lbd_sock so
+    for dtype, csize, what in ((_record.SETTINGS_DTYPE, sizeof(lbd_settings), "lbd_settings"),
+                               (_record.DESC_DTYPE, sizeof(lbd_desc), "lbd_desc"),
+                               (_record.SC_STAT_DTYPE, sizeof(lbd_sc_stat), "lbd_sc_stat"),
+                               (_record.SOCK_DTYPE, sizeof(lbd_sock), "lbd_sock")):
+        if dtype.itemsize != csize:
+            raise ImportError(f"{what} is {csize} bytes in C, {dtype.itemsize} in lbd.record")
+    for name, off in s_offsets.items():
+        if _record.SETTINGS_DTYPE.fields[name][1] != off:
+            raise ImportError(f"lbd_settings.{name}: offset {off} in C, "
+                              f"{_record.SETTINGS_DTYPE.fields[name][1]} in lbd.record")
+    if (_record.DESC_DTYPE.fields["flags"][1] != <size_t>&de.flags - <size_t>&de
+            or _record.SC_STAT_DTYPE.fields["hist"][1] != <size_t>&sc.hist - <size_t>&sc
+            or _record.SOCK_DTYPE.fields["raddr"][1] != <size_t>&so.raddr - <size_t>&so):
+        raise ImportError("lbd_desc / lbd_sc_stat / lbd_sock field offsets differ from lbd.record")
 
 
 _check_layout()
@@ -229,7 +263,10 @@ cdef inline bint rec__valid(const lbd_hdr *h, uint32_t rlen, const uint8_t *vali
     if (h.size != rlen or h.version != LBD_RECORD_VERSION or h.nr >= N_VALID or not valid_nr[h.nr]
             or h.nargs > LBD_MAX_ARGS or (h.dir != DIR_EXIT and h.dir != DIR_ENTER)):
         return False
-    # each slot with a payload: HDR_SIZE <= off and off + len <= rlen (all six at once, in C)
+    # each slot with a payload: HDR_SIZE <= off and off + len <= rlen (all six at once, in C),
+    # and the same for the extra slot
+    if h.xslot.len and (h.xslot.off < HDR_SIZE or <uint32_t>h.xslot.off + h.xslot.len > rlen):
+        return False
     return lbd_slots_bad(h.slot, rlen) == 0
 
 
@@ -432,14 +469,212 @@ cdef class Batch:
         return out
 
 
+cdef inline void view__load(rview *v) noexcept nogil:
+    """Start a drain of ring v: its positions now.  Positions the kernel never produces (prod -
+    cons <= size - 8, both multiples of 8) cannot be parsed: resynchronise on the producer."""
+    v.cons = v.cons_pos[0]
+    v.start = v.cons
+    v.prod = lbd_load_acq64(v.prod_pos)
+    v.state = H_UNKNOWN
+    if v.cons != v.prod and (((v.cons | v.prod) & 7) != 0 or v.prod - v.cons > v.size):
+        v.malformed += 1
+        v.resyncs += 1
+        v.cons = v.prod
+
+
+cdef inline int view__head(rview *v) noexcept nogil:
+    """Make v's next ready record its head (H_HEAD, validated, head_ets set), skipping discarded
+    and malformed ones, or tell why there is none: H_EMPTY (nothing published up to the position
+    loaded by view__load), H_BUSY (the next record is reserved, not committed)."""
+    cdef const uint8_t *rp
+    cdef uint32_t word, rlen
+    cdef uint64_t total
+    cdef const lbd_hdr *h
+    if v.state == H_HEAD:
+        return H_HEAD
+    while v.cons < v.prod:
+        rp = v.data + (v.cons & v.mask)
+        LBD_CHECK(rp >= v.data and rp + 8 <= v.data + 2 * v.size)
+        word = lbd_load_acq32(<const uint32_t *>rp)
+        if word & LBD_RB_BUSY_BIT:
+            v.state = H_BUSY                            # being written: it and the rest wait
+            return H_BUSY
+        rlen = word & ~(LBD_RB_BUSY_BIT | LBD_RB_DISCARD_BIT)
+        total = align8(<uint64_t>rlen + LBD_RB_HDR_SZ)
+        if total > v.prod - v.cons:
+            # Longer than what was published: the length word is corrupt and the next
+            # record's position unknown.  Resynchronise on the producer.
+            v.malformed += 1
+            v.resyncs += 1
+            v.cons = v.prod
+            break
+        LBD_CHECK(rp + total <= v.data + 2 * v.size and total <= v.size)
+        if word & LBD_RB_DISCARD_BIT:
+            v.discarded += 1
+            v.cons += total
+            continue
+        h = <const lbd_hdr *>(rp + LBD_RB_HDR_SZ)
+        if not rec__valid(h, rlen, v.valid_nr):     # validated once; trusted from here on
+            v.malformed += 1
+            v.cons += total
+            continue
+        v.head = h
+        v.head_rlen = rlen
+        v.head_total = total
+        v.head_ets = h.ets
+        v.state = H_HEAD
+        return H_HEAD
+    v.state = H_EMPTY
+    return H_EMPTY
+
+
+cdef size_t merge_drain(rview *rv, int k, Batch b, size_t max_events, uint64_t horizon,
+                        uint64_t wall, uint64_t *last_ets, uint64_t *late, int *stop_out) noexcept nogil:
+    """Copy the ready records of rings rv[0..k) into batch b in ets (emit time) order.
+
+    Each ring is in ets order (the probe reads ets just before writing), so this is a k-way merge:
+    the ring with the smallest head gives a run of records up to the next smallest head among the
+    other rings.  A record is released only when no ring can still produce an older one: a ring
+    that has a head bounds the others by it; an empty ring by `horizon` (the caller's clock minus
+    the merge window: what an empty ring writes from now on is newer); a ring whose next record is
+    being written (busy) by its last released ets.  Records past those bounds stay in their rings
+    for the next fill (stop STOP_HELD).  A record older than one already released (a producer
+    held up longer than the window) is released at once and counted in `late`.
+
+    It trusts the ring mappings and the batch buffers (as drain did), and validates every record
+    once (view__head).  Each ring's consumer position is stored, with release ordering, after the
+    copies it frees: every 256 records and at the end.
+    """
+    cdef uint8_t *arena = b.arena_p
+    cdef lbd_event *ev = b.ev_p
+    cdef size_t n = b.n, used = b.used, arena_bytes = b.arena_bytes, need, at
+    cdef uint32_t plugin_id = b.plugin_id
+    cdef int stop = STOP_EMPTY, r, best, st
+    cdef uint64_t bound, best_ets, ets
+    cdef rview *v
+    cdef const lbd_hdr *h
+    cdef const uint8_t *rp
+    cdef uint32_t rlen
+    cdef lbd_event *e
+    cdef lbd_falco_prefix *pre
+    for r in range(k):
+        view__load(&rv[r])
+    while True:
+        if n >= max_events:
+            # full: as a single ring's drain always did, without parsing what is left
+            for r in range(k):
+                if rv[r].cons < rv[r].prod:
+                    stop = STOP_FULL
+            break
+        # the ring with the oldest head, and the bound the others set
+        best = -1
+        best_ets = 0
+        for r in range(k):
+            if view__head(&rv[r]) == H_HEAD and (best < 0 or rv[r].head_ets < best_ets):
+                best = r
+                best_ets = rv[r].head_ets
+        if best < 0:
+            for r in range(k):
+                if rv[r].state == H_BUSY:
+                    stop = STOP_BUSY
+            break
+        bound = UINT64_MAX
+        for r in range(k):
+            if r == best:
+                continue
+            st = rv[r].state
+            if st == H_HEAD:
+                ets = rv[r].head_ets
+            elif st == H_EMPTY:
+                ets = horizon
+            else:
+                ets = rv[r].last_ets
+            if ets < bound:
+                bound = ets
+        if best_ets > bound and best_ets >= last_ets[0]:
+            stop = STOP_HELD                            # another ring may still write older ones
+            break
+        # the run: best's records up to the bound (a late one goes at once, alone)
+        v = &rv[best]
+        while True:
+            h = v.head
+            rlen = v.head_rlen
+            need = align8(FALCO_PREFIX + rlen)
+            if used + need > arena_bytes:
+                stop = STOP_FULL                        # the record stays for the next batch
+                break
+            rp = <const uint8_t *>h - LBD_RB_HDR_SZ
+            at = used
+            LBD_CHECK(at + need <= arena_bytes and n < b.capacity and (at + FALCO_PREFIX) % 8 == 0)
+            pre = <lbd_falco_prefix *>(arena + at)
+            pre.ts = h.ts + wall
+            pre.tid = h.tid
+            pre.len = FALCO_PREFIX + rlen
+            pre.type = PPME_PLUGINEVENT_E
+            pre.nparams = 2
+            pre.plen0 = 4
+            pre.plen1 = rlen
+            pre.plugin_id = plugin_id
+            # The copies, all from the ring (reading back the arena copy just stored would stall
+            # on store forwarding).  The header's fixed size lets the compiler inline both header
+            # copies; a short payload is copied as a fixed 64 bytes (inlined too) when the bytes
+            # past it are inside the mapping and the arena (the extra bytes land in this slot's
+            # padding or where the next record goes, and are never read as data); a long one
+            # goes through memcpy().
+            e = ev + n
+            memcpy(arena + at + FALCO_PREFIX, h, HDR_SIZE)
+            memcpy(&e.h, h, HDR_SIZE)
+            if rlen > HDR_SIZE:
+                if (rlen <= HDR_SIZE + 64 and at + FALCO_PREFIX + HDR_SIZE + 64 <= arena_bytes
+                        and rp + LBD_RB_HDR_SZ + HDR_SIZE + 64 <= v.data + 2 * v.size):
+                    memcpy(arena + at + FALCO_PREFIX + HDR_SIZE, <const uint8_t *>h + HDR_SIZE, 64)
+                else:
+                    memcpy(arena + at + FALCO_PREFIX + HDR_SIZE, <const uint8_t *>h + HDR_SIZE,
+                           rlen - HDR_SIZE)
+            e.h.ts = e.h.ts + wall
+            e.rec = <uint32_t>(at + FALCO_PREFIX)
+            e.cpu_ring = v.index
+            b.ptrs_p[n] = <uint64_t>(arena + at)
+            used = at + need
+            n += 1
+            ets = v.head_ets
+            if ets < last_ets[0]:
+                late[0] += 1
+            else:
+                last_ets[0] = ets
+            v.last_ets = ets
+            v.records += 1
+            v.cons += v.head_total
+            v.state = H_UNKNOWN
+            if (v.records & 255) == 0:
+                # a big batch frees ring space as it goes, so producers see room sooner
+                lbd_store_rel64(v.cons_pos, v.cons)
+            if n >= max_events or view__head(v) != H_HEAD or v.head_ets > bound:
+                break
+        if stop == STOP_FULL:
+            break
+    b.n = n
+    b.used = used
+    for r in range(k):
+        v = &rv[r]
+        if v.cons != v.start:
+            if v.cons > v.start:                        # (a resync may move backwards)
+                v.bytes += v.cons - v.start
+            lbd_store_rel64(v.cons_pos, v.cons)         # after the last read of what it frees
+        v.state = H_UNKNOWN
+    stop_out[0] = stop
+    return n
+
+
 cdef class Ring:
-    """lbd's BPF ring buffer, read in bulk.
+    """One of lbd's BPF ring buffers (the probe writes one per cpus_per_ring CPUs), read in bulk.
 
     Invariants: `data` is the ring's data area mapped twice back to back, so a record that wraps
-    past the end is contiguous in memory; only this object advances the consumer position, and it
-    does so only past records it has copied (or skipped as discarded / malformed), after its last
-    read of them.  The maps stay until close(); a close() from another thread while
-    a fill() or wait() runs without the GIL takes effect when that call returns.
+    past the end is contiguous in memory; only this object (or a Rings merging it) advances the
+    consumer position, and only past records it has copied (or skipped as discarded / malformed),
+    after its last read of them.  The maps stay until close(); a close() from another thread while
+    a fill() or wait() runs without the GIL takes effect when that call returns.  A ring read on its
+    own (fill) is in its records' order, which is ets order; Rings merges several.
     """
 
     def __cinit__(self):
@@ -453,26 +688,30 @@ cdef class Ring:
         self.filling = False
         self.close_pending = False
         self.last_stop = STOP_EMPTY
+        self.last_ets = 0
+        self.late = 0
+        memset(&self.v, 0, sizeof(self.v))
         memset(self.valid_nr, 0, sizeof(self.valid_nr))
+        self.v.valid_nr = self.valid_nr
 
-    def __init__(self, int map_fd=-1, uint64_t size=0, valid_nrs=None, int64_t wall_offset=0):
+    def __init__(self, int map_fd=-1, uint64_t size=0, valid_nrs=None, int64_t wall_offset=0, int index=0):
         """Map the ring buffer behind map_fd (a BPF_MAP_TYPE_RINGBUF of `size` data bytes).
 
         valid_nrs: the syscall numbers a record may carry (default: the syscall table and the
         sched pseudo numbers); others are malformed.  wall_offset: added to each record's
-        boot-time ts for `events["ts"]` and the Falco prefix.
+        boot-time ts for `events["ts"]` and the Falco prefix.  index: this ring's number among the
+        probe's rings (events["cpu_ring"] of its records).
         """
-        if self.data != NULL or self.map_fd >= 0:
+        if self.v.data != NULL or self.map_fd >= 0:
             raise RuntimeError("Ring is already initialised")
         self._set_valid(valid_nrs)
         self.wall_offset = wall_offset
+        self.v.index = index
         if map_fd < 0:
             return  # an image: see from_image()
         if size < 8 or size & (size - 1):
             raise ValueError(f"ring size {size}: must be a power of two")
         self.page = os.sysconf("SC_PAGE_SIZE")
-        self.size = size
-        self.mask = size - 1
         # Layout of a BPF ring buffer map's mmap (kernel/bpf/ringbuf.c, as libbpf maps it):
         # offset 0: consumer page (read-write); offset page: producer page, then the data pages
         # twice (read-only).
@@ -487,9 +726,11 @@ cdef class Ring:
             self._unmap()
             raise OSError(err, f"mmap of the ring's producer page and data: {os.strerror(err)}")
         self.map_prod = prod
-        self.cons_pos = <uint64_t *>cons
-        self.prod_pos = <const uint64_t *>prod
-        self.data = <const uint8_t *>prod + self.page
+        self.v.cons_pos = <uint64_t *>cons
+        self.v.prod_pos = <const uint64_t *>prod
+        self.v.data = <const uint8_t *>prod + self.page
+        self.v.size = size
+        self.v.mask = size - 1
         self.map_fd = map_fd
         self.epfd = epoll_create1(EPOLL_CLOEXEC)
         cdef epoll_event ev
@@ -504,7 +745,7 @@ cdef class Ring:
             raise OSError(err, f"epoll on the ring buffer: {os.strerror(err)}")
 
     @staticmethod
-    def from_image(cons, prod, data, valid_nrs=None, int64_t wall_offset=0):
+    def from_image(cons, prod, data, valid_nrs=None, int64_t wall_offset=0, int index=0):
         """A ring over in-memory buffers laid out like the kernel's (for tests and benchmarks).
 
         cons, prod: writable / readable uint64 buffers whose element 0 is the consumer / producer
@@ -512,7 +753,7 @@ cdef class Ring:
         half a copy of the first (as the kernel maps it).  The ring holds the buffers' exports
         until close().  See lbd.ringimage.RingImage, which builds such images.
         """
-        cdef Ring r = Ring(-1, 0, valid_nrs, wall_offset)
+        cdef Ring r = Ring(-1, 0, valid_nrs, wall_offset, index)
         cdef uint64_t[::1] c = cons
         cdef const uint64_t[::1] p = prod
         cdef const uint8_t[::1] d = data
@@ -524,11 +765,11 @@ cdef class Ring:
         if (<size_t>&d[0]) & 7 or (<size_t>&c[0]) & 7 or (<size_t>&p[0]) & 7:
             raise ValueError("image buffers must be 8-byte aligned")
         r.keep = (c, p, d)      # typed memoryviews: they keep the buffers exported (not resizable)
-        r.cons_pos = &c[0]
-        r.prod_pos = &p[0]
-        r.data = &d[0]
-        r.size = size
-        r.mask = size - 1
+        r.v.cons_pos = &c[0]
+        r.v.prod_pos = &p[0]
+        r.v.data = &d[0]
+        r.v.size = size
+        r.v.mask = size - 1
         return r
 
     cdef _set_valid(self, valid_nrs):
@@ -543,27 +784,36 @@ cdef class Ring:
     @property
     def ring_size(self):
         """Data bytes of the ring (a power of two)."""
-        return self.size
+        return self.v.size
+
+    @property
+    def index(self):
+        """This ring's number among the probe's rings."""
+        return self.v.index
+
+    @property
+    def map_fd(self):
+        return self.map_fd
 
     @property
     def closed(self):
-        return self.data == NULL or self.close_pending
+        return self.v.data == NULL or self.close_pending
 
     @property
     def consumer_pos(self):
         """The consumer position (bytes consumed since the ring was created)."""
-        return 0 if self.cons_pos == NULL else self.cons_pos[0]
+        return 0 if self.v.cons_pos == NULL else self.v.cons_pos[0]
 
     @property
     def producer_pos(self):
         """The producer position (bytes reserved by the producer)."""
-        return 0 if self.prod_pos == NULL else lbd_load_acq64(self.prod_pos)
+        return 0 if self.v.prod_pos == NULL else lbd_load_acq64(self.v.prod_pos)
 
     def pending_bytes(self):
         """Bytes written by the producer and not yet consumed."""
-        if self.prod_pos == NULL or self.cons_pos == NULL:
+        if self.v.prod_pos == NULL or self.v.cons_pos == NULL:
             return 0
-        cdef uint64_t prod = lbd_load_acq64(self.prod_pos), cons = self.cons_pos[0]
+        cdef uint64_t prod = lbd_load_acq64(self.v.prod_pos), cons = self.v.cons_pos[0]
         return prod - cons if prod >= cons else 0
 
     def wait(self, int timeout_ms):
@@ -598,6 +848,8 @@ cdef class Ring:
         of the copied records is released before it returns.
         """
         cdef size_t n
+        cdef int stop = STOP_EMPTY
+        cdef uint64_t wall = <uint64_t>self.wall_offset
         if self.closed:
             raise ValueError("ring is closed")
         if self.filling:
@@ -612,128 +864,18 @@ cdef class Ring:
         self.active += 1
         try:
             with nogil:
-                n = self.drain(batch, max_events)
+                n = merge_drain(&self.v, 1, batch, max_events, UINT64_MAX, wall, &self.last_ets,
+                                &self.late, &stop)
         finally:
             self.filling = False
             self._leave()
+        self.last_stop = stop
         return n
 
     cdef _leave(self):
         self.active -= 1
         if self.active == 0 and self.close_pending:
             self._unmap()
-
-    cdef size_t drain(self, Batch b, size_t max_events) noexcept nogil:
-        # The hot loop.  It trusts: the ring mapping (data readable for 2 * size bytes, checked
-        # at map time), the batch buffers (capacity rows, arena_bytes bytes), and, after
-        # rec__valid(), the record's header.  Positions and lengths from the ring are checked
-        # before use: cons and prod 8-aligned with prod - cons <= size, and each record inside
-        # what the producer published, so every read is in [data, data + 2 * size).
-        cdef const uint8_t *data = self.data
-        cdef uint64_t mask = self.mask
-        cdef uint64_t cons = self.cons_pos[0]
-        cdef uint64_t prod = lbd_load_acq64(self.prod_pos)
-        cdef uint64_t start = cons, total
-        cdef uint8_t *arena = b.arena_p
-        cdef lbd_event *ev = b.ev_p
-        cdef size_t n = b.n, n0 = b.n, used = b.used, arena_bytes = b.arena_bytes, need, at
-        cdef uint64_t wall = <uint64_t>self.wall_offset
-        cdef uint32_t plugin_id = b.plugin_id
-        cdef uint64_t malformed = 0, discarded = 0, resyncs = 0
-        cdef const uint8_t *rp
-        cdef uint32_t word, rlen
-        cdef const lbd_hdr *h
-        cdef lbd_event *e
-        cdef lbd_falco_prefix *pre
-        cdef int stop = STOP_EMPTY
-        if cons != prod and (((cons | prod) & 7) != 0 or prod - cons > self.size):
-            # Positions the kernel never produces (prod - cons <= size - 8, both multiples of 8):
-            # nothing between them can be parsed.  Resynchronise on the producer.
-            malformed += 1
-            resyncs += 1
-            cons = prod
-        while cons < prod:
-            if n >= max_events:
-                stop = STOP_FULL
-                break
-            rp = data + (cons & mask)
-            LBD_CHECK(rp >= data and rp + 8 <= data + 2 * self.size)
-            word = lbd_load_acq32(<const uint32_t *>rp)
-            if word & LBD_RB_BUSY_BIT:
-                stop = STOP_BUSY                        # being written: it and the rest wait
-                break
-            rlen = word & ~(LBD_RB_BUSY_BIT | LBD_RB_DISCARD_BIT)
-            total = align8(<uint64_t>rlen + LBD_RB_HDR_SZ)
-            if total > prod - cons:
-                # Longer than what was published: the length word is corrupt and the next
-                # record's position unknown.  Resynchronise on the producer.
-                malformed += 1
-                resyncs += 1
-                cons = prod
-                break
-            LBD_CHECK(rp + total <= data + 2 * self.size and total <= self.size)
-            if word & LBD_RB_DISCARD_BIT:
-                discarded += 1
-                cons += total
-                continue
-            h = <const lbd_hdr *>(rp + LBD_RB_HDR_SZ)
-            if not rec__valid(h, rlen, self.valid_nr):   # validated once; trusted from here on
-                malformed += 1
-                cons += total
-                continue
-            need = align8(FALCO_PREFIX + rlen)
-            if used + need > arena_bytes:
-                stop = STOP_FULL                        # the record stays for the next batch
-                break
-            at = used
-            LBD_CHECK(at + need <= arena_bytes and n < b.capacity and (at + FALCO_PREFIX) % 8 == 0)
-            pre = <lbd_falco_prefix *>(arena + at)
-            pre.ts = h.ts + wall
-            pre.tid = h.tid
-            pre.len = FALCO_PREFIX + rlen
-            pre.type = PPME_PLUGINEVENT_E
-            pre.nparams = 2
-            pre.plen0 = 4
-            pre.plen1 = rlen
-            pre.plugin_id = plugin_id
-            # The copies, all from the ring (reading back the arena copy just stored would stall
-            # on store forwarding).  The header's fixed size lets the compiler inline both header
-            # copies; a short payload is copied as a fixed 64 bytes (inlined too) when the bytes
-            # past it are inside the mapping and the arena (the extra bytes land in this slot's
-            # padding or where the next record goes, and are never read as data); a long one
-            # goes through memcpy().
-            e = ev + n
-            memcpy(arena + at + FALCO_PREFIX, h, HDR_SIZE)
-            memcpy(&e.h, h, HDR_SIZE)
-            if rlen > HDR_SIZE:
-                if (rlen <= HDR_SIZE + 64 and at + FALCO_PREFIX + HDR_SIZE + 64 <= arena_bytes
-                        and rp + LBD_RB_HDR_SZ + HDR_SIZE + 64 <= data + 2 * self.size):
-                    memcpy(arena + at + FALCO_PREFIX + HDR_SIZE, <const uint8_t *>h + HDR_SIZE, 64)
-                else:
-                    memcpy(arena + at + FALCO_PREFIX + HDR_SIZE, <const uint8_t *>h + HDR_SIZE,
-                           rlen - HDR_SIZE)
-            e.h.ts = e.h.ts + wall
-            e.rec = <uint32_t>(at + FALCO_PREFIX)
-            e.cpu_ring = 0
-            b.ptrs_p[n] = <uint64_t>(arena + at)
-            used = at + need
-            n += 1
-            cons += total
-            if (n & 255) == 0:
-                # a big batch frees ring space as it goes, so producers see room sooner
-                lbd_store_rel64(self.cons_pos, cons)
-        b.n = n
-        b.used = used
-        self.records += n - n0
-        self.malformed += malformed
-        self.discarded += discarded
-        self.resyncs += resyncs
-        self.last_stop = stop
-        if cons != start:
-            if cons > start:                            # (a resync may move backwards)
-                self.bytes += cons - start
-            lbd_store_rel64(self.cons_pos, cons)       # after the last read of what it frees
-        return n
 
     def close(self):
         """Unmap the ring and close its epoll fd (the map fd belongs to the probe).  Idempotent."""
@@ -752,9 +894,9 @@ cdef class Ring:
         if self.map_cons != NULL:
             munmap(self.map_cons, self.page)
             self.map_cons = NULL
-        self.data = NULL
-        self.prod_pos = NULL
-        self.cons_pos = NULL
+        self.v.data = NULL
+        self.v.prod_pos = NULL
+        self.v.cons_pos = NULL
         self.keep = None
         self.close_pending = False
 
@@ -767,8 +909,187 @@ cdef class Ring:
     def __exit__(self, *exc):
         self.close()
 
+    @property
+    def records(self):
+        return self.v.records
+
+    @property
+    def malformed(self):
+        return self.v.malformed
+
+    @property
+    def discarded(self):
+        return self.v.discarded
+
+    @property
+    def resyncs(self):
+        return self.v.resyncs
+
+    @property
+    def bytes(self):
+        return self.v.bytes
+
     def stats(self):
         """Counts so far: records (copied into batches), malformed (skipped records and resyncs),
-        discarded (by the producer), resyncs, bytes (ring bytes consumed)."""
-        return {"records": self.records, "malformed": self.malformed, "discarded": self.discarded,
-                "resyncs": self.resyncs, "bytes": self.bytes}
+        discarded (by the producer), resyncs, bytes (ring bytes consumed).  (`late`, records this
+        ring's own fill() released after a newer one, is an attribute.)"""
+        return {"records": self.v.records, "malformed": self.v.malformed, "discarded": self.v.discarded,
+                "resyncs": self.v.resyncs, "bytes": self.v.bytes}
+
+
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    int clock_gettime(int clk, timespec *ts)
+    int CLOCK_MONOTONIC
+
+
+cdef inline uint64_t monotonic_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <uint64_t>ts.tv_sec * 1000000000ULL + <uint64_t>ts.tv_nsec
+
+
+cdef class Rings:
+    """Several Rings read as one: one epoll over all of them, each drained in bulk, the records
+    merged in emit-time (`ets`) order into one Batch (merge_drain()).
+
+    The guarantee: a fill releases records in ets order, and a record is released only when no
+    ring can still produce an older one, allowing `window_ns` for a record whose time was taken
+    just before an empty ring was looked at.  So a thread that migrated between CPUs still appears
+    in order, a fork precedes its child's first syscall and an openat the read on its fd.  A
+    record that arrives later than that (its producer held up between reading the clock and
+    writing for more than the window: preemption) is released at once and counted in `late`.
+    Records newer than the clock minus the window wait in their ring while another ring is
+    empty (last_stop STOP_HELD): at most the window of latency.
+
+    Invariants: the Ring objects stay alive while this object lives (it holds them); only this
+    object drains them (Ring.fill on a member would break the order: it raises while merged);
+    close() closes the epoll fd only (the rings belong to the caller).
+    """
+
+    def __cinit__(self):
+        self.views = NULL
+        self.k = 0
+        self.epfd = -1
+        self.active = 0
+        self.filling = False
+        self.last_ets = 0
+        self.late = 0
+        self.last_stop = STOP_EMPTY
+
+    def __init__(self, rings, uint64_t window_ns=1000000, int64_t wall_offset=0):
+        self.rings = list(rings)
+        if not self.rings:
+            raise ValueError("Rings of no ring")
+        self.k = len(self.rings)
+        self.window_ns = window_ns
+        self.wall_offset = wall_offset
+        self.views = <rview *>malloc(self.k * sizeof(rview))
+        if self.views == NULL:
+            raise MemoryError()
+        cdef Ring r
+        cdef int i
+        self.epfd = epoll_create1(EPOLL_CLOEXEC)
+        if self.epfd < 0:
+            raise OSError(errno, f"epoll_create1: {os.strerror(errno)}")
+        cdef epoll_event ev
+        for i, r in enumerate(self.rings):
+            if r.closed:
+                raise ValueError(f"ring {i} is closed")
+            if r.map_fd >= 0:
+                ev.events = EPOLLIN | EPOLLET
+                ev.data.u32 = i
+                if epoll_ctl(self.epfd, EPOLL_CTL_ADD, r.map_fd, &ev) != 0:
+                    raise OSError(errno, f"epoll on ring {i}: {os.strerror(errno)}")
+
+    @property
+    def count(self):
+        return self.k
+
+    def wait(self, int timeout_ms):
+        """Sleep until a ring's producer wakes us or timeout_ms passes (GIL released).  True if
+        woken.  Edge-triggered, as Ring.wait(); image rings: True at once when one has records."""
+        cdef epoll_event evs[64]
+        cdef int rc, epfd = self.epfd
+        cdef Ring r
+        if all(r.map_fd < 0 for r in self.rings):
+            return any(r.pending_bytes() > 0 for r in self.rings)
+        self.active += 1
+        try:
+            with nogil:
+                rc = epoll_wait(epfd, evs, 64, timeout_ms)
+        finally:
+            self.active -= 1
+        return rc > 0
+
+    def fill(self, Batch batch, size_t max_events=0, bint append=False, horizon_ns=None):
+        """Fill batch with the merged ready records (see the class docstring).  As Ring.fill(); also
+        stops with STOP_HELD when records wait for the order.  horizon_ns (tests): release records
+        of a ring up to this ets while another is empty, instead of now minus the window."""
+        cdef size_t n
+        cdef int stop = STOP_EMPTY, i
+        cdef uint64_t wall = <uint64_t>self.wall_offset
+        cdef uint64_t horizon
+        cdef Ring r
+        if self.filling:
+            raise RuntimeError("Rings.fill() is already running in another thread")
+        if max_events == 0 or max_events > batch.capacity:
+            max_events = batch.capacity
+        if not append:
+            batch.n = 0
+            batch.used = ARENA_BASE
+            batch.generation += 1
+        for i, r in enumerate(self.rings):
+            if r.closed:
+                raise ValueError(f"ring {i} is closed")
+            if r.filling:
+                raise RuntimeError(f"ring {i} is being filled on its own")
+            self.views[i] = r.v
+            r.filling = True
+            r.active += 1
+        if horizon_ns is not None:
+            horizon = horizon_ns
+        else:
+            horizon = monotonic_ns()
+            horizon = horizon - self.window_ns if horizon > self.window_ns else 0
+        self.filling = True
+        try:
+            with nogil:
+                n = merge_drain(self.views, self.k, batch, max_events, horizon, wall, &self.last_ets,
+                                &self.late, &stop)
+        finally:
+            self.filling = False
+            for i, r in enumerate(self.rings):
+                r.v = self.views[i]
+                r.filling = False
+                r._leave()
+        self.last_stop = stop
+        return n
+
+    def pending_bytes(self):
+        cdef Ring r
+        return sum(r.pending_bytes() for r in self.rings)
+
+    def stats(self):
+        """Totals over the rings (as Ring.stats()) plus `late`, and `rings`: each ring's own."""
+        per = [r.stats() for r in self.rings]
+        tot = {key: sum(p[key] for p in per) for key in ("records", "malformed", "discarded", "resyncs", "bytes")}
+        tot["late"] = self.late
+        tot["rings"] = per
+        return tot
+
+    def close(self):
+        """Close the epoll fd (the rings are the caller's to close).  Idempotent."""
+        if self.epfd >= 0 and self.active == 0:
+            close(self.epfd)
+            self.epfd = -1
+
+    def __dealloc__(self):
+        if self.epfd >= 0:
+            close(self.epfd)
+        if self.views != NULL:
+            free(self.views)
+            self.views = NULL

@@ -94,6 +94,8 @@ cdef struct adesc:
     int env                 # 1: the environment (envp): capture_env and secret_pattern apply
     const char *name
     size_t name_len
+    const char *jname       # the name in JSON (lbd.args.json_arg_names)
+    size_t jname_len
 
 cdef struct sdesc:
     const char *name
@@ -634,7 +636,8 @@ cdef void put_sockaddr_text(obuf *b, saddr *sa, size_t limit, char *scratch) noe
 
 
 cdef void put_sockaddr_json(obuf *b, saddr *sa, char *scratch) noexcept nogil:
-    """SockAddr.as_json() as a JSON object."""
+    """SockAddr.as_json() as a JSON object: always family, addr, port, path, raw (null where
+    the family has no such part)."""
     cdef size_t k
     put(b, b'{"family":', 10)
     put_jtext(b, <const uint8_t *>sa.fam, sa.fam_len, 0)
@@ -643,13 +646,17 @@ cdef void put_sockaddr_json(obuf *b, saddr *sa, char *scratch) noexcept nogil:
         put_jstr(b, sa.addr, sa.addr_len)
         put(b, b',"port":', 8)
         put_u64(b, sa.port)
-    elif sa.kind == 2:
+    else:
+        put(b, b',"addr":null,"port":null', 24)
+    if sa.kind == 2:
         put(b, b',"path":"', 9)
         if sa.abstract:
             putc(b, 64)
         put_text(b, sa.path, sa.path_len, 0, True, False)
         putc(b, 34)
-    elif sa.raw_len:
+    else:
+        put(b, b',"path":null', 12)
+    if sa.kind == 3 and sa.raw_len:
         put(b, b',"raw":"', 8)
         if ob_grow(b, 2 * sa.raw_len + 1):
             for k in range(sa.raw_len):
@@ -657,6 +664,8 @@ cdef void put_sockaddr_json(obuf *b, saddr *sa, char *scratch) noexcept nogil:
                 b.p[b.n + 1] = HEX[sa.raw[k] & 15]
                 b.n += 2
         putc(b, 34)
+    else:
+        put(b, b',"raw":null', 11)
     putc(b, 125)
 
 # ---- flag names (JSON): (flag set, value) -> text, filled with the GIL, read without ---------------
@@ -726,6 +735,20 @@ cdef struct ctx:
     const uint8_t *mask
     size_t limit
     int fmt
+
+
+# JSON "err": the errno name of a failed call's result (-4095 .. -1), from lbd.errnos; 24 bytes
+# a name, NUL padded, and its length (0: no name, no key).
+cdef enum:
+    ERR_MAX = 4095
+    ERR_W = 24
+
+from lbd import errnos as _errnos
+
+cdef bytes _ERR_NAMES = b"".join((_errnos.name(k) or "").encode()[:ERR_W].ljust(ERR_W, b"\0") for k in range(ERR_MAX + 1))
+cdef bytes _ERR_LENS = bytes(len((_errnos.name(k) or "")[:ERR_W]) for k in range(ERR_MAX + 1))
+cdef const char *ERR_NAME = _ERR_NAMES
+cdef const uint8_t *ERR_LEN = _ERR_LENS
 
 
 cdef class Formatter:
@@ -808,9 +831,14 @@ cdef class Formatter:
                 self.desc[nr].nargs = -1
                 continue
             self.desc[nr].nargs = min(len(specs), MAXA)
+            jnames = _args.json_arg_names(nr)
             for k, a in enumerate(specs[:MAXA]):
                 an = a.name.encode()
                 keep.append(an)
+                jn = jnames[k].encode()
+                keep.append(jn)
+                self.desc[nr].a[k].jname = jn
+                self.desc[nr].a[k].jname_len = len(jn)
                 self.desc[nr].a[k].kind = a.kind_id
                 self.desc[nr].a[k].bits = a.bits
                 self.desc[nr].a[k].name = an
@@ -1342,6 +1370,12 @@ cdef class Formatter:
         putc(b, <char>e.h.dir)
         put(b, b'","res":', 8)
         put_i64(b, e.h.res)
+        if e.h.res < 0 and e.h.res >= -ERR_MAX and ERR_LEN[-e.h.res]:
+            put(b, b',"err":"', 8)
+            put(b, ERR_NAME + (-e.h.res) * ERR_W, ERR_LEN[-e.h.res])
+            putc(b, 34)
+        else:
+            put(b, b',"err":""', 9)           # always a string: readers infer types from the first lines
         put(b, b',"latency":', 11)
         put_u64(b, e.h.latency)
         who_key(e, r, &key)
@@ -1401,42 +1435,48 @@ cdef class Formatter:
         self.json_args(c, e, d)
         putc(b, 125)
         self.json_extras(c, e, d)
-        put(b, b',"fds":[', 8)
-        if r != NULL and r.fds_n and <size_t>r.fds_off + r.fds_n <= c.fds_len and not self.memo_hit(r):
-            start = b.n
-            f_end = <size_t>r.fds_off + r.fds_n
-            for k in range(r.fds_off, f_end):
-                f = c.fds + k
-                if k != r.fds_off:
-                    putc(b, 44)
-                put(b, b'{"fd":', 6)
-                put_i64(b, f.fd)
-                put(b, b',"path":', 8)
-                estr(c, f.path_off, f.path_len, &s, &sn)
-                put_jtext(b, s, sn, 0)
-                putc(b, 125)
-            self.memo_put(r, start)
-        put(b, b"]}\n", 3)
+        put(b, b',"fds":{"fd":[', 14)
+        if r != NULL and r.fds_n and <size_t>r.fds_off + r.fds_n <= c.fds_len:
+            if not self.memo_hit(r):
+                start = b.n
+                f_end = <size_t>r.fds_off + r.fds_n
+                for k in range(r.fds_off, f_end):
+                    if k != r.fds_off:
+                        putc(b, 44)
+                    put_i64(b, c.fds[k].fd)
+                put(b, b'],"path":[', 10)
+                for k in range(r.fds_off, f_end):
+                    f = c.fds + k
+                    if k != r.fds_off:
+                        putc(b, 44)
+                    estr(c, f.path_off, f.path_len, &s, &sn)
+                    put_jtext(b, s, sn, 0)
+                self.memo_put(r, start)
+        else:
+            put(b, b'],"path":[', 10)
+        put(b, b"]}}\n", 4)
 
     cdef void json_args(self, ctx *c, const lbd_event *e, const sdesc *d) noexcept nogil:
+        """The members of "args": every argument that has a value, by its JSON name."""
         cdef obuf *b = &self.out
         cdef int k, kind
         cdef uint64_t raw
         cdef const uint8_t *p
         cdef size_t pn, m, j, start
-        cdef bint present, first
+        cdef bint present, first = True, item
         cdef char num[32]
         cdef saddr sa
         if d.nargs <= 0 or e.h.flags & F_NOENTER:
             return
         for k in range(d.nargs):
-            if k:
-                putc(b, 44)
-            put_key(b, d.a[k].name, d.a[k].name_len)
             kind = d.a[k].kind
             raw = e.h.args[k]
             if is_int_kind(kind):
-                m = int_text(kind, d.a[k].bits, raw, num)
+                if not first:
+                    putc(b, 44)
+                first = False
+                put_key(b, d.a[k].jname, d.a[k].jname_len)
+                m = json_int_text(kind, d.a[k].bits, raw, num)
                 put(b, num, m)
                 continue
             pn = e.h.slot[k].len
@@ -1445,8 +1485,18 @@ cdef class Formatter:
             p = c.arena + e.rec + e.h.slot[k].off if pn else NULL
             present = pn != 0 or (empty_ok(kind) and raw != 0 and not (e.h.flags >> (F_FAULT_SHIFT + k)) & 1)
             if not present or (d.a[k].env and not self.capture_env):
-                put(b, b"null", 4)
-            elif kind == K_STR or kind == K_PATH or kind == K_BUF or kind == K_OUT_BUF:
+                continue                # no value (or the environment, not captured): left out
+            if kind == K_SOCKADDR or kind == K_OUT_SOCKADDR:
+                parse_sockaddr(p, pn, &sa)
+                if sa.kind == 0:
+                    continue
+            elif (kind == K_OUT_FD2 and pn != 8) or (kind == K_OUT_INT and pn != 4):
+                continue
+            if not first:
+                putc(b, 44)
+            first = False
+            put_key(b, d.a[k].jname, d.a[k].jname_len)
+            if kind == K_STR or kind == K_PATH or kind == K_BUF or kind == K_OUT_BUF:
                 put_jtext(b, p, pn, c.limit)
             elif kind == K_STRARR:
                 putc(b, 91)
@@ -1455,12 +1505,12 @@ cdef class Formatter:
                     # "a\0b\0" -> ["a", "b"]; "" -> []
                 if pn or (e.h.slot[k].len and p[0] == 0):
                     start = 0
-                    first = True
+                    item = False
                     for j in range(pn + 1):
                         if j == pn or p[j] == 0:
-                            if not first:
+                            if item:
                                 putc(b, 44)
-                            first = False
+                            item = True
                             if d.a[k].env:
                                 self.put_env_json(p + start, j - start, c.limit)
                             else:
@@ -1468,62 +1518,56 @@ cdef class Formatter:
                             start = j + 1
                 putc(b, 93)
             elif kind == K_SOCKADDR or kind == K_OUT_SOCKADDR:
-                parse_sockaddr(p, pn, &sa)
-                if sa.kind == 0:
-                    put(b, b"null", 4)
-                else:
-                    put_sockaddr_json(b, &sa, self.scratch)
+                put_sockaddr_json(b, &sa, self.scratch)
             elif kind == K_OUT_FD2:
-                if pn == 8:
-                    putc(b, 91)
-                    put_i64(b, (<const int32_t *>p)[0])
-                    putc(b, 44)
-                    put_i64(b, (<const int32_t *>p)[1])
-                    putc(b, 93)
-                else:
-                    put(b, b"null", 4)
+                putc(b, 91)
+                put_i64(b, (<const int32_t *>p)[0])
+                putc(b, 44)
+                put_i64(b, (<const int32_t *>p)[1])
+                putc(b, 93)
             elif kind == K_OUT_INT:
-                if pn == 4:
-                    put_i64(b, (<const int32_t *>p)[0])
-                else:
-                    put(b, b"null", 4)
+                put_i64(b, (<const int32_t *>p)[0])
             else:
-                put_u64(b, raw)
+                put_i64(b, <int64_t>raw)
 
     cdef void json_extras(self, ctx *c, const lbd_event *e, const sdesc *d) noexcept nogil:
-        """"flag_names" and "truncated", each only when the event has some."""
+        """"flag_names" ({"arg": [...], "names": [...]}) and "truncated" ([...]), always written,
+        empty when the event has none."""
         cdef obuf *b = &self.out
-        cdef int k
+        cdef int k, n = 0
         cdef bint first = True
         cdef const fname *fn
-        if d.nargs <= 0 or e.h.flags & F_NOENTER:
-            return
-        for k in range(d.nargs):
-            if d.a[k].flagset < 0:
-                continue
-            fn = self.fname_get(d.a[k].flagset, mask_bits(e.h.args[k], d.a[k].bits))
-            if fn == NULL:
-                continue
-            if first:
-                put(b, b',"flag_names":{', 15)
-            else:
-                putc(b, 44)
-            first = False
-            put_key(b, d.a[k].name, d.a[k].name_len)
-            put_jtext(b, <const uint8_t *>fn.text, fn.len, 0)
-        if not first:
-            putc(b, 125)
-        first = True
-        for k in range(d.nargs):
-            if (e.h.flags >> (F_TRUNC_SHIFT + k)) & 1:
-                if first:
-                    put(b, b',"truncated":[', 14)
-                else:
+        cdef const fname *fns[MAXA]
+        if d.nargs > 0 and not e.h.flags & F_NOENTER:
+            n = d.nargs
+        put(b, b',"flag_names":{"arg":[', 22)
+        for k in range(n):
+            fns[k] = NULL
+            if d.a[k].flagset >= 0:
+                fns[k] = self.fname_get(d.a[k].flagset, mask_bits(e.h.args[k], d.a[k].bits))
+            if fns[k] != NULL:
+                if not first:
                     putc(b, 44)
                 first = False
-                put_jstr(b, d.a[k].name, d.a[k].name_len)
-        if not first:
-            putc(b, 93)
+                put_jstr(b, d.a[k].jname, d.a[k].jname_len)
+        put(b, b'],"names":[', 11)
+        first = True
+        for k in range(n):
+            fn = fns[k]
+            if fn != NULL:
+                if not first:
+                    putc(b, 44)
+                first = False
+                put_jtext(b, <const uint8_t *>fn.text, fn.len, 0)
+        put(b, b']},"truncated":[', 16)
+        first = True
+        for k in range(n):
+            if (e.h.flags >> (F_TRUNC_SHIFT + k)) & 1:
+                if not first:
+                    putc(b, 44)
+                first = False
+                put_jstr(b, d.a[k].jname, d.a[k].jname_len)
+        putc(b, 93)
 
 
 cdef inline void memmove_front(obuf *b, size_t done) noexcept nogil:
@@ -1578,6 +1622,21 @@ cdef inline bint is_int_kind(int kind) noexcept nogil:
 
 cdef inline bint empty_ok(int kind) noexcept nogil:
     return kind == K_STR or kind == K_PATH or kind == K_BUF or kind == K_STRARR
+
+
+cdef size_t json_int_text(int kind, int bits, uint64_t raw, char *out) noexcept nogil:
+    """int_text as JSON writes it: unsigned values >= 2**63 as their signed 64-bit value
+    (lbd.args.json_int)."""
+    cdef uint64_t v
+    if kind == K_INT or kind == K_FD or kind == K_DIRFD or kind == K_PID:
+        return int_text(kind, bits, raw, out)
+    if kind == K_PTR:
+        v = raw
+    elif kind == K_UID or kind == K_GID:
+        v = raw & <uint64_t>0xFFFFFFFFU
+    else:
+        v = mask_bits(raw, bits)
+    return i64_digits(<int64_t>v, out)
 
 
 cdef size_t int_text(int kind, int bits, uint64_t raw, char *out) noexcept nogil:

@@ -31,14 +31,17 @@ EMPTY_OK_KINDS = frozenset(K[k] for k in ("str", "path", "buf", "strarr"))
 
 
 def _sched_arg(name: str, kind: str) -> Arg:
-    return Arg(name, "char *" if kind == "path" else "u64", kind, K[kind], 64, None, None)
+    ctype = {"path": "char *", "strarr": "char **"}.get(kind, "u64")
+    return Arg(name, ctype, kind, K[kind], 64, None, None)
 
 
 #: argument names and kinds of the process-tree pseudo syscalls (bpf/lbd_record.h LBD_NR_SCHED_*)
 SCHED_ARGS: dict[int, tuple[Arg, ...]] = {
-    record.NR_SCHED_FORK: tuple(_sched_arg(n, "uint") for n in ("parent_pid", "child_pid", "parent_tid")),
-    record.NR_SCHED_EXEC: (_sched_arg("pid", "uint"), _sched_arg("old_pid", "uint"), _sched_arg("filename", "path")),
-    record.NR_SCHED_EXIT: (_sched_arg("pid", "uint"), _sched_arg("group_dead", "uint")),
+    record.NR_SCHED_FORK: tuple(_sched_arg(n, "uint") for n in ("parent_pid", "child_pid", "parent_tid",
+                                                                "child_tgid", "child_start")),
+    record.NR_SCHED_EXEC: (_sched_arg("pid", "uint"), _sched_arg("old_pid", "uint"), _sched_arg("filename", "path"),
+                           _sched_arg("argv", "strarr"), _sched_arg("exe", "path")),
+    record.NR_SCHED_EXIT: (_sched_arg("pid", "uint"), _sched_arg("group_dead", "uint"), _sched_arg("exit_code", "uint")),
 }
 SCHED_NAMES: dict[int, str] = {
     record.NR_SCHED_FORK: "sched_process_fork",
@@ -69,14 +72,10 @@ class SockAddr:
         return f"{self.family}:{self.raw.hex()}" if self.raw else self.family
 
     def as_json(self) -> dict:
-        d: dict = {"family": self.family}
-        if self.addr is not None:
-            d["addr"], d["port"] = self.addr, self.port
-        if self.path is not None:
-            d["path"] = self.path
-        if self.raw:
-            d["raw"] = self.raw.hex()
-        return d
+        """The JSON object of the data outputs: always the same five keys (null where the
+        family has no such part), so that readers inferring types never meet a new key."""
+        return {"family": self.family, "addr": self.addr, "port": self.port, "path": self.path,
+                "raw": self.raw.hex() if self.raw else None}
 
 
 def decode_sockaddr(b: bytes, errors: str = "backslashreplace") -> SockAddr | None:
@@ -138,6 +137,31 @@ def decode(kind: int, bits: int, raw: int, payload: bytes | None, errors: str = 
     return raw
 
 
+_SOCK = struct.Struct("<HHHH16s16s")
+
+
+def decode_sock(payload: bytes | None) -> dict | None:
+    """The socket of a record's extra slot (struct lbd_sock, bpf/lbd_record.h): for inet families
+    {family, type, laddr, lport, raddr, rport} (addresses as text), for AF_UNIX {family, type,
+    path} (the socket's own address, else its peer's; abstract names start with "@"; "" when
+    neither has one).  None without a payload."""
+    if payload is None or len(payload) < _SOCK.size:
+        return None
+    fam, typ, lport, rport, la, ra = _SOCK.unpack_from(payload)
+    if fam == AF_UNIX:
+        raw = bytes(payload[_SOCK.size:])
+        if raw[:1] == b"\0":
+            path = "@" + text(raw[1:].rstrip(b"\0"))
+        else:
+            path = text(raw.split(b"\0", 1)[0])
+        return {"family": fam, "type": typ, "path": path}
+    if fam == AF_INET6:
+        laddr, raddr = str(ipaddress.IPv6Address(la)), str(ipaddress.IPv6Address(ra))
+    else:
+        laddr, raddr = str(ipaddress.IPv4Address(la[:4])), str(ipaddress.IPv4Address(ra[:4]))
+    return {"family": fam, "type": typ, "laddr": laddr, "lport": lport, "raddr": raddr, "rport": rport}
+
+
 def syscall_name(nr: int) -> str:
     """The name of syscall (or sched pseudo syscall) number nr; ``syscall_<nr>`` if unknown."""
     sc = BY_NR.get(nr)
@@ -174,3 +198,78 @@ def decode_args(nr: int, flags: int, raw, payloads, errors: str = "backslashrepl
         p = payload_or_empty(a.kind_id, r, payloads[k], bool(flags >> (record.F_FAULT_SHIFT + k) & 1))
         out[a.name] = decode(a.kind_id, a.bits, r, p, errors)
     return out
+
+
+# ---- names and types in the data outputs (JSON Lines, Parquet) ----------------------------------
+
+#: The JSON type of each kind's value: "integer", "string", "strings" (array of strings),
+#: "fdpair" (array of two integers), "sockaddr" (object).
+JSON_TYPES: dict[int, str] = {
+    **{K[k]: "integer" for k in ("int", "uint", "hex", "fd", "dirfd", "pid", "uid", "gid", "mode", "flags",
+                                 "ptr", "out_int")},
+    **{K[k]: "string" for k in ("str", "path", "buf", "out_buf")},
+    K["strarr"]: "strings",
+    K["out_fd2"]: "fdpair",
+    K["sockaddr"]: "sockaddr",
+    K["out_sockaddr"]: "sockaddr",
+}
+
+#: Arguments whose table name another syscall uses for a value of another JSON type get another
+#: name in the data outputs, so that every name has one type: the man page's name where it has
+#: its own, else the name with ``_ptr`` for a pointer (its value is the address) or ``_str``.
+#: Fixed: an entry is never removed or renamed (tests/unit/test_json_types.py checks that
+#: every name has one type and that each entry resolves a clash).
+JSON_RENAMES: dict[tuple[str, str], str] = {
+    ("dup", "fildes"): "oldfd",
+    ("sendto", "addr"): "dest_addr",
+    ("recvfrom", "addr"): "src_addr",
+    ("shmctl", "buf"): "buf_ptr",
+    ("msgctl", "buf"): "buf_ptr",
+    ("statfs", "buf"): "buf_ptr",
+    ("fstatfs", "buf"): "buf_ptr",
+    ("query_module", "buf"): "buf_ptr",
+    ("statmount", "buf"): "buf_ptr",
+    ("statx", "buffer"): "statxbuf",
+    ("capset", "data"): "datap",
+    ("mount", "data"): "data_str",
+    ("mount", "type"): "filesystemtype",
+    ("uname", "name"): "name_ptr",
+    ("getsockopt", "optval"): "optval_ptr",
+    ("ustat", "ubuf"): "ubuf_ptr",
+    ("getrandom", "ubuf"): "ubuf_ptr",
+    ("getitimer", "value"): "curr_value",
+    ("setitimer", "value"): "new_value",
+}
+
+
+def json_arg_names(nr: int) -> tuple[str, ...] | None:
+    """The names of the arguments of events of number nr in JSON and Parquet (the table's names
+    but for JSON_RENAMES); None for an unknown number."""
+    specs = arg_specs(nr)
+    if specs is None:
+        return None
+    sc = syscall_name(nr)
+    return tuple(JSON_RENAMES.get((sc, a.name), a.name) for a in specs)
+
+
+def json_arg_types() -> dict[str, str]:
+    """Every argument name of the data outputs and its JSON type (see JSON_TYPES).  Raises
+    ValueError when a name would have two types (a clash JSON_RENAMES lacks)."""
+    out: dict[str, str] = {}
+    where: dict[str, str] = {}
+    nrs = sorted(BY_NR) + sorted(SCHED_ARGS)
+    for nr in nrs:
+        for name, a in zip(json_arg_names(nr), arg_specs(nr)):
+            t = JSON_TYPES[a.kind_id]
+            if out.setdefault(name, t) != t:
+                raise ValueError(f"argument name {name!r}: {t} in {syscall_name(nr)}, "
+                                 f"{out[name]} in {where[name]}; add it to lbd.args.JSON_RENAMES")
+            where.setdefault(name, syscall_name(nr))
+    return out
+
+
+def json_int(v: int) -> int:
+    """An integer argument as the data outputs write it: unsigned 64-bit values at or above 2**63
+    as their two's-complement signed value (so that every number fits the signed 64-bit integers
+    JSON readers infer; ``(size_t)-1`` reads -1)."""
+    return v - (1 << 64) if v >= 1 << 63 else v

@@ -88,6 +88,16 @@ class Batch(_decode.Batch):
         payloads = [self.payload(i, k) for k in range(record.MAX_ARGS)]
         return _args.decode_args(int(e["nr"]), int(e["flags"]), e["args"], payloads)
 
+    def sock(self, i: int) -> dict | None:
+        """The socket the kernel read for event i (connect, bind, accept, accept4 under CO-RE:
+        the record's extra slot), decoded by lbd.args.decode_sock(); None when there is none."""
+        e = self.events[i]
+        length = int(e["xslot"]["len"])
+        if not length:
+            return None
+        start = int(e["rec"]) + int(e["xslot"]["off"])
+        return _args.decode_sock(self.arena[start: start + length].tobytes())
+
     def truncated(self, i: int, slot: int) -> bool:
         """Argument `slot`'s payload of event i was cut (str_max, buffer_max, a full record)."""
         return bool(int(self.events["flags"][i]) >> (record.F_TRUNC_SHIFT + slot) & 1)
@@ -97,6 +107,14 @@ class Batch(_decode.Batch):
         return bool(int(self.events["flags"][i]) >> (record.F_FAULT_SHIFT + slot) & 1)
 
     # ---- whole batch -------------------------------------------------------------------------
+
+    def output_mask(self) -> np.ndarray | None:
+        """Which events are for output: all but the state records (LBD_F_STATE: captured only so
+        that the process and fd tables stay right, not selected by the user).  None: every event."""
+        internal = (self.events["flags"] & np.uint32(record.F_STATE)) != 0
+        if not internal.any():
+            return None
+        return ~internal
 
     def names(self) -> np.ndarray:
         """Syscall names of all events (object array)."""

@@ -70,8 +70,10 @@ def _parser() -> argparse.ArgumentParser:
                          description="Capture syscalls and write one event per line until Ctrl-C, SIGTERM or "
                                      "--duration; then print a summary on stderr.  SIGHUP reopens the output "
                                      "and log files (logrotate).")
-    run.add_argument("--config", metavar="FILE", help="JSON or YAML configuration (default: the embedded one)")
-    run.add_argument("--format", choices=("normal", "json"), help="output format (default: config's format)")
+    run.add_argument("--config", metavar="FILE",
+                     help="JSON or YAML configuration (default: /etc/lbd/lbd.yaml when it exists, else the embedded one)")
+    run.add_argument("--format", choices=("normal", "json", "parquet"),
+                     help="output format (default: config's format); parquet writes a new file (--output)")
     run.add_argument("--output", "-o", metavar="PATH",
                      help="append events to PATH (created with mode 0600; never truncated) instead of stdout "
                           "(default: config's path when putfile is true)")
@@ -93,9 +95,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="also write the process-tree records (sched_process_fork/exec/exit)")
     run.add_argument("--duration", type=_seconds, metavar="S", help="stop after S seconds (> 0)")
     run.add_argument("--quiet", "-q", action="store_true", help="no live status line on stderr")
+    run.add_argument("--metrics", metavar="ADDR:PORT",
+                     help="serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9464)")
 
     doc = sub.add_parser("doctor", help="check that this host can capture, and say what is missing")
     doc.add_argument("--tracefs", metavar="DIR", help="where tracefs is (default /sys/kernel/tracing)")
+    doc.add_argument("--config", metavar="FILE", help="check with this configuration (loader, rings)")
 
     scs = sub.add_parser("syscalls", help="the syscall table, with the selected ones")
     scs.add_argument("--json", action="store_true", help="one JSON array of objects")
@@ -112,17 +117,43 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load_config(path: str | None):
+    """--config FILE, else /etc/lbd/lbd.yaml when it exists, else the embedded default."""
     from lbd.config import Config
 
-    return Config.from_file(path) if path else Config.default()
+    return Config.load(path)
 
 
 _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR,
            "FATAL": logging.CRITICAL}
 
 
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+
+class JournalFormatter(logging.Formatter):
+    """Lines for journald (sd-daemon(3)): each starts with "<priority>", which the journal stores
+    as the entry's priority; no time stamp and no "lbd:" (the journal has both)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        prio = _PRIORITY.get(record.levelno, 6)
+        return "\n".join(f"<{prio}>{line}" for line in text.splitlines() or [""])
+
+
+def stderr_is_journal() -> bool:
+    """stderr is the stream systemd connected to the journal (JOURNAL_STREAM=<dev>:<inode>)."""
+    js = os.environ.get("JOURNAL_STREAM", "")
+    dev, _, ino = js.partition(":")
+    try:
+        st = os.fstat(sys.stderr.fileno())
+        return bool(js) and st.st_dev == int(dev) and st.st_ino == int(ino)
+    except (ValueError, OSError, AttributeError):
+        return False
+
+
 def setup_logging(cfg) -> logging.Handler:
-    """Log records of the "lbd" loggers at cfg's log_level to log_file (appended) or stderr."""
+    """Log records of the "lbd" loggers at cfg's log_level to log_file (appended) or stderr;
+    on stderr as journald wants them when it is the journal (JournalFormatter)."""
     from lbd.files import PrivateLogHandler
 
     log_file = cfg.init.log_file
@@ -134,7 +165,8 @@ def setup_logging(cfg) -> logging.Handler:
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("lbd: %(message)s"))
+        handler.setFormatter(JournalFormatter("%(message)s") if stderr_is_journal()
+                             else logging.Formatter("lbd: %(message)s"))
     root = logging.getLogger("lbd")
     for h in list(root.handlers):
         root.removeHandler(h)
@@ -227,8 +259,9 @@ class _UserFilter:
 
         ev = batch.events
         sched = ev["nr"] >= self.sched_min
+        out = batch.output_mask()           # state records are never written
         if not self.failed_only and not sched.any():
-            return None
+            return out
         keep = ~sched
         if self.process_events and sched.any():
             ok = sched.copy()
@@ -246,6 +279,8 @@ class _UserFilter:
             keep |= ok
         if self.failed_only:
             keep &= ev["res"] < 0
+        if out is not None:
+            keep &= out
         return keep
 
 
@@ -267,6 +302,13 @@ def cmd_run(a) -> int:
         hup["n"] += 1
 
     status = sys.stderr.isatty() and not a.quiet
+    if a.metrics:
+        from lbd.metrics import MetricsError, parse_address
+
+        try:
+            parse_address(a.metrics)
+        except MetricsError as e:
+            raise CliError(str(e)) from None
     # the output first: a file that cannot be opened stops the run before the probe is loaded
     writer = open_writer(cfg, a.output, should_stop=lambda: stop["signal"] is not None)
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -275,10 +317,25 @@ def cmd_run(a) -> int:
     final = None
     col = None
     error: OutputError | None = None
+    metrics = None
     try:
-        with Collector(cfg, enrich=True) as col:
-            log.info("capturing %d syscalls, %s format, to %s; Ctrl-C stops",
-                     len(col.probe.selection), writer.format, writer.name)
+        # Parquet converts a batch at a time: large batches amortise the per-batch work
+        bsize = max(cfg.init.batch_size, 16384) if writer.format == "parquet" else None
+        with Collector(cfg, enrich=True, batch_size=bsize) as col:
+            if a.metrics:
+                from lbd.metrics import MetricsError, StatsCollector, serve
+
+                try:
+                    metrics = serve(a.metrics, StatsCollector.for_collector(col, outputs=[writer]))
+                except MetricsError as e:
+                    raise CliError(str(e)) from None
+            pr = col.probe
+            log.info("capturing %d syscalls (%s loader, %d rings of %d KiB: %.1f MiB), %s format, to %s; "
+                     "Ctrl-C stops", len(pr.selection), pr.kind, pr.nrings, pr.ring_size >> 10,
+                     pr.ring_bytes / (1 << 20), writer.format, writer.name)
+            if metrics is not None:
+                host = f"[{metrics.address}]" if ":" in metrics.address else metrics.address
+                log.info("metrics at http://%s:%d/metrics", host, metrics.port)
             t0 = time.monotonic()              # --duration counts from the attach
             last = t0
             last_events = 0
@@ -299,7 +356,7 @@ def cmd_run(a) -> int:
                 if status and now - last >= 1.0:
                     st = col.stats()
                     rate = (col.events - last_events) / (now - last)
-                    use = 100.0 * st["ring_pending_bytes"] / col.probe.ring_size
+                    use = 100.0 * st["ring_fill_max"]          # the fullest ring
                     sys.stderr.write(f"\r\033[K{rate:10.0f} events/s  {col.events} events  "
                                      f"{writer.events} written  {st['dropped']} dropped  ring {use:4.1f}%")
                     sys.stderr.flush()
@@ -311,6 +368,8 @@ def cmd_run(a) -> int:
             except OutputError as e:
                 error = e
     finally:
+        if metrics is not None:
+            metrics.close()
         for s, h in old.items():
             signal.signal(s, h)
         if status:
@@ -377,8 +436,11 @@ def cmd_doctor(a) -> int:
 
     from lbd import doctor
 
-    host = doctor.Host(tracefs=Path(a.tracefs)) if a.tracefs else doctor.Host()
-    return doctor.report(doctor.run_checks(host))
+    cfg = _load_config(a.config)
+    kw = {"config": cfg, "loader": cfg.open.loader}
+    if a.tracefs:
+        kw["tracefs"] = Path(a.tracefs)
+    return doctor.report(doctor.run_checks(doctor.Host(**kw)))
 
 
 def cmd_syscalls(a) -> int:

@@ -1,24 +1,34 @@
-"""`lbd.Collector`: the probe, the ring consumer and the batches, behind one context manager.
+"""`lbd.Collector`: the probe, the ring consumers and the batches, behind one context manager.
 
     with lbd.Collector({"syscalls": ["openat", "connect"]}) as c:
         for batch in c:
             for i in range(len(batch)):
                 print(batch.events["pid"][i], batch.args(i))
 
-Invariants: between __enter__ and __exit__ the probe is attached and one Batch is reused for every
-iteration (a batch is valid until the next one is asked for: copy what you keep); __exit__, also on
-an exception, detaches the probe and unmaps the ring.
+The probe writes into one ring per cpus_per_ring CPUs.  With one consumer (the default) the
+collector drains them all, merged in emit-time order (lbd._decode.Rings: a batch is in the order
+the records were written, across CPUs).  With `consumers` > 1, each consumer thread drains its
+share of the rings (ring i goes to consumer i % consumers), merged in order among them, and the
+iterator hands out their batches as they come: the order holds within each consumer's rings,
+not across consumers (a process whose threads run on CPUs of different consumers may show its
+events of one moment in two batches, in either order).
+
+Invariants: between __enter__ and __exit__ the probe is attached and batches are reused (a batch
+is valid until the next one is asked for: copy what you keep); __exit__, also on an exception,
+stops the consumer threads, detaches the probe and unmaps the rings.
 """
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import time
 from typing import Iterator
 
 from lbd import record
 from lbd.batch import Batch
 from lbd.config import Config, coerce
-from lbd._decode import STOP_FULL, Ring
+from lbd._decode import STOP_FULL, Ring, Rings
 
 
 POOL_BYTES = 3 << 20   # the batches the collector fills in turn hold about this much (see _rotate)
@@ -49,19 +59,25 @@ class Collector:
     """
 
     def __init__(self, config: Config | dict | None = None, *, batch_size: int | None = None,
-                 own_pid: int | None = None, host_pid: int | None = None, own_tids=None, enrich=False):
+                 own_pid: int | None = None, host_pid: int | None = None, own_tids=None, enrich=False,
+                 consumers: int | None = None):
         self.config = coerce(config)
         self._enrich = enrich
         self.enricher = None
         self.batch_size = batch_size or self.config.init.batch_size
         self.timeout_ms = self.config.init.batch_timeout_ms
+        self.consumers = consumers or self.config.init.consumers
         self._own_pid, self._host_pid, self._own_tids = own_pid, host_pid, own_tids
         self.probe = None
-        self.ring: Ring | None = None
+        self.rings: list[Ring] = []
+        self.ring = None                    # one consumer: the merged Rings it reads
         self.batch: Batch | None = None
         self._pool: list[Batch] = []
         self._turn = 0
         self._stopped = False
+        self._threads: list[_Consumer] = []
+        self._ready: queue.Queue | None = None
+        self._held: Batch | None = None     # the batch handed out last (threaded mode)
         self.batches = 0
         self.events = 0
 
@@ -71,16 +87,29 @@ class Collector:
         self.probe = Probe(self.config, own_pid=self._own_pid, host_pid=self._host_pid,
                            own_tids=self._own_tids)
         try:
-            self.ring = Ring(self.probe.ring_fd, self.probe.ring_size, wall_offset=wall_offset_ns())
+            wall = wall_offset_ns()
+            window = self.config.init.merge_window_us * 1000
+            self.rings = [Ring(fd, self.probe.ring_size, wall_offset=wall, index=i)
+                          for i, fd in enumerate(self.probe.ring_fds)]
             self.batch = Batch(self.batch_size)
+            k = max(1, min(self.consumers, len(self.rings)))
+            if k == 1:
+                self.ring = Rings(self.rings, window_ns=window, wall_offset=wall)
+            else:
+                self._ready = queue.Queue()
+                for c in range(k):
+                    share = Rings(self.rings[c::k], window_ns=window, wall_offset=wall)
+                    self._threads.append(_Consumer(self, share, c))
             if self._enrich is True:
                 from lbd.enrich import Enricher
 
                 self.enricher = Enricher(self.config, selection=self.probe.selection)
             elif self._enrich:
                 self.enricher = self._enrich
+            for t in self._threads:
+                t.start()
         except BaseException:
-            self.probe.close()
+            self.close()
             raise
         return self
 
@@ -88,9 +117,19 @@ class Collector:
         self.close()
 
     def close(self) -> None:
+        threads, self._threads = self._threads, []
+        for t in threads:
+            t.halt()
+        for t in threads:
+            t.join()
+        for t in threads:
+            t.rings.close()
         ring, self.ring = self.ring, None
         if ring is not None:
             ring.close()
+        rings, self.rings = self.rings, []
+        for r in rings:
+            r.close()
         probe, self.probe = self.probe, None
         if probe is not None:
             probe.close()
@@ -99,32 +138,49 @@ class Collector:
         """End the iteration after the current batch (safe from a signal handler)."""
         self._stopped = True
 
-    def next_batch(self, timeout_ms: int | None = None) -> Batch:
+    def next_batch(self, timeout_ms: int | None = None, *, flush: bool = False) -> Batch:
         """The next batch: full, or whatever arrived within timeout_ms (default batch_timeout_ms).
 
         It fills the batch with what is ready; if that is not a full batch it sleeps until the probe
-        wakes it (the ring is filling up) or the time is up, then takes what is there: it never
-        chases the producer record by record.
+        wakes it (a ring is filling up) or the time is up, then takes what is there: it never
+        chases the producer record by record.  With several consumers, the next batch one of them
+        filled (an empty one when none did within the time).
+
+        flush=True (capture stopped, e.g. drop_mode): release every record the rings hold, merged
+        in order, without holding the newest for the merge window (one consumer only).
         """
+        if self._ready is not None:
+            return self._next_threaded(timeout_ms)
         if self.ring is None:
             raise RuntimeError("the collector is not open (use it in a with block)")
-        ring, batch = self.ring, self._rotate()
+        batch = self._rotate()
         timeout = self.timeout_ms if timeout_ms is None else timeout_ms
-        deadline = time.monotonic() + timeout / 1000.0
-        n = ring.fill(batch)
-        # STOP_FULL: the arena has no room for the next record; waiting would only spin (the
-        # ring's poll stays readable while records are pending).
-        while n < batch.capacity and ring.last_stop != STOP_FULL:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            ring.wait(max(1, int(left * 1000)))
-            n = ring.fill(batch, append=True)
+        fill_until(self.ring, batch, timeout, flush)
+        return self._deliver(batch)
+
+    def _deliver(self, batch: Batch) -> Batch:
         self.batches += 1
-        self.events += n
+        self.events += len(batch)
         if self.enricher is not None:
             self.enricher.enrich(batch)
         return batch
+
+    def _next_threaded(self, timeout_ms: int | None) -> Batch:
+        held, self._held = self._held, None
+        if held is not None:
+            held.owner.recycle(held)        # the previous batch's lifetime ends here
+        timeout = self.timeout_ms if timeout_ms is None else timeout_ms
+        try:
+            batch = self._ready.get(timeout=timeout / 1000.0)
+        except queue.Empty:
+            if self.batch is None:
+                raise RuntimeError("the collector is not open (use it in a with block)") from None
+            self.batch.release()
+            return self._deliver(self.batch)
+        if isinstance(batch, BaseException):
+            raise batch
+        self._held = batch
+        return self._deliver(batch)
 
     def _rotate(self) -> Batch:
         """The batch to fill next: the batches of a small pool in turn.
@@ -154,13 +210,86 @@ class Collector:
         while not self._stopped:
             yield self.next_batch()
 
-    def stats(self) -> dict[str, int]:
-        """Counts so far: emitted, dropped, filtered, malformed (and every kernel counter)."""
+    def stats(self) -> dict:
+        """Counts so far: emitted, dropped, filtered, malformed, delivered, late (and every kernel
+        counter); `rings`: per ring, the kernel's counters of its CPUs, what was delivered from it,
+        its fill (pending bytes / size)."""
         if self.probe is None:
             raise RuntimeError("the collector is not open")
-        d = self.probe.stats().as_dict()
-        rs = self.ring.stats()
-        d["malformed"] = rs["malformed"]
-        d["delivered"] = rs["records"]
-        d["ring_pending_bytes"] = self.ring.pending_bytes()
+        ks = self.probe.stats()
+        d = ks.as_dict()
+        per = []
+        for r, kr in zip(self.rings, ks.per_ring):
+            rs = r.stats()
+            pend = r.pending_bytes()
+            per.append({"emitted": kr["emitted"] + kr["sched"], "dropped": kr["drop_ringfull"],
+                        "delivered": rs["records"], "malformed": rs["malformed"],
+                        "pending_bytes": pend, "fill": pend / r.ring_size if r.ring_size else 0.0})
+        d["malformed"] = sum(p["malformed"] for p in per)
+        d["delivered"] = sum(p["delivered"] for p in per)
+        d["late"] = (self.ring.late if self.ring is not None else 0) + sum(t.rings.late for t in self._threads)
+        d["ring_pending_bytes"] = sum(p["pending_bytes"] for p in per)
+        d["ring_fill_max"] = max((p["fill"] for p in per), default=0.0)
+        d["rings"] = per
         return d
+
+
+_EVERYTHING = (1 << 64) - 1
+
+
+def fill_until(ring, batch: Batch, timeout_ms: float, flush: bool = False) -> int:
+    """Fill batch from ring (a Ring or Rings) until it is full or timeout_ms passed: fill what is
+    ready, then sleep until the probe wakes us or the time is up, and take what is there.
+    flush (a Rings): release every record present, not holding the newest for the merge."""
+    kw = {"horizon_ns": _EVERYTHING} if flush and isinstance(ring, Rings) else {}
+    deadline = time.monotonic() + timeout_ms / 1000.0
+    n = ring.fill(batch, **kw)
+    # STOP_FULL: the arena has no room for the next record; waiting would only spin (the
+    # ring's poll stays readable while records are pending).
+    while n < batch.capacity and ring.last_stop != STOP_FULL:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        ring.wait(max(1, int(left * 1000)))
+        n = ring.fill(batch, append=True, **kw)
+    return n
+
+
+class _Consumer(threading.Thread):
+    """One consumer thread (consumers > 1): fills batches from its share of the rings and queues
+    the non-empty ones for the collector's iterator.  Its batches come back through recycle() once
+    the iterator moved past them.  Drains with the GIL released (Rings.fill, Rings.wait)."""
+
+    POOL = 4
+
+    def __init__(self, col: Collector, rings: Rings, index: int):
+        super().__init__(name=f"lbd-consumer-{index}", daemon=True)
+        self.col, self.rings, self.index = col, rings, index
+        self.free: queue.Queue = queue.Queue()
+        for _ in range(self.POOL):
+            b = Batch(col.batch_size)
+            b.plugin_id = col.batch.plugin_id
+            b.owner = self
+            self.free.put(b)
+        self._halt = threading.Event()
+
+    def recycle(self, batch: Batch) -> None:
+        self.free.put(batch)
+
+    def halt(self) -> None:
+        self._halt.set()
+
+    def run(self) -> None:
+        try:
+            while not self._halt.is_set():
+                try:
+                    batch = self.free.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                fill_until(self.rings, batch, self.col.timeout_ms)
+                if len(batch):
+                    self.col._ready.put(batch)
+                else:
+                    self.free.put(batch)
+        except BaseException as e:  # surfaces in next_batch(), not lost in a thread
+            self.col._ready.put(e)

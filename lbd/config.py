@@ -7,8 +7,8 @@ A configuration has two sections, named as in the seed's Falco plugin:
 
 Every key name is unique across both sections, so a flat ``{key: value}`` mapping is also accepted
 (``Config.from_dict``, ``Config.replace``).  The defaults live in one place,
-``lbd/default_config.json`` (the embedded configuration ``lbd run`` uses without a file); a key that
-is not given takes its value from there.
+``lbd/default_config.json`` (the embedded configuration ``lbd run`` uses without a file, unless
+``/etc/lbd/lbd.yaml`` exists: ``Config.load``); a key that is not given takes its value from there.
 
 Sources: a ``.json`` / ``.yaml`` / ``.yml`` file shaped ``{"init_config": {...}, "open_params":
 {...}}`` (either section optional, an empty file or ``null`` section means defaults), a dict, or the
@@ -25,17 +25,31 @@ Keys (type, range, default; seed keys first, in the order of SPEC.md tables 5 an
                                                                   limit
   putfile                bool                          false     write every event to `path`
   path                   str   <= 256 chars            "/var/log/lbd/events.log"
-                                                                  (must be non-empty if putfile)
-  format                 enum  normal, json            "normal"  file format
+                                                                  (must be non-empty if putfile);
+                                                                  nats://HOST:PORT/SUBJECT ships
+                                                                  the events to NATS JetStream
+  format                 enum  normal, json, parquet   "normal"  file format
   log_level              enum  DEBUG, INFO, WARNING, ERROR, FATAL
                                                        "INFO"
   log_file               str   <= 256 chars            ""        log destination; "" = stderr
   batch_size             int   1..65536                512       events per batch handed to consumers
   batch_timeout_ms       int   1..1000                 30        wait for events before returning
                                                                   a partial or empty batch
+  consumers              int   1..64                   1         consumer threads draining the
+                                                                  rings (order holds within each's)
+  merge_window_us        int   0..1000000              1000      how long a record may wait in its
+                                                                  ring for the emit-time merge
   python_home            str   <= 256 chars            ""        Falco plugin: the lbd installation
                                                                   (venv) to use; "" = the one it
                                                                   was built from
+  spool_dir              str   <= 256 chars            "/var/lib/lbd/spool"
+                                                                  shipping (path or --output
+                                                                  nats://HOST:PORT/SUBJECT): where
+                                                                  batches wait while the server is
+                                                                  unreachable
+  spool_max_bytes        int   0..1099511627776        1073741824 most bytes the spool holds; what
+                                                                  does not fit is dropped (counted);
+                                                                  0 = no spool
   secret_pattern         str   <= 256 chars            "*TOKEN*|*SECRET*|*PASSWORD*|*KEY*"
                                                                   with capture_env: environment
                                                                   variables whose name matches one
@@ -57,7 +71,22 @@ Keys (type, range, default; seed keys first, in the order of SPEC.md tables 5 an
   interest_syscall_file  str   <= 256 chars            ""        JSON file selecting the syscalls;
                                                                   "" = the packaged selection
   ring_size              int   power of two, 65536..1073741824
-                                                       8388608   BPF ring buffer bytes (8 MiB)
+                                                       8388608   bytes of EACH ring buffer (8 MiB)
+  cpus_per_ring          int   1..1024                 1         CPUs sharing one ring
+  loader                 enum  auto, libbpf, bcc       "auto"    libbpf + CO-RE object, or bcc
+                                                                  (LBD_LOADER overrides)
+  track_state            bool                          true      capture the state syscalls (fork,
+                                                                  exec, fds) also when not selected,
+                                                                  for context only
+  follow                 bool                          false     keep the processes kept tasks start
+  only_tids              int[] <= 64 items, 1..4194303 []        keep ONLY these threads (+ only_pids)
+  filter_uids            int[] <= 64 items, 0..2^32-2  []        drop these uids
+  only_uids              int[] <= 64 items, 0..2^32-2  []        keep ONLY these uids
+  failed_only            bool                          false     keep only failed syscalls
+  capture_env            bool                          false     read execve's envp (secrets!);
+                                                                  off: written as NULL; on: names
+                                                                  matching secret_pattern masked
+  syscall_stats          bool                          false     count every syscall in the kernel
   str_max                int   16..2040                256       bytes captured per string/path
   buf_max                int   0..1024                 32        bytes captured of an I/O buffer
   argv_max               int   0..64                   16        strings captured per argv/envp
@@ -69,8 +98,6 @@ Keys (type, range, default; seed keys first, in the order of SPEC.md tables 5 an
   syscalls               str[] <= 512 items, 1..64 chars
                                                        []        syscall names; non-empty overrides
                                                                   interest_syscall_file
-  capture_env            bool                          false     capture execve's environment
-                                                                  (envp); false: written as NULL
 
 Value rules:
 
@@ -405,8 +432,10 @@ _KEYS: dict[str, tuple[str, _Kind, str]] = {
     "str_max_size": (INIT, _Int(0, _U32_MAX),
                      "longest argument string printed; longer ones end in '...'; 0 = no limit"),
     "putfile": (INIT, _Bool(), "write every event to the file `path`"),
-    "path": (INIT, _Str(_PATH_MAX), "the event file written when putfile is true"),
-    "format": (INIT, _Enum("normal", "json"), "event file format: the seed's one-line text, or JSON Lines"),
+    "path": (INIT, _Str(_PATH_MAX),
+             "the event file written when putfile is true, or nats://HOST:PORT/SUBJECT to publish to NATS"),
+    "format": (INIT, _Enum("normal", "json", "parquet"),
+               "event file format: the seed's one-line text, JSON Lines, or Parquet (a new file)"),
     "log_level": (INIT, _Enum("DEBUG", "INFO", "WARNING", "ERROR", "FATAL"), "log level"),
     "log_file": (INIT, _Str(_PATH_MAX), "log destination; empty = stderr"),
     # init_config: lbd extensions
@@ -414,8 +443,19 @@ _KEYS: dict[str, tuple[str, _Kind, str]] = {
     "batch_timeout_ms": (INIT, _Int(1, 1000),
                          "milliseconds a consumer waits for events before returning a partial or "
                          "empty batch"),
+    "consumers": (INIT, _Int(1, 64),
+                  "consumer threads draining the rings (each owns a share of the rings; order holds "
+                  "within each one's rings)"),
+    "merge_window_us": (INIT, _Int(0, 1_000_000),
+                        "microseconds a record may wait in its ring so that the rings merge in "
+                        "emit-time order (records later than this are counted as late)"),
     "python_home": (INIT, _Str(_PATH_MAX),
                     "Falco plugin: the lbd installation (venv) to use; empty = the one it was built from"),
+    "spool_dir": (INIT, _Str(_PATH_MAX),
+                  "shipping (path nats://...): where batches wait on disk while the server is unreachable"),
+    "spool_max_bytes": (INIT, _Int(0, 1 << 40),
+                        "shipping: most bytes the spool holds; batches that do not fit are dropped and "
+                        "counted; 0 = no spool"),
     "secret_pattern": (INIT, _Str(_PATH_MAX),
                        "with capture_env: environment variables whose NAME matches one of these "
                        "|-separated patterns (* and ? wildcards, case-insensitive) are written NAME=***; "
@@ -435,7 +475,28 @@ _KEYS: dict[str, tuple[str, _Kind, str]] = {
                               "JSON file selecting the syscalls to capture; empty = the packaged "
                               "selection"),
     # open_params: lbd extensions
-    "ring_size": (OPEN, _PowerOfTwo(64 << 10, 1 << 30), "bytes of the BPF ring buffer"),
+    "ring_size": (OPEN, _PowerOfTwo(64 << 10, 1 << 30),
+                  "bytes of each BPF ring buffer (one ring per cpus_per_ring CPUs)"),
+    "cpus_per_ring": (OPEN, _Int(1, 1024),
+                      "CPUs that share one ring (1: a ring per CPU, like Falco's cpus_for_each_buffer)"),
+    "loader": (OPEN, _Enum("auto", "libbpf", "bcc"),
+               "how the probe is loaded: libbpf with the CO-RE object, bcc compiling the source, or "
+               "auto (libbpf when the kernel has BTF); LBD_LOADER overrides it"),
+    "track_state": (OPEN, _Bool(),
+                    "capture the syscalls the process and fd tables need (fork, exec, fd creation and "
+                    "closing, ...) also when not selected, for context only (not output)"),
+    "follow": (OPEN, _Bool(), "also keep the processes that kept tasks (only_pids, only_tids) start"),
+    "only_tids": (OPEN, _Array(_Int(1, MAX_PID), 64), "keep ONLY syscalls of these threads (besides only_pids)"),
+    "filter_uids": (OPEN, _Array(_Int(0, _U32_MAX - 1), 64), "drop syscalls of tasks with these uids"),
+    "only_uids": (OPEN, _Array(_Int(0, _U32_MAX - 1), 64), "keep ONLY syscalls of tasks with these uids"),
+    "failed_only": (OPEN, _Bool(), "keep only failed syscalls (in the kernel)"),
+    "capture_env": (OPEN, _Bool(),
+                    "read execve's environment (envp) in the kernel; off, it is never read (secrets "
+                    "live there) and the outputs write it as NULL; on, the values of names matching "
+                    "secret_pattern are written as ***"),
+    "syscall_stats": (OPEN, _Bool(),
+                      "count every syscall (selected or not) with errors and latency in the kernel "
+                      "(lbd stats)"),
     "str_max": (OPEN, _Int(16, 2040), "bytes captured in the kernel per string or path argument"),
     "buf_max": (OPEN, _Int(0, 1024), "bytes captured in the kernel of an input/output buffer"),
     "argv_max": (OPEN, _Int(0, 64), "strings captured per argv/envp array"),
@@ -447,9 +508,6 @@ _KEYS: dict[str, tuple[str, _Kind, str]] = {
     "only_comms": (OPEN, _COMMS, "keep ONLY syscalls of these command names (empty = all)"),
     "syscalls": (OPEN, _Array(_Name(64), 512),
                  "syscall names to capture; non-empty overrides interest_syscall_file"),
-    "capture_env": (OPEN, _Bool(),
-                    "capture the environment (envp) of execve/execveat; false: not captured, written "
-                    "as NULL; true: written with secret_pattern's values masked"),
 }
 
 INIT_KEYS: tuple[str, ...] = tuple(k for k, (s, _, _) in _KEYS.items() if s == INIT)
@@ -498,6 +556,9 @@ def _validate(obj: Any, section: str) -> None:
 # The configuration objects
 # --------------------------------------------------------------------------------------------
 
+#: the configuration Config.load() (and so `lbd run` without --config) reads when it exists
+SYSTEM_PATH = "/etc/lbd/lbd.yaml"
+
 @dataclass(frozen=True)
 class InitConfig:
     """The ``init_config`` section (user-space behaviour).
@@ -515,7 +576,11 @@ class InitConfig:
     log_file: str
     batch_size: int
     batch_timeout_ms: int
+    consumers: int
+    merge_window_us: int
     python_home: str
+    spool_dir: str
+    spool_max_bytes: int
     secret_pattern: str
     rotate_size: int
     rotate_keep: int
@@ -544,6 +609,16 @@ class OpenParams:
     drop_failed: bool
     interest_syscall_file: str
     ring_size: int
+    cpus_per_ring: int
+    loader: str
+    track_state: bool
+    follow: bool
+    only_tids: tuple[int, ...]
+    filter_uids: tuple[int, ...]
+    only_uids: tuple[int, ...]
+    failed_only: bool
+    capture_env: bool
+    syscall_stats: bool
     str_max: int
     buf_max: int
     argv_max: int
@@ -552,16 +627,19 @@ class OpenParams:
     only_pids: tuple[int, ...]
     only_comms: tuple[str, ...]
     syscalls: tuple[str, ...]
-    capture_env: bool
 
     def __post_init__(self) -> None:
         _validate(self, OPEN)
 
     def _cross_check(self) -> list[str]:
+        out = []
         if self.wake_bytes >= self.ring_size:
-            return [f"{OPEN}.wake_bytes: {self.wake_bytes} must be less than ring_size "
-                    f"({self.ring_size}); 0 means ring_size/4"]
-        return []
+            out.append(f"{OPEN}.wake_bytes: {self.wake_bytes} must be less than ring_size "
+                       f"({self.ring_size}); 0 means ring_size/4")
+        if self.failed_only and self.drop_failed:
+            out.append(f"{OPEN}.failed_only: true together with drop_failed: true would keep nothing; "
+                       "choose one")
+        return out
 
     @property
     def wake_threshold(self) -> int:
@@ -640,6 +718,16 @@ class Config:
             return cls.from_dict({} if doc is None else doc)
         except ConfigError as e:
             raise e.prefixed(name) from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None) -> Config:
+        """From `path`; without one, from SYSTEM_PATH (/etc/lbd/lbd.yaml) when that file exists
+        (the service's configuration), else the embedded default.  The CLI's --config."""
+        if path is not None:
+            return cls.from_file(path)
+        if os.path.exists(SYSTEM_PATH):
+            return cls.from_file(SYSTEM_PATH)
+        return cls.default()
 
     @classmethod
     def from_plugin(cls, init_config: str | bytes, open_params: str | bytes) -> Config:

@@ -2,6 +2,9 @@
 
 Each check returns PASS or FAIL with one line of detail and, on failure, one line saying how to
 fix it.  Checks marked essential make capture impossible when they fail: the exit code is then 1.
+Which checks are essential depends on the loader lbd will use (lbd.loader.choose): libbpf with the
+CO-RE object needs kernel BTF and the object, no compiler, headers or tracefs; the bcc fallback
+needs bcc, kernel headers and tracefs, and reads less process context (the loader line says what).
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ CAP_SYS_ADMIN = 21
 CAP_PERFMON = 38
 CAP_BPF = 39
 
-MIN_KERNEL = (5, 8)  # BPF ring buffer
+MIN_KERNEL = (5, 11)  # BPF ring buffer (5.8), task-local storage in tracing programs (5.11)
 TRACEPOINTS = (
     "raw_syscalls/sys_enter",
     "raw_syscalls/sys_exit",
@@ -46,6 +49,8 @@ class Host:
     modules: Path = Path("/lib/modules")
     proc_status: Path = Path("/proc/self/status")
     release: str = platform.release()
+    loader: str = "auto"            # the configuration's loader (LBD_LOADER overrides)
+    config: object = None           # the lbd Config whose rings `rings` sizes (None: defaults)
 
 
 def _effective_caps(status: Path) -> int:
@@ -80,8 +85,9 @@ def check_kernel(host: Host) -> Check:
     ver = _kernel_version(host.release)
     ok = ver >= MIN_KERNEL
     return Check(
-        "kernel", ok, f"{host.release} ({'>=' if ok else '<'} {MIN_KERNEL[0]}.{MIN_KERNEL[1]}, needed for the BPF ring buffer)",
-        "" if ok else "boot a kernel >= 5.8",
+        "kernel", ok, f"{host.release} ({'>=' if ok else '<'} {MIN_KERNEL[0]}.{MIN_KERNEL[1]}, needed for the BPF ring "
+        "buffer and task-local storage)",
+        "" if ok else f"boot a kernel >= {MIN_KERNEL[0]}.{MIN_KERNEL[1]}",
     )
 
 
@@ -98,18 +104,39 @@ def check_ringbuf(host: Host) -> Check:
     return Check("bpf ring buffer", True, "a 64 KiB BPF_MAP_TYPE_RINGBUF map can be created")
 
 
+def _choice(host: Host):
+    from lbd.loader import LoaderError, choose
+
+    try:
+        return choose(host.loader)
+    except LoaderError:
+        return None
+
+
+def _bcc_needed(host: Host) -> bool:
+    c = _choice(host)
+    return c is None or c.kind == "bcc"
+
+
 def check_tracefs(host: Host) -> Check:
+    need = _bcc_needed(host)
+    why = "" if need else " (only the bcc fallback needs it)"
     events = host.tracefs / "events"
-    if not events.is_dir():
+    try:
+        mounted = events.is_dir()
+        missing = [tp for tp in TRACEPOINTS if not (events / tp / "format").exists()] if mounted else []
+    except PermissionError:
+        return Check("tracefs", False, f"{host.tracefs}: permission denied" + why,
+                     "run as root, or add CAP_DAC_READ_SEARCH (tracefs is root-only)", essential=need)
+    if not mounted:
         return Check(
-            "tracefs", False, f"{host.tracefs} is not mounted (no {events})",
-            f"mount -t tracefs nodev {host.tracefs}   (make setup does this)",
+            "tracefs", False, f"{host.tracefs} is not mounted (no {events})" + why,
+            f"mount -t tracefs nodev {host.tracefs}   (make setup does this)", essential=need,
         )
-    missing = [tp for tp in TRACEPOINTS if not (events / tp / "format").exists()]
     if missing:
         return Check(
             "tracefs", False, f"missing tracepoints: {', '.join(missing)}",
-            "use a kernel with CONFIG_FTRACE_SYSCALLS and sched tracepoints",
+            "use a kernel with CONFIG_FTRACE_SYSCALLS and sched tracepoints", essential=need,
         )
     return Check("tracefs", True, f"{host.tracefs}: {', '.join(TRACEPOINTS)}")
 
@@ -117,73 +144,115 @@ def check_tracefs(host: Host) -> Check:
 def check_btf(host: Host) -> Check:
     ok = host.btf.is_file()
     return Check(
-        "btf", ok, f"{host.btf} {'present' if ok else 'missing'}",
-        "" if ok else "use a kernel built with CONFIG_DEBUG_INFO_BTF (lbd works without; other tools need it)",
+        "btf", ok, f"{host.btf} {'present: the CO-RE probe can be relocated for this kernel' if ok else 'missing'}",
+        "" if ok else ("use a kernel built with CONFIG_DEBUG_INFO_BTF; without it lbd falls back to bcc (kernel "
+                       "headers, a compiler at every start, less process context)"),
         essential=False,
     )
 
 
+CORE_LOST = ("argv and executable at exec, namespaces, login uid, sockets behind fds and execve "
+             "arguments in untouched pages are not read; the parent is the one at fork time")
+
+
+def check_loader(host: Host) -> Check:
+    """Which loader lbd will use, why, and whether it can: the one line an operator needs."""
+    from lbd.loader import LoaderError, choose
+    from lbd._paths import BPF_OBJECT
+
+    try:
+        c = choose(host.loader)
+    except LoaderError as e:
+        return Check("loader", False, str(e), "set LBD_LOADER (or the configuration's loader) to auto, libbpf or bcc")
+    if c.kind == "libbpf":
+        if not host.btf.is_file():
+            return Check("loader", False, f"{c.why}, but the kernel has no BTF ({host.btf})",
+                         "use loader: bcc (LBD_LOADER=bcc), or a kernel with CONFIG_DEBUG_INFO_BTF")
+        if not BPF_OBJECT.is_file():
+            return Check("loader", False, f"{c.why}, but {BPF_OBJECT} is missing", "run `make build`")
+        try:
+            import lbd._libbpf  # noqa: F401
+        except ImportError as e:
+            return Check("loader", False, f"{c.why}, but the loader module does not import: {e}", "run `make build`")
+        return Check("loader", True, c.why)
+    return Check("loader", True, f"{c.why} (fallback: {CORE_LOST})")
+
+
 def check_bcc(host: Host) -> Check:
+    need = _bcc_needed(host)
     try:
         import bcc  # noqa: F401
     except Exception as e:  # an ImportError, or libbcc failing to load
-        return Check("bcc", False, f"import bcc failed: {e}",
-                     "apt-get install python3-bpfcc and use a venv made with --system-site-packages (make setup)")
-    return Check("bcc", True, f"bcc {getattr(bcc, '__version__', '?')} from {Path(bcc.__file__).parent}")
+        return Check("bcc", False, f"import bcc failed: {e}" + ("" if need else " (the fallback loader only)"),
+                     "apt-get install python3-bpfcc and use a venv made with --system-site-packages (make setup)",
+                     essential=need)
+    return Check("bcc", True, f"bcc {getattr(bcc, '__version__', '?')} from {Path(bcc.__file__).parent}"
+                 + ("" if need else " (the fallback loader)"))
 
 
 def check_headers(host: Host) -> Check:
+    need = _bcc_needed(host)
     build = host.modules / host.release / "build"
     if not (build / "include").is_dir():
         return Check(
-            "kernel headers", False, f"{build} missing: bcc cannot compile the probe",
+            "kernel headers", False, f"{build} missing: bcc cannot compile the probe"
+            + ("" if need else " (only the bcc fallback needs them)"),
             f"apt-get install linux-headers-{host.release} (or linux-headers-amd64 and link {build}; make setup does this)",
+            essential=need,
         )
     target = os.path.realpath(build)
     note = "" if host.release in target else f" (headers of another version: {Path(target).name}; tracepoint-only probes are fine)"
     return Check("kernel headers", True, f"{build} -> {target}{note}")
 
 
-_TRIVIAL_PROBE = rb"""
-BPF_RINGBUF_OUTPUT(doctor_ring, 1);
-TRACEPOINT_PROBE(raw_syscalls, sys_enter) {
-    u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    if (tgid != TARGET_TGID) return 0;
-    u64 id = args->id;
-    doctor_ring.ringbuf_output(&id, sizeof(id), 0);
-    return 0;
-}
-"""
+def check_rings(host: Host) -> Check:
+    """The rings' memory: one ring of ring_size per cpus_per_ring CPUs."""
+    from lbd.config import Config
+    from lbd.probe import possible_cpus, ring_layout
+
+    cfg = host.config or Config.default()
+    o = cfg.open
+    ncpus = possible_cpus()
+    nrings = max(ring_layout(ncpus, o.cpus_per_ring)) + 1
+    total = nrings * o.ring_size
+    return Check("rings", True, f"{nrings} ring(s) of {o.ring_size >> 10} KiB for {ncpus} CPUs "
+                 f"(cpus_per_ring={o.cpus_per_ring}): {total / (1 << 20):.1f} MiB in all")
 
 
 def check_load(host: Host) -> Check:
-    try:
-        from bcc import BPF
-    except Exception as e:
-        return Check("probe load", False, f"bcc unavailable: {e}", "fix the bcc check first")
-    seen: list[int] = []
+    """Load lbd's probe with the chosen loader and see one of our own syscalls come back."""
+    from lbd.collector import Collector
+    from lbd.config import Config
+
+    cfg = (host.config or Config.default()).replace(
+        syscalls=["getppid"], only_pids=[os.getpid()], filter_own=False, filter_falco=False, drop_mode=False,
+        ring_size=64 * 1024, track_state=False, loader=host.loader)
     t0 = time.monotonic()
     try:
-        b = BPF(text=_TRIVIAL_PROBE, cflags=[f"-DTARGET_TGID={os.getpid()}"])
-        try:
-            ring = b[b"doctor_ring"]
-            ring.open_ring_buffer(lambda ctx, data, size: seen.append(size))
-            os.getppid()
-            b.ring_buffer_poll(100)
-        finally:
-            b.cleanup()
+        with Collector(cfg, batch_size=64) as col:
+            loaded = time.monotonic() - t0
+            kind = col.probe.kind
+            for _ in range(3):
+                os.getppid()
+            seen = 0
+            for _ in range(10):
+                b = col.next_batch(20, flush=True)
+                seen += int(((b.events["nr"] == 110) & (b.events["pid"] == os.getpid())).sum())
+                if seen:
+                    break
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return Check("probe load", False, f"a trivial ring-buffer program failed to load: {first}",
-                     "run `lbd doctor --debug` for the compiler output; check the kernel headers above")
+        return Check("probe load", False, f"lbd's probe failed to load: {first}",
+                     "fix the checks above; `lbd --debug doctor` shows the traceback")
     if not seen:
-        return Check("probe load", False, "program loaded but no event arrived through the ring buffer",
-                     "check that raw_syscalls tracepoints fire (perf list | grep raw_syscalls)")
-    return Check("probe load", True, f"raw_syscalls:sys_enter -> ring buffer -> user space ({time.monotonic() - t0:.1f}s)")
+        return Check("probe load", False, "the probe loaded but none of our syscalls came through the rings",
+                     "check that the syscall tracepoints fire (perf list | grep raw_syscalls)")
+    return Check("probe load", True, f"{kind}: loaded and attached in {loaded:.2f}s; syscalls -> rings -> user space")
 
 
 CHECKS: tuple[Callable[[Host], Check], ...] = (
-    check_privileges, check_kernel, check_ringbuf, check_tracefs, check_btf, check_bcc, check_headers, check_load,
+    check_privileges, check_kernel, check_ringbuf, check_btf, check_loader, check_tracefs, check_bcc, check_headers,
+    check_rings, check_load,
 )
 
 

@@ -134,6 +134,15 @@ FIELDS: tuple[Field, ...] = (
           "IPv6).", display="Port"),
     Field("linux.sockaddr.path", "string", "Path of the syscall's AF_UNIX socket address argument "
           "(abstract names start with @).", display="Socket path"),
+    # container context, from the record header (the kernel reads them: CO-RE, except cgroup_id)
+    Field("linux.cgroup_id", "uint64", "The task's cgroup v2 id (the inode of its cgroup directory).",
+          display="Cgroup id"),
+    Field("linux.pidns", "uint64", "Inode of the task's pid namespace (/proc/PID/ns/pid); no value when "
+          "the probe cannot read it (bcc loader).", display="PID namespace"),
+    Field("linux.mntns", "uint64", "Inode of the task's mount namespace (/proc/PID/ns/mnt); no value when "
+          "the probe cannot read it (bcc loader).", display="Mount namespace"),
+    Field("linux.loginuid", "uint64", "The task's audit login uid (4294967295: never set, as for daemons); "
+          "no value when the probe cannot read it (bcc loader).", display="Login UID"),
 )
 
 
@@ -315,10 +324,10 @@ class Instance:
             self._own_tid = tid
         batch = self.collector.next_batch()
         n = len(batch)
-        ptrs = _addr(batch.ptrs)
+        ptrs_arr = batch.ptrs
         if not n:
             self._keep = ()
-            return (0, ptrs, 0, 0, 0, 0, 0)
+            return (0, _addr(ptrs_arr), 0, 0, 0, 0, 0)
         enrich = strtab = fdtab = None
         if self.enricher is not None:
             try:
@@ -326,20 +335,33 @@ class Instance:
                 enrich, strtab, fdtab = _checked_enrichment(batch, n)
             except Exception as e:  # enrichment is best effort: the events still go to Falco
                 _warn_once(f"enrichment failed, events carry the kernel's values only: {error_message(e)}")
+        out = batch.output_mask()
         if self.cfg.init.putfile:
-            self._putfile(batch, n)
+            self._putfile(batch, out)
+        if out is not None:
+            # state records fed the tables above; Falco gets the others (their pointers still
+            # ascend, and the enrichment rows follow them)
+            ptrs_arr = np.ascontiguousarray(batch.ptrs[:n][out])
+            n = len(ptrs_arr)
+            if enrich is not None:
+                enrich = np.ascontiguousarray(enrich[:len(out)][out])
+            if not n:
+                self._keep = ()
+                return (0, 0, 0, 0, 0, 0, 0)
         if enrich is None:
-            self._keep = ()
-            return (n, ptrs, 0, 0, 0, 0, 0)
-        self._keep = (enrich, strtab, fdtab)
-        return (n, ptrs, _addr(enrich), _addr(strtab), len(strtab), _addr(fdtab), len(fdtab))
+            self._keep = (ptrs_arr,)
+            return (n, _addr(ptrs_arr), 0, 0, 0, 0, 0)
+        self._keep = (ptrs_arr, enrich, strtab, fdtab)
+        return (n, _addr(ptrs_arr), _addr(enrich), _addr(strtab), len(strtab), _addr(fdtab), len(fdtab))
 
-    def _putfile(self, batch, n: int) -> None:
-        """Write the batch to the putfile; on failure count its events and try again later."""
+    def _putfile(self, batch, mask) -> None:
+        """Write the batch (its events with a true mask entry) to the putfile; on failure count
+        them and try again later."""
         import time
 
         from lbd.output.writer import OutputError, open_writer
 
+        n = len(batch) if mask is None else int(np.count_nonzero(mask))
         if self.writer is None:
             if time.monotonic() < self._putfile_retry:
                 self.putfile_unwritten += n
@@ -353,7 +375,7 @@ class Instance:
             log.info("putfile: writing to %s again (%d events not written meanwhile)", self.writer.name,
                      self.putfile_unwritten)
         try:
-            self.writer.write_batch(batch)
+            self.writer.write_batch(batch, mask)
         except OutputError as e:
             writer, self.writer = self.writer, None
             try:

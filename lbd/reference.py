@@ -48,12 +48,12 @@ PLUGIN_EVENT_TYPE = 322         # PPME_PLUGINEVENT_E
 ARENA_OFFSET = 2                # the first Falco prefix's offset in a batch arena
 BUSY_BIT, DISCARD_BIT = 1 << 31, 1 << 30
 _FALCO = struct.Struct("<QQIHIIII")
-_HDR_FIELDS = [n for n in HDR.names if n not in ("args", "slot")]
-_FIXED = struct.Struct("<HHHBBIIIIIIQQq16s6Q12H")
+_HDR_FIELDS = [n for n in HDR.names if n not in ("args", "slot", "xslot")]
+_FIXED = struct.Struct("<HHHBBIIIIIIQQq16s6Q12HQQIII2H")
 assert _FIXED.size == HDR_SIZE, "lbd.reference's header format differs from lbd.record.HDR_DTYPE"
 
 #: the keys of every event dict (both decoders)
-EVENT_KEYS = tuple(_HDR_FIELDS) + ("args", "slot", "syscall_id", "name", "decoded", "payloads",
+EVENT_KEYS = tuple(_HDR_FIELDS) + ("args", "slot", "xslot", "syscall_id", "name", "decoded", "payloads",
                                    "record", "falco")
 
 
@@ -79,11 +79,13 @@ class Result:
 
 def _parse(rec: bytes, wall_offset: int, plugin_id: int) -> dict:
     v = _FIXED.unpack(rec[:HDR_SIZE])
-    ev = dict(zip(_HDR_FIELDS, v[:15]))
+    ev = dict(zip(_HDR_FIELDS[:15], v[:15]))
     ev["comm"] = ev["comm"].rstrip(b"\0")
     ev["ts"] = (ev["ts"] + wall_offset) & (2**64 - 1)
     ev["args"] = tuple(v[15:21])
     ev["slot"] = tuple((v[21 + 2 * i], v[22 + 2 * i]) for i in range(record.MAX_ARGS))
+    ev.update(zip(_HDR_FIELDS[15:], v[33:38]))
+    ev["xslot"] = (v[38], v[39])
     ev["syscall_id"] = ev["nr"]
     ev["name"] = _args.syscall_name(ev["nr"])
     payloads = tuple(rec[off: off + ln] if ln else None for off, ln in ev["slot"])
@@ -104,8 +106,9 @@ def _valid(rec: bytes, valid: frozenset[int]) -> bool:
         return False
     if dir_ not in (record.DIR_EXIT, record.DIR_ENTER):
         return False
-    slots = struct.unpack_from("<12H", rec, HDR.fields["slot"][1])
-    for i in range(record.MAX_ARGS):
+    slots = struct.unpack_from("<12H", rec, HDR.fields["slot"][1]) + struct.unpack_from(
+        "<2H", rec, HDR.fields["xslot"][1])
+    for i in range(record.MAX_ARGS + 1):          # the six argument slots and the extra one
         off, ln = slots[2 * i], slots[2 * i + 1]
         if ln and (off < HDR_SIZE or off + ln > rlen):
             return False
@@ -195,6 +198,7 @@ def from_batch(batch) -> list[dict]:
         d = {n: (bytes(e[n]) if n == "comm" else int(e[n])) for n in _HDR_FIELDS}
         d["args"] = tuple(int(x) for x in e["args"])
         d["slot"] = tuple((int(s["off"]), int(s["len"])) for s in e["slot"])
+        d["xslot"] = (int(e["xslot"]["off"]), int(e["xslot"]["len"]))
         d["syscall_id"] = int(e["syscall_id"])
         d["name"] = batch.name(i)
         d["payloads"] = tuple(batch.payload(i, k) for k in range(record.MAX_ARGS))

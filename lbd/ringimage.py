@@ -24,7 +24,7 @@ the second half of `data` always mirrors the first)::
     img.cons, img.prod, img.data, img.size     # positions (settable) and the data bytes
     img.free                                   # bytes a new record may take (kernel rule)
     img.poke(pos, b), img.peek(pos, n)         # bytes at a ring position, mirror kept
-    img.ring(valid_nrs=None, wall_offset=0)    # an lbd._decode.Ring over the image
+    img.ring(valid_nrs=None, wall_offset=0, index=0)  # an lbd._decode.Ring over the image
     img.rewind(pos=None)                       # consumer back to `start` (re-drain; benchmarks)
     img.image() -> (cons, prod, data)          # the arguments of lbd.reference.decode_image
     image_of(records, size=None, start=0, guard=False) -> RingImage
@@ -176,14 +176,17 @@ def make_case(nr: int, args: dict | Sequence | None = None, *, pid: int = 4242, 
               ppid: int = 1, uid: int = 0, gid: int = 0, ts: int = 1_000_000_000, latency: int = 0,
               res: int = 0, comm: str | bytes = "lbd-test", dir: str = "<", flags: int = 0,
               payloads: dict | None = None, faults: Iterable = (), str_max: int | None = None,
-              buf_max: int | None = None, nargs: int | None = None, version: int = record.VERSION) -> Case:
+              buf_max: int | None = None, nargs: int | None = None, version: int = record.VERSION,
+              ets: int | None = None, cgroup_id: int = 0, pidns: int = 0, mntns: int = 0,
+              loginuid: int = 0xFFFFFFFF) -> Case:
     """A record of syscall (or sched pseudo syscall) `nr` and its expected decoding.
 
     args: {name: value} or values in order (see the module docstring for values by kind); missing
     arguments are 0.  payloads: {slot or name: bytes} payloads to store as given (the raw value
     then comes from args, default a made-up pointer).  dir: "<" exit, ">" enter (output kinds get
     no payload).  flags: extra LBD_F_* bits (LBD_F_NOENTER: the arguments are unknown, as the
-    probe writes it: no arguments at all).  The other keywords are header fields.
+    probe writes it: no arguments at all).  ets: the emit time (default ts + latency, as the probe
+    writes an exit record).  The other keywords are header fields.
     """
     specs = arg_specs(nr)
     noenter = bool(flags & record.F_NOENTER)
@@ -317,7 +320,8 @@ def make_case(nr: int, args: dict | Sequence | None = None, *, pid: int = 4242, 
     hdr = np.zeros(1, dtype=HDR)
     fields = dict(version=version, size=size, nr=nr, dir=ord(dir), nargs=nargs, flags=hflags, pid=pid,
                   tid=pid if tid is None else tid, ppid=ppid, uid=uid, gid=gid, ts=ts, latency=latency,
-                  res=res, comm=comm_b)
+                  res=res, comm=comm_b, ets=ts + latency if ets is None else ets, cgroup_id=cgroup_id,
+                  pidns=pidns, mntns=mntns, loginuid=loginuid)
     for name, v in fields.items():
         hdr[name][0] = v
     hdr["args"][0] = raw
@@ -632,11 +636,11 @@ class RingImage:
         (they are still in the data: consuming does not clear it).  For repeated benchmarks."""
         self.cons = self.start if pos is None else pos
 
-    def ring(self, valid_nrs=None, wall_offset: int = 0):
-        """An lbd._decode.Ring over this image (it advances `cons`)."""
+    def ring(self, valid_nrs=None, wall_offset: int = 0, index: int = 0):
+        """An lbd._decode.Ring over this image (it advances `cons`); index: its ring number."""
         from lbd._decode import Ring
 
-        return Ring.from_image(self._cons, self._prod, self.data, valid_nrs, wall_offset)
+        return Ring.from_image(self._cons, self._prod, self.data, valid_nrs, wall_offset, index)
 
     def image(self) -> tuple[int, int, np.ndarray]:
         """(cons, prod, data): the arguments of lbd.reference.decode_image."""

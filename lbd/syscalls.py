@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 from lbd._paths import PACKAGE_DIR
 from lbd.flags import FLAG_SETS
-from lbd.record import KINDS, LEN_KINDS, MAX_ARGS, MAX_SYSCALLS
+from lbd.record import KINDS, LEN_KINDS, MAX_ARGS, MAX_SYSCALLS, SIZED_KINDS
 
 __all__ = [
     "Arg", "Syscall", "TABLE", "BY_NR", "BY_NAME", "TABLE_PATH",
@@ -62,6 +62,7 @@ class Arg:
     bits: int
     len_arg: int | None
     flags: str | None
+    size: int | None = None     # sized kinds (struct, out_struct, array32, iovec): most bytes read
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +88,16 @@ def _load(path) -> tuple[Syscall, ...]:
                 raise ValueError(f"{path}: {s['name']}.{a['name']}: unknown kind {kind!r}")
             kind_id = KINDS[kind]
             len_arg = a.get("len_arg")
-            if (kind_id in LEN_KINDS) != (len_arg is not None):
-                raise ValueError(f"{path}: {s['name']}.{a['name']}: kind {kind} and len_arg")
+            size = a.get("size")
+            if kind_id in SIZED_KINDS:
+                if not isinstance(size, int) or not 0 < size <= 2040 or size % 8:
+                    raise ValueError(f"{path}: {s['name']}.{a['name']}: kind {kind} needs a size (8..2040, /8)")
+            elif size is not None or (kind_id in LEN_KINDS) != (len_arg is not None):
+                raise ValueError(f"{path}: {s['name']}.{a['name']}: kind {kind}, len_arg and size")
             flags = a.get("flags")
             if (kind == "flags") != (flags is not None) or (flags and flags not in FLAG_SETS):
                 raise ValueError(f"{path}: {s['name']}.{a['name']}: flag set {flags!r}")
-            args.append(Arg(a["name"], a["type"], kind, kind_id, a["bits"], len_arg, flags))
+            args.append(Arg(a["name"], a["type"], kind, kind_id, a["bits"], len_arg, flags, size))
         if len(args) > MAX_ARGS or not 0 <= s["nr"] < MAX_SYSCALLS:
             raise ValueError(f"{path}: {s['name']}: nr or argument count out of range")
         out.append(Syscall(s["nr"], s["name"], s["entry"], s["tracepoint"], s["implemented"],

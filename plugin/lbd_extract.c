@@ -1062,6 +1062,21 @@ static ss_plugin_rc field__extract(struct lbd_extractor *x, const struct ev *e, 
     case LBD_FLD_GROUP_NUM:
         rc = set_u64(x, f, h->gid);
         break;
+    case LBD_FLD_CGROUP_ID:
+        rc = set_u64(x, f, h->cgroup_id);
+        break;
+    case LBD_FLD_PIDNS:                         /* 0: not read (the bcc loader) */
+        if (h->pidns)
+            rc = set_u64(x, f, h->pidns);
+        break;
+    case LBD_FLD_MNTNS:
+        if (h->mntns)
+            rc = set_u64(x, f, h->mntns);
+        break;
+    case LBD_FLD_LOGINUID:                      /* 0 with no namespace read: the bcc loader */
+        if (h->pidns || h->loginuid)
+            rc = set_u64(x, f, h->loginuid);
+        break;
     case LBD_FLD_PCOMM:
         if (en && en->pcomm_len)
             rc = set_str(x, f, en__str(e, en->pcomm_off, en->pcomm_len));

@@ -415,9 +415,9 @@ static const struct lbd_sc_spec lbd_sc_table[LBD_SC_TABLE_SIZE] = {
 #define LBD_SCHED_FIRST 1000
 #define LBD_SCHED_LAST 1002
 static const struct lbd_sc_spec lbd_sched_table[LBD_SCHED_LAST - LBD_SCHED_FIRST + 1] = {
-    [1000 - LBD_SCHED_FIRST] = {"sched_process_fork", 3, {{"parent_pid", LBD_K_UINT, 64}, {"child_pid", LBD_K_UINT, 64}, {"parent_tid", LBD_K_UINT, 64}}},
-    [1001 - LBD_SCHED_FIRST] = {"sched_process_exec", 3, {{"pid", LBD_K_UINT, 64}, {"old_pid", LBD_K_UINT, 64}, {"filename", LBD_K_PATH, 64}}},
-    [1002 - LBD_SCHED_FIRST] = {"sched_process_exit", 2, {{"pid", LBD_K_UINT, 64}, {"group_dead", LBD_K_UINT, 64}}},
+    [1000 - LBD_SCHED_FIRST] = {"sched_process_fork", 5, {{"parent_pid", LBD_K_UINT, 64}, {"child_pid", LBD_K_UINT, 64}, {"parent_tid", LBD_K_UINT, 64}, {"child_tgid", LBD_K_UINT, 64}, {"child_start", LBD_K_UINT, 64}}},
+    [1001 - LBD_SCHED_FIRST] = {"sched_process_exec", 5, {{"pid", LBD_K_UINT, 64}, {"old_pid", LBD_K_UINT, 64}, {"filename", LBD_K_PATH, 64}, {"argv", LBD_K_STRARR, 64}, {"exe", LBD_K_PATH, 64}}},
+    [1002 - LBD_SCHED_FIRST] = {"sched_process_exit", 3, {{"pid", LBD_K_UINT, 64}, {"group_dead", LBD_K_UINT, 64}, {"exit_code", LBD_K_UINT, 64}}},
 };
 
 /* socket families lbd.args names; others print as their number */
@@ -463,7 +463,11 @@ enum lbd_field_id {
     LBD_FLD_SOCKADDR_IP = 27,  /* linux.sockaddr.ip */
     LBD_FLD_SOCKADDR_PORT = 28,  /* linux.sockaddr.port */
     LBD_FLD_SOCKADDR_PATH = 29,  /* linux.sockaddr.path */
-    LBD_N_FIELDS = 30
+    LBD_FLD_CGROUP_ID = 30,  /* linux.cgroup_id */
+    LBD_FLD_PIDNS = 31,  /* linux.pidns */
+    LBD_FLD_MNTNS = 32,  /* linux.mntns */
+    LBD_FLD_LOGINUID = 33,  /* linux.loginuid */
+    LBD_N_FIELDS = 34
 };
 
 static const char *const lbd_field_names[LBD_N_FIELDS] = {
@@ -497,6 +501,10 @@ static const char *const lbd_field_names[LBD_N_FIELDS] = {
     "linux.sockaddr.ip",
     "linux.sockaddr.port",
     "linux.sockaddr.path",
+    "linux.cgroup_id",
+    "linux.pidns",
+    "linux.mntns",
+    "linux.loginuid",
 };
 
 static const char lbd_fields_json[] =
@@ -545,7 +553,14 @@ static const char lbd_fields_json[] =
     "s\"},{\"name\":\"linux.sockaddr.port\",\"type\":\"uint64\",\"desc\":\"Port of the syscall's socket address a"
     "rgument (IPv4 or IPv6).\",\"display\":\"Port\"},{\"name\":\"linux.sockaddr.path\",\"type\":\"string\",\"desc\":"
     "\"Path of the syscall's AF_UNIX socket address argument (abstract names start with @).\",\"display\""
-    ":\"Socket path\"}]";
+    ":\"Socket path\"},{\"name\":\"linux.cgroup_id\",\"type\":\"uint64\",\"desc\":\"The task's cgroup v2 id (the i"
+    "node of its cgroup directory).\",\"display\":\"Cgroup id\"},{\"name\":\"linux.pidns\",\"type\":\"uint64\",\"de"
+    "sc\":\"Inode of the task's pid namespace (/proc/PID/ns/pid); no value when the probe cannot read i"
+    "t (bcc loader).\",\"display\":\"PID namespace\"},{\"name\":\"linux.mntns\",\"type\":\"uint64\",\"desc\":\"Inode "
+    "of the task's mount namespace (/proc/PID/ns/mnt); no value when the probe cannot read it (bcc lo"
+    "ader).\",\"display\":\"Mount namespace\"},{\"name\":\"linux.loginuid\",\"type\":\"uint64\",\"desc\":\"The task's"
+    " audit login uid (4294967295: never set, as for daemons); no value when the probe cannot read it"
+    " (bcc loader).\",\"display\":\"Login UID\"}]";
 
 static const char lbd_init_schema_json[] =
     "{\"$schema\":\"http://json-schema.org/draft-07/schema#\",\"title\":\"lbd init_config\",\"type\":\"object\",\""
@@ -555,23 +570,32 @@ static const char lbd_init_schema_json[] =
     ":\"longest argument string printed; longer ones end in '...'; 0 = no limit\",\"default\":1024},\"putf"
     "ile\":{\"anyOf\":[{\"type\":\"boolean\"},{\"type\":\"string\",\"enum\":[\"true\",\"false\"]}],\"description\":\"writ"
     "e every event to the file `path`\",\"default\":false},\"path\":{\"type\":\"string\",\"maxLength\":256,\"desc"
-    "ription\":\"the event file written when putfile is true\",\"default\":\"/var/log/lbd/events.log\"},\"for"
-    "mat\":{\"type\":\"string\",\"enum\":[\"normal\",\"json\"],\"description\":\"event file format: the seed's one-"
-    "line text, or JSON Lines\",\"default\":\"normal\"},\"log_level\":{\"type\":\"string\",\"enum\":[\"DEBUG\",\"INFO"
-    "\",\"WARNING\",\"ERROR\",\"FATAL\"],\"description\":\"log level\",\"default\":\"INFO\"},\"log_file\":{\"type\":\"str"
-    "ing\",\"maxLength\":256,\"description\":\"log destination; empty = stderr\",\"default\":\"\"},\"batch_size\":"
-    "{\"type\":\"integer\",\"minimum\":1,\"maximum\":65536,\"description\":\"events per batch handed to consumer"
-    "s\",\"default\":512},\"batch_timeout_ms\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000,\"description\":"
-    "\"milliseconds a consumer waits for events before returning a partial or empty batch\",\"default\":3"
-    "0},\"python_home\":{\"type\":\"string\",\"maxLength\":256,\"description\":\"Falco plugin: the lbd installat"
-    "ion (venv) to use; empty = the one it was built from\",\"default\":\"\"},\"secret_pattern\":{\"type\":\"st"
-    "ring\",\"maxLength\":256,\"description\":\"with capture_env: environment variables whose NAME matches "
-    "one of these |-separated patterns (* and \077 wildcards, case-insensitive) are written NAME=***; em"
-    "pty = none masked\",\"default\":\"*TOKEN*|*SECRET*|*PASSWORD*|*KEY*\"},\"rotate_size\":{\"type\":\"integer"
-    "\",\"minimum\":0,\"maximum\":1125899906842624,\"description\":\"a file output (--output, path) is rotate"
-    "d once it holds this many bytes: events.log -> events.log.1 -> ...; 0 = never\",\"default\":0},\"rot"
-    "ate_keep\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000,\"description\":\"rotated files kept (events"
-    ".log.1 .. events.log.N)\",\"default\":5}},\"additionalProperties\":false}";
+    "ription\":\"the event file written when putfile is true, or nats://HOST:PORT/SUBJECT to publish to"
+    " NATS\",\"default\":\"/var/log/lbd/events.log\"},\"format\":{\"type\":\"string\",\"enum\":[\"normal\",\"json\",\"p"
+    "arquet\"],\"description\":\"event file format: the seed's one-line text, JSON Lines, or Parquet (a n"
+    "ew file)\",\"default\":\"normal\"},\"log_level\":{\"type\":\"string\",\"enum\":[\"DEBUG\",\"INFO\",\"WARNING\",\"ERR"
+    "OR\",\"FATAL\"],\"description\":\"log level\",\"default\":\"INFO\"},\"log_file\":{\"type\":\"string\",\"maxLength\""
+    ":256,\"description\":\"log destination; empty = stderr\",\"default\":\"\"},\"batch_size\":{\"type\":\"integer"
+    "\",\"minimum\":1,\"maximum\":65536,\"description\":\"events per batch handed to consumers\",\"default\":512"
+    "},\"batch_timeout_ms\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000,\"description\":\"milliseconds a "
+    "consumer waits for events before returning a partial or empty batch\",\"default\":30},\"consumers\":{"
+    "\"type\":\"integer\",\"minimum\":1,\"maximum\":64,\"description\":\"consumer threads draining the rings (ea"
+    "ch owns a share of the rings; order holds within each one's rings)\",\"default\":1},\"merge_window_u"
+    "s\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":1000000,\"description\":\"microseconds a record may wait"
+    " in its ring so that the rings merge in emit-time order (records later than this are counted as "
+    "late)\",\"default\":1000},\"python_home\":{\"type\":\"string\",\"maxLength\":256,\"description\":\"Falco plugi"
+    "n: the lbd installation (venv) to use; empty = the one it was built from\",\"default\":\"\"},\"spool_d"
+    "ir\":{\"type\":\"string\",\"maxLength\":256,\"description\":\"shipping (path nats://...): where batches wa"
+    "it on disk while the server is unreachable\",\"default\":\"/var/lib/lbd/spool\"},\"spool_max_bytes\":{\""
+    "type\":\"integer\",\"minimum\":0,\"maximum\":1099511627776,\"description\":\"shipping: most bytes the spoo"
+    "l holds; batches that do not fit are dropped and counted; 0 = no spool\",\"default\":1073741824},\"s"
+    "ecret_pattern\":{\"type\":\"string\",\"maxLength\":256,\"description\":\"with capture_env: environment var"
+    "iables whose NAME matches one of these |-separated patterns (* and \077 wildcards, case-insensitive"
+    ") are written NAME=***; empty = none masked\",\"default\":\"*TOKEN*|*SECRET*|*PASSWORD*|*KEY*\"},\"rot"
+    "ate_size\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":1125899906842624,\"description\":\"a file output "
+    "(--output, path) is rotated once it holds this many bytes: events.log -> events.log.1 -> ...; 0 "
+    "= never\",\"default\":0},\"rotate_keep\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000,\"description\":\""
+    "rotated files kept (events.log.1 .. events.log.N)\",\"default\":5}},\"additionalProperties\":false}";
 
 #define LBD_PLUGIN_ID 27182u
 #define LBD_PLUGIN_NAME "lbd"

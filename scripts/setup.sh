@@ -42,9 +42,13 @@ apt_install() {
 [ -x "$sys_python" ] || apt_install python3
 pyver=$("$sys_python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 apt_install python3-bpfcc bpfcc-tools python3-venv "python${pyver}-dev" "libpython${pyver}" \
-    linux-libc-dev manpages-dev libbpf-dev bpftool gcc make pkg-config zlib1g-dev libelf-dev libcjson-dev
+    linux-libc-dev manpages-dev libbpf-dev bpftool gcc make pkg-config zlib1g-dev libelf-dev libcjson-dev \
+    clang llvm curl ca-certificates
 
-# ---- 2. kernel headers for bcc -------------------------------------------
+# ---- 1b. libbpf, static and -fPIC, for the CO-RE loader (build/libbpf) ----
+bash "$here/scripts/build_libbpf.sh"
+
+# ---- 2. kernel headers for bcc (the fallback loader; the CO-RE one needs none) ----
 if [ ! -e "/lib/modules/$kver/build/include" ]; then
     if apt-cache show "linux-headers-$kver" >/dev/null 2>&1; then
         apt_install "linux-headers-$kver"

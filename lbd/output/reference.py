@@ -24,25 +24,36 @@ to each other) and the baseline it is benchmarked against; it is not the fast pa
 * ``envp`` is ``NULL`` unless ``capture_env``; with it, a ``NAME=VALUE`` whose name matches
   ``secret_pattern`` is written ``NAME=***`` (``mask_env``).
 
-``json``: JSON Lines, one object per event, keys in this order (schema: lbd/output/event.schema.json)::
+``json``: JSON Lines, one object per event, always the same keys in this order (schema:
+lbd/output/event.schema.json)::
 
     time      RFC 3339 UTC with nanoseconds, "2025-06-12T11:18:10.347507525Z"
     ts        the same instant, integer ns since the epoch
-    syscall, nr, dir ("<" exit, ">" enter), res, latency (ns)
+    syscall, nr, dir ("<" exit, ">" enter), res
+    err       the errno's name when the call failed (res in -4095 .. -1 and lbd.errnos names -res),
+              "EACCES"; "" otherwise (always a string: a reader that infers types from the first
+              lines, duckdb's 20,480, would type a column of nulls as NULL and lose later names)
+    latency   ns from enter to exit
     pid, tid, ppid, pcomm, uid, user, gid, group, comm, cmdline, fullpath
-    args      {name: value}: integers, strings (cut like the normal format), null, argv as an
-              array of strings (each cut), fd pairs as [fd, fd], socket addresses as
-              {"family", "addr", "port"} / {"family", "path"} / {"family", "raw" (hex)}
-    flag_names  (only when the event has flag arguments) {name: "O_RDONLY|O_CLOEXEC"}: the
-              symbolic form of each flags-kind argument (lbd.flags.names)
-    truncated (only when some argument was cut by the probe) [argument names]
-    fds       [{"fd": 0, "path": "/dev/null"}, ...]
+    args      {name: value}, names by lbd.args.json_arg_names (one JSON type per name across
+              all syscalls): integers (unsigned 64-bit values >= 2**63 as their signed value,
+              lbd.args.json_int), strings (cut like the normal format), argv as an array of
+              strings (each cut), fd pairs as [fd, fd], socket addresses as
+              {"family", "addr", "port", "path", "raw" (hex)} with null for the parts the family
+              lacks; an argument without a value (a NULL pointer, nothing read) is left out
+    flag_names  {"arg": [names], "names": ["O_RDONLY|O_CLOEXEC", ...]}: the symbolic form of each
+              flags-kind argument (lbd.flags.names); empty arrays when there is none
+    truncated [argument names the probe cut]
+    fds       {"fd": [0, 1, ...], "path": ["/dev/null", ...]}
 
+Every key is always present and has one type (objects of arrays, never arrays of objects, and
+no null where an object or array can stand), so that readers that infer a schema from the first
+lines (pyarrow.json, duckdb read_json_auto) read a whole capture.
 Written compactly (``separators=(",", ":")``, ``ensure_ascii=False``: UTF-8 text as is).  Text
 values are cut like the normal format's, then ``escape_text(..., "json")``: an undecodable byte as
 the text ``\\xNN`` and a backslash as ``\\\\``, which JSON then writes ``"\\\\xNN"`` and
-``"\\\\\\\\"``: after json.loads, ``unescape_text`` gives back the exact bytes.  ``envp`` as in the
-normal format (null unless capture_env).
+``"\\\\\\\\"``: after json.loads, ``unescape_text`` gives back the exact bytes.  ``envp`` is left
+out (no value) unless capture_env, and masked as in the normal format with it.
 """
 from __future__ import annotations
 
@@ -52,12 +63,12 @@ import time
 
 import numpy as np
 
-from lbd import args as _args, flags as _flags, record
+from lbd import args as _args, errnos, flags as _flags, record
 from lbd.args import SockAddr
 
 __all__ = [
     "format_time", "format_time_utc", "truncate", "format_value", "format_args", "format_fds",
-    "escape_text", "unescape_text", "secret_name", "mask_env", "line_safe", "normal_line", "event_fields",
+    "escape_text", "unescape_text", "secret_name", "mask_env", "env_value", "exact_args", "line_safe", "normal_line", "event_fields",
     "normal_event", "json_event", "json_line", "format_batch",
 ]
 
@@ -90,7 +101,7 @@ def format_value(v, limit: int) -> str:
     if v is None:
         return "NULL"
     if isinstance(v, bytes):
-        return truncate(v.decode("utf-8", "surrogateescape"), limit)
+        return truncate(v.decode("utf-8", "backslashreplace"), limit)
     if isinstance(v, list):
         return truncate(" ".join(str(x) for x in v), limit)
     if isinstance(v, SockAddr):
@@ -222,30 +233,50 @@ def _enrichment(batch, i: int) -> dict:
             "cmdline": s("cmdline"), "fullpath": s("fullpath"), "fds": fds}
 
 
-def event_fields(batch, i: int, capture_env: bool = False, secret_pattern: str = "") -> dict:
-    """Everything both formats show of event i: header, decoded arguments, enrichment; text
-    decoded with surrogateescape (an undecodable byte is one U+DC80..U+DCFF character), envp as
-    env_value makes it.
+def exact_args(nr: int, flags: int, raw, payloads, capture_env: bool = False, secret_pattern: str = "") -> dict:
+    """An event's arguments as the output formats write them, before the cut and the escapes:
+    text decoded with surrogateescape (buffers too: an undecodable byte is one U+DC80..U+DCFF
+    character), envp as env_value makes it."""
+    args = _args.decode_args(nr, flags, raw, payloads, errors="surrogateescape")
+    for a in _args.arg_specs(nr) or ():
+        if a.name not in args:
+            continue
+        if a.name == ENV_ARG and a.kind == "strarr":
+            args[a.name] = env_value(args[a.name], capture_env, secret_pattern)
+        elif isinstance(args[a.name], bytes):
+            args[a.name] = _text(args[a.name])
+    return args
+
+
+def event_fields(batch, i: int, *, exact: bool = False, capture_env: bool = False,
+                 secret_pattern: str = "") -> dict:
+    """Everything both formats show of event i: header, decoded arguments, enrichment.
 
     Without enrichment (no batch.enrich) the kernel's values stand in: user and group as numbers,
     cmdline = comm, no parent comm, no fullpath, no fds.
+
+    exact (what the output formats write): text decoded with surrogateescape (an undecodable byte
+    is one U+DC80..U+DCFF character, told apart from a backslash), buffers as text, envp as
+    env_value makes it of capture_env / secret_pattern.  Otherwise (the filter's reference, the
+    API) text decoded with backslashreplace and the arguments as batch.args gives them.
     """
-    from lbd.enrich.layout import has_enrichment
+    from lbd.enrich.layout import event_info, has_enrichment
 
     e = batch.events[i]
     nr = int(e["nr"])
-    comm = _text(bytes(e["comm"]).split(b"\0", 1)[0])
-    payloads = [batch.payload(i, k) for k in range(record.MAX_ARGS)]
-    args = _args.decode_args(nr, int(e["flags"]), e["args"], payloads, errors="surrogateescape")
-    specs = _args.arg_specs(nr) or ()
-    for a in specs:
-        if a.name == ENV_ARG and a.kind == "strarr" and a.name in args:
-            args[a.name] = env_value(args[a.name], capture_env, secret_pattern)
+    raw_comm = bytes(e["comm"]).split(b"\0", 1)[0]
+    if exact:
+        comm = _text(raw_comm)
+        payloads = [batch.payload(i, k) for k in range(record.MAX_ARGS)]
+        args = exact_args(nr, int(e["flags"]), e["args"], payloads, capture_env, secret_pattern)
+    else:
+        comm = raw_comm.decode("utf-8", "backslashreplace")
+        args = batch.args(i)
     f = dict(ts=int(e["ts"]), name=_args.syscall_name(nr), nr=nr, dir=chr(int(e["dir"])), res=int(e["res"]),
              latency=int(e["latency"]), pid=int(e["pid"]), tid=int(e["tid"]), uid=int(e["uid"]),
              gid=int(e["gid"]), comm=comm, flags=int(e["flags"]), args=args)
     if has_enrichment(batch):
-        f.update(_enrichment(batch, i))
+        f.update(_enrichment(batch, i) if exact else event_info(batch, i))
     else:
         f.update(ppid=int(e["ppid"]), pcomm="", user=str(f["uid"]), group=str(f["gid"]), cmdline=comm,
                  fullpath="", fds=[])
@@ -253,7 +284,8 @@ def event_fields(batch, i: int, capture_env: bool = False, secret_pattern: str =
 
 
 def normal_event(batch, i: int, limit: int, capture_env: bool = False, secret_pattern: str = "") -> str:
-    return normal_line(limit=limit, **event_fields(batch, i, capture_env, secret_pattern))
+    return normal_line(limit=limit, **event_fields(batch, i, exact=True, capture_env=capture_env,
+                                                   secret_pattern=secret_pattern))
 
 
 def _jtext(s: str, limit: int = 0) -> str:
@@ -261,15 +293,15 @@ def _jtext(s: str, limit: int = 0) -> str:
 
 
 def _json_value(v, limit: int):
-    if v is None or isinstance(v, int):
-        return v
+    if isinstance(v, int):
+        return _args.json_int(v)
     if isinstance(v, str):
         return _jtext(v, limit)
     if isinstance(v, bytes):
         return _jtext(_text(v), limit)
     if isinstance(v, SockAddr):
         d = v.as_json()
-        if "path" in d:
+        if d.get("path") is not None:
             d["path"] = _jtext(d["path"])
         return d
     if isinstance(v, list):
@@ -279,27 +311,30 @@ def _json_value(v, limit: int):
 
 def json_event(batch, i: int, limit: int, capture_env: bool = False, secret_pattern: str = "") -> dict:
     """Event i as the JSON object of the json format (see the module docstring)."""
-    f = event_fields(batch, i, capture_env, secret_pattern)
+    f = event_fields(batch, i, exact=True, capture_env=capture_env, secret_pattern=secret_pattern)
     specs = _args.arg_specs(f["nr"]) or ()
+    jnames = _args.json_arg_names(f["nr"]) or ()
     args = f["args"]
-    obj = {
+    shown = [(a, jn) for a, jn in zip(specs, jnames) if a.name in args]
+    fl_arg, fl_names = [], []
+    for a, jn in shown:
+        if a.flags and args[a.name] is not None:
+            fl_arg.append(jn)
+            fl_names.append(_flags.names(a.flags, args[a.name]))
+    err = errnos.error_of(f["res"])
+    return {
         "time": format_time_utc(f["ts"]), "ts": f["ts"], "syscall": f["name"], "nr": f["nr"], "dir": f["dir"],
-        "res": f["res"], "latency": f["latency"], "pid": f["pid"], "tid": f["tid"], "ppid": f["ppid"],
+        "res": f["res"], "err": (errnos.name(err) or "") if err is not None else "",
+        "latency": f["latency"], "pid": f["pid"], "tid": f["tid"], "ppid": f["ppid"],
         "pcomm": _jtext(f["pcomm"]), "uid": f["uid"], "user": _jtext(f["user"]), "gid": f["gid"],
         "group": _jtext(f["group"]), "comm": _jtext(f["comm"]), "cmdline": _jtext(f["cmdline"], limit),
         "fullpath": _jtext(f["fullpath"]),
-        "args": {k: _json_value(v, limit) for k, v in args.items()},
+        "args": {jn: _json_value(args[a.name], limit) for a, jn in shown if args[a.name] is not None},
+        "flag_names": {"arg": fl_arg, "names": fl_names},
+        "truncated": [jn for k, (a, jn) in enumerate(zip(specs, jnames))
+                      if args and f["flags"] >> (record.F_TRUNC_SHIFT + k) & 1],
+        "fds": {"fd": [fd for fd, _ in f["fds"]], "path": [_jtext(p) for _, p in f["fds"]]},
     }
-    names = {a.name: _flags.names(a.flags, args[a.name]) for a in specs
-             if a.flags and a.name in args and args[a.name] is not None}
-    if names:
-        obj["flag_names"] = names
-    if args:
-        cut = [a.name for k, a in enumerate(specs) if f["flags"] >> (record.F_TRUNC_SHIFT + k) & 1]
-        if cut:
-            obj["truncated"] = cut
-    obj["fds"] = [{"fd": fd, "path": _jtext(p)} for fd, p in f["fds"]]
-    return obj
 
 
 def json_line(batch, i: int, limit: int, capture_env: bool = False, secret_pattern: str = "") -> str:

@@ -1,4 +1,5 @@
-"""Write batches of events to stdout or a file, formatted in bulk (lbd._format), in large writes.
+"""Write batches of events to stdout or a file, formatted in bulk (lbd._format; the terminal format:
+lbd.output.terminal), in large writes.
 
     with open_writer(cfg, "/var/log/lbd/events.log") as w:     # or None: cfg's putfile/path, else stdout
         w.write_batch(batch)                                   # batch.enrich is used when present
@@ -47,7 +48,7 @@ from lbd.files import PrivateFile, PrivateFileError
 
 __all__ = ["OutputError", "OutputClosed", "Writer", "open_writer", "open_output_fd", "FORMATS"]
 
-FORMATS = ("normal", "json")
+FORMATS = ("normal", "json", "terminal")   # the text formats; "parquet": lbd.output.parquet
 
 log = logging.getLogger("lbd.output")
 
@@ -101,9 +102,14 @@ class Writer:
     def __init__(self, fd: int, fmt: str = "normal", limit: int = 0, *, name: str = "output",
                  close_fd: bool = False, flush_bytes: int = 1 << 20, flush_s: float = 0.2,
                  file: PrivateFile | None = None, capture_env: bool = False, secret_pattern: str = "",
-                 rotate_size: int = 0, rotate_keep: int = 5, should_stop=None):
-        from lbd._format import Formatter
-
+                 rotate_size: int = 0, rotate_keep: int = 5, should_stop=None, color: bool | None = None,
+                 formatter=None):
+        """fmt "terminal": lbd.output.terminal's lines, coloured when `color` (None: when fd is a
+        terminal and NO_COLOR is not set).  `formatter`: any object with the bulk formatter's
+        interface (format, buffered, buffered_lines, line_end, write_some, clear), e.g. a
+        TerminalFormatter with extras.  capture_env / secret_pattern: the environment (normal,
+        json); file: the PrivateFile fd belongs to (rotation, reopen); should_stop: see the module
+        docstring."""
         if fmt not in FORMATS:
             raise ValueError(f"format {fmt!r}: one of {', '.join(FORMATS)}")
         self.fd = fd
@@ -118,7 +124,16 @@ class Writer:
         self.rotate_keep = rotate_keep
         self._rotate_at = self.rotate_size     # the size that starts a rotation (later after one failed)
         self.should_stop = should_stop
-        self.formatter = Formatter(fmt, limit, capture_env=capture_env, secret_pattern=secret_pattern)
+        if formatter is not None:
+            self.formatter = formatter
+        elif fmt == "terminal":
+            from lbd.output.terminal import TerminalFormatter, use_color
+
+            self.formatter = TerminalFormatter(limit, color=use_color(fd) if color is None else color)
+        else:
+            from lbd._format import Formatter
+
+            self.formatter = Formatter(fmt, limit, capture_env=capture_env, secret_pattern=secret_pattern)
         self.counts = np.zeros(1024, dtype=np.int64)   # events formatted, by syscall number
         self.formatted = 0
         self.events = 0          # events written (their whole line)
@@ -382,18 +397,39 @@ def _ready(fd: int, timeout: float) -> int:
     return ev[0][1] if ev else 0
 
 
+#: what only the text Writer takes (the Parquet writer and the NATS exporter do not)
+_TEXT_KEYWORDS = ("should_stop", "capture_env", "secret_pattern", "rotate_size", "rotate_keep", "file", "color",
+                  "formatter")
+
+
 def open_writer(cfg, output: str | None = None, *, fmt: str | None = None, **kw) -> Writer:
     """A Writer for a lbd Config: to `output` ("-": stdout), else to cfg's path when putfile is
     true, else to stdout; in cfg's format (or `fmt`), cutting values at cfg's str_max_size, the
-    environment as capture_env / secret_pattern say, files rotated per rotate_size / rotate_keep."""
+    environment as capture_env / secret_pattern say, files rotated per rotate_size / rotate_keep.
+    The parquet format gives a lbd.output.parquet.ParquetWriter (same methods; a file only); an
+    output nats://HOST:PORT/SUBJECT a lbd.output.nats.NatsExporter (JSON Lines or, for parquet,
+    Arrow IPC messages); neither takes the text writer's keywords (should_stop, ...)."""
     from lbd.config import coerce
 
     cfg = coerce(cfg)
     fmt = fmt or cfg.init.format
-    kw.setdefault("capture_env", cfg.open.capture_env)
-    kw.setdefault("secret_pattern", cfg.init.secret_pattern)
     if output is None and cfg.init.putfile:
         output = cfg.init.path
+    text_only = {k: kw.pop(k) for k in _TEXT_KEYWORDS if k in kw}
+    if output is not None and output.startswith("nats://"):
+        from lbd.output.nats import NatsExporter
+
+        return NatsExporter(output, fmt, cfg.init.str_max_size, spool_dir=cfg.init.spool_dir,
+                            spool_bytes=cfg.init.spool_max_bytes, **kw)
+    if fmt == "parquet":
+        try:
+            from lbd.output.parquet import open_parquet
+        except ImportError:
+            raise OutputError(errno.ENOSYS, "the parquet format needs pyarrow: pip install 'lbd[parquet]'") from None
+        return open_parquet(cfg, output, **kw)
+    kw.update(text_only)
+    kw.setdefault("capture_env", cfg.open.capture_env)
+    kw.setdefault("secret_pattern", cfg.init.secret_pattern)
     if output is None or output == "-":
         try:
             sys.stdout.flush()

@@ -6,11 +6,12 @@ through its maps for each test.
 the child and its descendants as `Event` objects.  `cap.run_many([fn, ...])` does the same for
 several children at once (filter tests: one child dropped, another kept).
 
-Completeness without timing: after the children have exited, a witness child is run under a
-configuration that only lets the witness through, and the events are read until the witness's
-sched_process_exit record arrives.  The ring is one buffer in reservation order, and every record
-of the children was written before they died, so everything of theirs has been read by then,
-whatever the filters under test dropped.
+Completeness without timing (the libs' driver tests do the same): after the children have
+exited, capture stops (drop_mode) and every ring is drained until empty, merged in emit order
+(`next_batch(flush=True)`).  Every record of the children was written before they died (the
+probe writes at syscall exit and at sched_process_exit, before the parent is told), so everything
+of theirs has been read by then, whatever the filters under test dropped.  The rings are several
+(one per CPU): nothing relies on one ring's order.
 """
 from __future__ import annotations
 
@@ -63,6 +64,9 @@ class Event:
     ts: int
     args: dict = field(default_factory=dict)
     truncated: tuple = ()
+    extra: dict = field(default_factory=dict)      # cgroup_id, pidns, mntns, loginuid
+    sock: dict | None = None                       # the socket the kernel read (Batch.sock)
+    ring: int = 0                                  # the ring it came from (its CPU's)
 
     def __repr__(self) -> str:
         return f"<{self.name}{self.dir} res={self.res} pid={self.pid} tid={self.tid} flags={self.flags:#x} {self.args}>"
@@ -81,6 +85,8 @@ def events_of(batch) -> list[Event]:
             comm=e["comm"].decode(errors="replace"), flags=int(e["flags"]), latency=int(e["latency"]),
             ts=int(e["ts"]), args=batch.args(i),
             truncated=tuple(k for k in range(record.MAX_ARGS) if batch.truncated(i, k)),
+            extra={k: int(e[k]) for k in ("cgroup_id", "pidns", "mntns", "loginuid")},
+            sock=batch.sock(i), ring=int(e["cpu_ring"]),
         ))
     return out
 
@@ -134,18 +140,31 @@ class Capture:
         self.probe.update(self.base.replace(**changes))
 
     def drain(self, timeout_ms: int = 20) -> list[Event]:
+        """Every record the rings hold, merged in emit order (capture should be stopped)."""
         out = []
         while True:
-            b = self.col.next_batch(timeout_ms)
+            b = self.col.next_batch(timeout_ms, flush=True)
             if not len(b):
                 self.drained += len(out)
                 return out
             out.extend(events_of(b))
 
     def quiesce(self) -> None:
-        """Capture nothing and empty the ring."""
+        """Capture nothing and empty the rings."""
         self.configure(drop_mode=True)
         self.drain()
+
+    def stop_and_drain(self, internal: bool = False) -> list[Event]:
+        """Stop capture (drop_mode, the filters as they are) and read every record the rings hold:
+        all of the workloads that have exited.  The events for output, as lbd writes them, unless
+        internal (then the state records too; `all_events` has them anyway)."""
+        from lbd import record
+
+        cfg = self.probe.config
+        self.probe.update(cfg.replace(drop_mode=True))
+        events = self.drain()
+        self.all_events = events
+        return events if internal else [e for e in events if not e.flags & record.F_STATE]
 
     def spawn(self, fn, comm: str | None = None) -> tuple[int, int, int]:
         """Fork a child that runs fn() once released; returns (pid, go fd, result fd).
@@ -188,29 +207,14 @@ class Capture:
             assert codes == [0] * len(codes), f"a workload failed in its child (exit codes {codes}, see stderr)"
         return codes
 
-    def witness(self) -> list[Event]:
-        """Read the ring up to the exit of a child run after everything else (see the module doc)."""
-        from lbd import record
-
-        wit = self.spawn(lambda: None)
-        self.configure(only_pids=[wit[0]])
-        self.release([wit])
-        results, self.results = self.results, None
-        self.reap([wit])
-        self.results = results
-        events: list[Event] = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            events.extend(self.drain())
-            if any(e.nr == record.NR_SCHED_EXIT and e.pid == wit[0] for e in events):
-                return events
-        raise AssertionError(f"the witness child {wit[0]}'s exit record never arrived")
-
     def run_many(self, fns, *, comms=None, **changes) -> list[list[Event]]:
         """Run each fn in its own child under one configuration; the events of each child's tree.
 
-        only_pids defaults to the children's pids; pass only_pids=[] to capture everything.
+        only_pids defaults to the children's pids, followed into the processes they start
+        (follow=True: the probe adds them to only_pids as they fork); pass only_pids=[] to capture
+        everything.
         """
+        changes.setdefault("follow", True)
         self.quiesce()
         comms = comms or [None] * len(fns)
         children = []
@@ -228,9 +232,7 @@ class Capture:
             raise
         self.release(children)
         self.reap(children)
-        events = self.drain() + self.witness()
-        self.quiesce()
-        self.all_events = events
+        events = self.stop_and_drain(internal=True)   # the children's records are all written by now
         return [self._tree_events(events, pid) for pid in self.pids]
 
     def run(self, fn, *, comm: str | None = None, **changes) -> list[Event]:
@@ -258,15 +260,16 @@ class Capture:
             assert e.latency > 0
 
     @staticmethod
-    def _tree_events(events: list[Event], pid: int) -> list[Event]:
-        """The events of pid and of the processes and threads it (transitively) forked."""
+    def _tree_events(events: list[Event], pid: int, internal: bool = False) -> list[Event]:
+        """The events of pid and of the processes and threads it (transitively) forked: those for
+        output, as lbd writes them (not the state records, LBD_F_STATE, unless internal)."""
         from lbd import record
 
         tree = {pid}
         for e in events:
             if e.nr == record.NR_SCHED_FORK and e.args["parent_pid"] in tree:
                 tree.add(e.args["child_pid"])
-        return [e for e in events if e.pid in tree]
+        return [e for e in events if e.pid in tree and (internal or not e.flags & record.F_STATE)]
 
 
 @pytest.fixture(scope="session")
@@ -277,7 +280,7 @@ def collector():
     from lbd.config import Config
 
     every = [sc.name for sc in syscalls.TABLE if sc.implemented]
-    cfg = Config.default().replace(syscalls=every, drop_mode=True, buf_max=64)
+    cfg = Config.default().replace(syscalls=every, drop_mode=True, buf_max=64, capture_env=True)
     with Collector(cfg, batch_size=4096) as col:
         col.base_config = cfg
         yield col

@@ -196,14 +196,15 @@ def test_run_json_format_finds_the_workload(world, tmp_path):
     assert (o["user"], o["group"], o["uid"], o["ppid"]) == ("nobody", "nogroup", NOBODY, os.getpid())
     assert o["cmdline"].startswith(f"/usr/bin/python3 {world['script']}")
     assert o["fullpath"].startswith("/usr/bin/python3")          # /proc/<pid>/exe: first seen from procfs
-    assert {"fd": o["res"], "path": world["data"]} in o["fds"]
+    assert (o["res"], world["data"]) in zip(o["fds"]["fd"], o["fds"]["path"])
     c = next(o for o in objs if o["comm"] == CHILD_COMM and o["syscall"] == "openat"
              and o["args"]["filename"] == world["data"])
     assert c["cmdline"] == f"{world['child']} {world['data']}" and c["fullpath"] == world["child"]
     assert (c["ppid"], c["pcomm"]) == (work_pid, WORK_COMM)
-    assert [f["fd"] for f in c["fds"]] == [0, 1, 2, c["res"]]
+    assert c["fds"]["fd"] == [0, 1, 2, c["res"]]
     conn = next(o for o in objs if o["syscall"] == "connect" and o["pid"] == work_pid)
-    assert conn["args"]["uservaddr"] == {"family": "AF_UNIX", "path": world["sock"]}
+    assert conn["args"]["uservaddr"] == {"family": "AF_UNIX", "addr": None, "port": None, "path": world["sock"],
+                                         "raw": None}
 
 
 def test_run_failed_only(world):

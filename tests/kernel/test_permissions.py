@@ -32,10 +32,10 @@ def test_setuid_setgid_then_records_carry_new_ids(cap):
     o = cap.result
     assert o["setuid"] == 0 and o["getuid"] == NOBODY and o["denied"] == -1
     cap.expect(one(ev, "setgroups"), {"gidsetsize": 1, "grouplist": o["groups"]}, 0)
-    cap.expect(one(ev, "setresgid"), {"rgid": NOBODY, "egid": NOBODY, "sgid": NOBODY}, 0)
+    # the records of the id-changing calls show the ids after the call (as Falco's do)
+    cap.expect(one(ev, "setresgid"), {"rgid": NOBODY, "egid": NOBODY, "sgid": NOBODY}, 0, gid=NOBODY)
     cap.expect(one(ev, "setgid"), {"gid": NOBODY}, 0, gid=NOBODY)
-    # uid/gid are read at enter: setuid's own record still shows root
-    cap.expect(one(ev, "setuid", lambda e: e.args["uid"] == NOBODY), {"uid": NOBODY}, 0, gid=NOBODY)
+    cap.expect(one(ev, "setuid", lambda e: e.args["uid"] == NOBODY), {"uid": NOBODY}, 0, uid=NOBODY, gid=NOBODY)
     cap.expect(one(ev, "getuid"), {}, NOBODY, uid=NOBODY, gid=NOBODY)
     cap.expect(one(ev, "setuid", lambda e: e.args["uid"] == 0), {"uid": 0}, -1, uid=NOBODY, gid=NOBODY)
 
@@ -46,7 +46,7 @@ def test_setresuid(cap):
 
     ev = cap.run(work)
     assert cap.result == 0
-    cap.expect(one(ev, "setresuid"), {"ruid": 1000, "euid": 1001, "suid": 0}, 0)
+    cap.expect(one(ev, "setresuid"), {"ruid": 1000, "euid": 1001, "suid": 0}, 0, uid=1000)   # the ids after
 
 
 def test_chmod_fchmod_fchmodat(cap, tmp_path):

@@ -47,7 +47,7 @@ def ensure_built() -> None:
 
 def _lines(text: str) -> list[dict]:
     out = []
-    for line in text.split("\n"):         # not splitlines(): a value may hold U+0085 or U+2028
+    for line in text.split("\n"):        # not splitlines(): values may hold U+0085, U+2028, \x1c..
         line = line.strip()
         if line.startswith("{"):
             out.append(json.loads(line))

@@ -48,12 +48,14 @@ def bad(*fragments, **changes):
 def test_key_tables():
     assert INIT_KEYS[:7] == ("rich_value_size", "str_max_size", "putfile", "path", "format",
                              "log_level", "log_file")
-    assert INIT_KEYS[7:] == ("batch_size", "batch_timeout_ms", "python_home", "secret_pattern", "rotate_size",
-                             "rotate_keep")
+    assert INIT_KEYS[7:] == ("batch_size", "batch_timeout_ms", "consumers", "merge_window_us", "python_home",
+                             "spool_dir", "spool_max_bytes", "secret_pattern", "rotate_size", "rotate_keep")
     assert OPEN_KEYS[:7] == ("filter_own", "filter_falco", "filter_pids", "filter_comms", "drop_mode",
                              "drop_failed", "interest_syscall_file")
-    assert OPEN_KEYS[7:] == ("ring_size", "str_max", "buf_max", "argv_max", "emit_enter",
-                             "wake_bytes", "only_pids", "only_comms", "syscalls", "capture_env")
+    assert OPEN_KEYS[7:] == ("ring_size", "cpus_per_ring", "loader", "track_state", "follow", "only_tids",
+                             "filter_uids", "only_uids", "failed_only", "capture_env", "syscall_stats",
+                             "str_max", "buf_max", "argv_max", "emit_enter", "wake_bytes", "only_pids",
+                             "only_comms", "syscalls")
     assert not set(INIT_KEYS) & set(OPEN_KEYS)
     assert set(DESCRIPTIONS) == set(INIT_KEYS) | set(OPEN_KEYS)
     assert all(DESCRIPTIONS.values())
@@ -66,11 +68,14 @@ def test_defaults():
     assert c.init == InitConfig(
         rich_value_size=65536, str_max_size=1024, putfile=False, path="/var/log/lbd/events.log",
         format="normal", log_level="INFO", log_file="", batch_size=512, batch_timeout_ms=30,
-        python_home="", secret_pattern="*TOKEN*|*SECRET*|*PASSWORD*|*KEY*", rotate_size=0, rotate_keep=5)
+        consumers=1, merge_window_us=1000, python_home="", spool_dir="/var/lib/lbd/spool",
+        spool_max_bytes=1 << 30, secret_pattern="*TOKEN*|*SECRET*|*PASSWORD*|*KEY*", rotate_size=0, rotate_keep=5)
     assert c.open == OpenParams(
         filter_own=True, filter_falco=True, filter_pids=(), filter_comms=(), drop_mode=False,
-        drop_failed=False, interest_syscall_file="", ring_size=8 << 20, str_max=256, buf_max=32,
-        argv_max=16, emit_enter=False, wake_bytes=0, only_pids=(), only_comms=(), syscalls=(), capture_env=False)
+        drop_failed=False, interest_syscall_file="", ring_size=8 << 20, cpus_per_ring=1, loader="auto",
+        track_state=True, follow=False, only_tids=(), filter_uids=(), only_uids=(), failed_only=False,
+        capture_env=False, syscall_stats=False, str_max=256, buf_max=32,
+        argv_max=16, emit_enter=False, wake_bytes=0, only_pids=(), only_comms=(), syscalls=())
     assert c.open.wake_threshold == (8 << 20) // 4
     assert Config.default() is Config.default()  # cached: immutable, so sharing is safe
 
@@ -328,7 +333,7 @@ def test_path_length(key):
 
 def test_enums():
     bad("init_config.log_level: 'debug' is not one of DEBUG, INFO, WARNING, ERROR, FATAL", log_level="debug")
-    bad("init_config.format: 'xml' is not one of normal, json", format="xml")
+    bad("init_config.format: 'xml' is not one of normal, json, parquet", format="xml")
     for level in ("DEBUG", "INFO", "WARNING", "ERROR", "FATAL"):
         assert Config.default().replace(log_level=level).log_level == level
 

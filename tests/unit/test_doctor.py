@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ def _fake_tracefs(root: Path, tracepoints=doctor.TRACEPOINTS) -> Path:
 
 
 def test_tracefs_unmounted_is_named(tmp_path):
-    c = doctor.check_tracefs(doctor.Host(tracefs=tmp_path))
+    c = doctor.check_tracefs(doctor.Host(tracefs=tmp_path, loader="bcc"))
     assert not c.ok and c.essential
     assert str(tmp_path) in c.detail and "not mounted" in c.detail
     assert c.fix.startswith("mount -t tracefs nodev")
@@ -68,9 +69,37 @@ def test_report_exit_code_and_lines():
     assert doctor.report([doctor.Check("a", True, "fine")], io.StringIO()) == 0
 
 
+def test_tracefs_needed_only_by_bcc(tmp_path):
+    c = doctor.check_tracefs(doctor.Host(tracefs=tmp_path, loader="libbpf"))
+    assert not c.ok and not c.essential and "only the bcc fallback needs it" in c.detail
+
+
+def test_loader_line_says_which_and_why(monkeypatch):
+    monkeypatch.setenv("LBD_LOADER", "bcc")
+    c = doctor.check_loader(doctor.Host())
+    assert c.ok and "bcc, as the LBD_LOADER asks" in c.detail and "namespaces" in c.detail
+    monkeypatch.setenv("LBD_LOADER", "libbpf")
+    c = doctor.check_loader(doctor.Host(btf=Path("/nonexistent/vmlinux")))
+    assert not c.ok and "no BTF" in c.detail and "LBD_LOADER=bcc" in c.fix
+    monkeypatch.setenv("LBD_LOADER", "nonsense")
+    c = doctor.check_loader(doctor.Host())
+    assert not c.ok and "LBD_LOADER='nonsense'" in c.detail
+
+
+def test_rings_memory_is_shown():
+    from lbd.config import Config
+
+    cfg = Config.default().replace(ring_size=1 << 20, cpus_per_ring=1)
+    c = doctor.check_rings(doctor.Host(config=cfg))
+    from lbd.probe import possible_cpus
+
+    n = possible_cpus()
+    assert c.ok and f"{n} ring(s) of 1024 KiB" in c.detail and f"{n:.1f} MiB in all" in c.detail
+
+
 def test_cli_doctor_names_unmounted_tracefs(tmp_path):
     p = subprocess.run([sys.executable, "-m", "lbd.cli", "doctor", "--tracefs", str(tmp_path)],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "LBD_LOADER": "bcc"})
     assert p.returncode == 1, p.stdout + p.stderr
     assert "FAIL  tracefs" in p.stdout and str(tmp_path) in p.stdout
     assert "skipped: an essential check above failed" in p.stdout

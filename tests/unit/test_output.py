@@ -70,7 +70,7 @@ def test_empty_enrichment_is_the_kernel_view():
     line = both(b, "normal", 0).decode()
     assert "user=1234, comm=(k), cmdline=(k), pid=7, tid=7, ppid=3(), args=(), fds=[]" in line
     obj = json.loads(both(b, "json", 0))
-    assert (obj["user"], obj["group"], obj["fullpath"], obj["fds"]) == ("1234", "99", "", [])
+    assert (obj["user"], obj["group"], obj["fullpath"], obj["fds"]) == ("1234", "99", "", {"fd": [], "path": []})
 
 
 def test_mask_selects_events():
@@ -164,9 +164,10 @@ def test_json_flag_names_and_truncated():
     b = batch_of(rec("openat", {"dfd": -100, "filename": "/etc/passwd", "flags": 0o2000002}, str_max=4),
                  rec("close", {"fd": 3}, flags=record.F_NOENTER))
     objs = [json.loads(x) for x in both(b, "json", 0).decode().splitlines()]
-    assert objs[0]["flag_names"] == {"flags": "O_RDWR|O_CLOEXEC"}
+    assert objs[0]["flag_names"] == {"arg": ["flags"], "names": ["O_RDWR|O_CLOEXEC"]}
     assert objs[0]["truncated"] == ["filename"] and objs[0]["args"]["filename"] == "/etc"
-    assert objs[1]["args"] == {} and "flag_names" not in objs[1] and "truncated" not in objs[1]
+    assert objs[1]["args"] == {} and objs[1]["flag_names"] == {"arg": [], "names": []}
+    assert objs[1]["truncated"] == []
     f = Formatter("json", 0)
     f.clear_flag_names()
     f.format(b)
@@ -191,7 +192,7 @@ def test_formatter_validates_its_inputs():
     bad["fds_off"], bad["fds_n"] = 1 << 30, 5
     f.format_arrays(b.events, b.arena, bad, b.strtab, b.fdtab)
     obj = json.loads(f.getvalue())
-    assert obj["cmdline"] == "" and obj["fds"] == []
+    assert obj["cmdline"] == "" and obj["fds"] == {"fd": [], "path": []}
 
 
 # ---- the writer -------------------------------------------------------------------------------------

@@ -106,14 +106,22 @@ def test_json_lines_validate_and_agree(batch):
                 str(o["tid"]), str(o["ppid"]), o["pcomm"]) == \
             (n["syscall"], n["nr"], n["dir"], n["res"], n["user"], n["comm"], n["pid"], n["tid"], n["ppid"], n["pcomm"])
     assert objs[1]["time"] == "2025-06-12T05:18:10.347508525Z" and objs[1]["ts"] == golden.T0 + 1000
-    assert objs[1]["flag_names"] == {"flag": "AT_REMOVEDIR"}
-    assert objs[3]["args"]["uservaddr"] == {"family": "AF_INET", "addr": "127.0.0.1", "port": 80}
-    assert objs[3]["latency"] == 41000
-    assert objs[5]["args"]["uservaddr"] == {"family": "AF_INET6", "addr": "::1", "port": 443}
-    assert objs[7]["args"]["uservaddr"] == {"family": "AF_UNIX", "path": "/run/x.sock"}
-    assert objs[8]["args"]["buff"] == "GET / HTTP/1.1\r\nHost: x\r\n" and objs[8]["args"]["addr"] is None
+    assert objs[1]["flag_names"] == {"arg": ["flag"], "names": ["AT_REMOVEDIR"]}
+    assert objs[2]["flag_names"] == {"arg": ["family", "type"], "names": ["AF_INET", "SOCK_STREAM|SOCK_CLOEXEC"]}
+    assert objs[3]["args"]["uservaddr"] == {"family": "AF_INET", "addr": "127.0.0.1", "port": 80, "path": None,
+                                            "raw": None}
+    assert objs[3]["latency"] == 41000 and objs[3]["flag_names"] == {"arg": [], "names": []}
+    assert objs[5]["args"]["uservaddr"] == {"family": "AF_INET6", "addr": "::1", "port": 443, "path": None,
+                                            "raw": None}
+    assert objs[7]["args"]["uservaddr"] == {"family": "AF_UNIX", "addr": None, "port": None,
+                                            "path": "/run/x.sock", "raw": None}
+    # sendto's addr is dest_addr in JSON (addr is a number in mmap); a NULL one is left out
+    assert objs[8]["args"]["buff"] == "GET / HTTP/1.1\r\nHost: x\r\n" and "dest_addr" not in objs[8]["args"]
+    assert objs[8]["args"]["addr_len"] == 0
     assert objs[13]["args"]["argv"] == ["grep", "-r", "needle", "."]
     assert objs[13]["fullpath"] == "/usr/bin/grep" and objs[13]["group"] == "alice"
     assert objs[14]["args"]["filename"] == "src/a\nb.txt"
-    assert objs[14]["fds"][-1] == {"fd": 3, "path": "/home/alice/src/a\nb.txt"}
+    assert (objs[14]["fds"]["fd"][-1], objs[14]["fds"]["path"][-1]) == (3, "/home/alice/src/a\nb.txt")
+    assert objs[0]["fds"] == {"fd": [0, 1, 2], "path": ["/dev/null"] * 3}
+    assert objs[0]["truncated"] == [] and objs[1]["truncated"] == []
     assert objs[11]["syscall"] == "sched_process_fork" and objs[11]["args"]["child_pid"] == 4001

@@ -96,7 +96,7 @@ def test_a_schema_falco_could_not_use_fails_the_check():
     ("{bad", "init_config: malformed JSON at line 1, column 2"),
     ('{"nope": 1}', "init_config.nope: unknown key"),
     ('{"str_max_size": -1}', "init_config.str_max_size: -1 is out of range"),
-    ('{"format": "xml"}', "init_config.format: 'xml' is not one of normal, json"),
+    ('{"format": "xml"}', "init_config.format: 'xml' is not one of normal, json, parquet"),
     ('{"putfile": true, "path": ""}', "path"),
     ("[1, 2]", "init_config: [1, 2] is an array, expected a mapping"),
 ])

@@ -19,7 +19,8 @@ from lbd import args as _args, record
 from lbd.args import decode_sockaddr
 from lbd.batch import Batch
 from lbd.falco import FIELDS, PLUGIN_ID
-from lbd.output.reference import env_value, escape_text, format_args, format_time, format_value
+from lbd.output import reference
+from lbd.output.reference import escape_text, format_args, format_time, format_value
 from lbd.ringimage import image_of, make_record, random_cases, sockaddr_in, sockaddr_in6, sockaddr_un
 from tests.plugin_host.host import extract
 
@@ -49,12 +50,8 @@ def decode_all(records: list[bytes]):
 
 
 def exact_args(e, payloads, capture_env: bool = False, secret_pattern: str = "") -> dict:
-    """The event's arguments as the output formats see them: text decoded with surrogateescape
-    (an undecodable byte is one character), envp as capture_env makes it."""
-    args = _args.decode_args(int(e["nr"]), int(e["flags"]), e["args"], payloads, errors="surrogateescape")
-    if "envp" in args:
-        args["envp"] = env_value(args["envp"], capture_env, secret_pattern)
-    return args
+    """The event's arguments as the output formats see them (reference.exact_args)."""
+    return reference.exact_args(int(e["nr"]), int(e["flags"]), e["args"], payloads, capture_env, secret_pattern)
 
 
 def plain(s: str) -> str:
@@ -96,6 +93,10 @@ def expected(nr: int, e, args: dict, payloads, limit: int, arg_names=ARG_NAMES) 
         "linux.latency": [int(e["latency"])],
         "linux.pid.num": [pid], "linux.tid.num": [tid], "linux.ppid.num": [ppid],
         "linux.user.num": [uid], "linux.group.num": [gid], "linux.pcomm": [],
+        "linux.cgroup_id": [int(e["cgroup_id"])],
+        "linux.pidns": [int(e["pidns"])] if int(e["pidns"]) else [],
+        "linux.mntns": [int(e["mntns"])] if int(e["mntns"]) else [],
+        "linux.loginuid": [int(e["loginuid"])] if int(e["pidns"]) or int(e["loginuid"]) else [],
     }
     for a in arg_names:
         x[f"linux.arg[{a}]"] = [plain(format_value(args[a], limit))] if a in args else []
