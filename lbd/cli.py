@@ -317,6 +317,7 @@ def cmd_run(a) -> int:
     final = None
     col = None
     error: OutputError | None = None
+    closed = False
     metrics = None
     try:
         # Parquet converts a batch at a time: large batches amortise the per-batch work
@@ -363,6 +364,7 @@ def cmd_run(a) -> int:
                     last, last_events = now, col.events
             final = col.stats()
         if error is None:
+            closed = True
             try:
                 writer.close()                 # what is buffered, after the probe is detached
             except OutputError as e:
@@ -375,7 +377,7 @@ def cmd_run(a) -> int:
         if status:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
-        if not writer.closed:
+        if not closed:
             try:
                 writer.close()
             except OSError:
@@ -398,9 +400,10 @@ def _reopen(writer, log_handler) -> None:
             log_handler.reopen()
         except OSError as e:
             log.error("cannot reopen the log file, still writing to the one opened before: %s", e)
-    if writer.reopen():
+    reopen = getattr(writer, "reopen", None)          # the text writer's; Parquet and NATS have none
+    if reopen is not None and reopen():
         log.info("SIGHUP: %s reopened", writer.name)
-    elif writer.file is None:
+    elif getattr(writer, "file", None) is None:
         log.info("SIGHUP: the output is %s, not a file: nothing to reopen", writer.name)
 
 
@@ -410,7 +413,7 @@ def _summary(st: dict, elapsed: float, writer, enricher=None, error=None) -> Non
     filtered = {k[2:]: v for k, v in st.items() if k.startswith("f_") and v}
     lost = {"ring full": st.get("dropped", 0), "malformed": st.get("malformed", 0)}
     not_written = ""
-    if writer.unwritten:
+    if getattr(writer, "unwritten", 0):
         why = ("the reader went away" if isinstance(error, OutputClosed) else "write error" if error is not None
                else "the output was blocked when the run stopped")
         not_written = f", {writer.unwritten} not written ({why})"
