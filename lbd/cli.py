@@ -512,7 +512,7 @@ def cmd_stats(a) -> int:
                    "processes": [{"pid": pid, "comm": comm, "count": c} for (pid, comm), c in by_proc.most_common()]},
                   sys.stdout)
         sys.stdout.write("\n")
-        return EXIT_OK
+        return EXIT_INTERRUPTED if stop["signal"] == signal.SIGINT else EXIT_OK
     print(f"{total} events in {elapsed:.1f}s ({st['dropped']} dropped, {st['filtered']} filtered)")
     print("\nper syscall:")
     for nr, c in by_nr.most_common(a.top):
@@ -520,7 +520,7 @@ def cmd_stats(a) -> int:
     print("\nper process:")
     for (pid, comm), c in by_proc.most_common(a.top):
         print(f"  {c:10d}  {pid:7d}  {comm}")
-    return EXIT_OK
+    return EXIT_INTERRUPTED if stop["signal"] == signal.SIGINT else EXIT_OK
 
 
 def cmd_falco_config(a) -> int:
