@@ -9,10 +9,16 @@
  * of the syscall numbers so nothing can be optimised away.  libbpf releases each record's ring
  * space right after the callback returns.
  *
- * Lifetime: a consumer is valid from lbdc_open() to lbdc_close(); the map fd must stay open that
- * long (it belongs to the caller: the bcc BPF object of lbd.probe.Probe).  Calls are not
+ * One consumer reads every ring of the probe (one per cpus_per_ring CPUs): lbdc_open_many() adds
+ * each ring fd to one libbpf ring_buffer manager (ring_buffer__new for the first,
+ * ring_buffer__add for the others), whose epoll covers them all; ring_buffer__consume drains the
+ * rings one after the other, each in its own order (libbpf does not merge them by time).
+ *
+ * Lifetime: a consumer is valid from lbdc_open_many() to lbdc_close(); the map fds must stay open
+ * that long (they belong to the caller: lbd.probe.Probe.ring_fds).  Calls are not
  * thread-safe; ctypes releases the GIL around each of them, so lbdc_run() may block a thread.
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
@@ -47,18 +53,37 @@ static int lbdc__sample(void *ctx, void *data, size_t size)
     return 0;
 }
 
-/* A consumer of the BPF ring buffer behind map_fd, or NULL (errno set by libbpf). */
-struct lbdc *lbdc_open(int map_fd)
+/* A consumer of the n BPF ring buffers behind map_fds, or NULL (errno set). */
+struct lbdc *lbdc_open_many(const int *map_fds, int n)
 {
+    if (n < 1) {
+        errno = EINVAL;
+        return NULL;
+    }
     struct lbdc *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
-    c->rb = ring_buffer__new(map_fd, lbdc__sample, c, NULL);
+    c->rb = ring_buffer__new(map_fds[0], lbdc__sample, c, NULL);
     if (!c->rb) {
         free(c);
         return NULL;
     }
+    for (int i = 1; i < n; i++) {
+        int err = ring_buffer__add(c->rb, map_fds[i], lbdc__sample, c);
+        if (err) {
+            ring_buffer__free(c->rb);
+            free(c);
+            errno = -err;
+            return NULL;
+        }
+    }
     return c;
+}
+
+/* A consumer of one ring. */
+struct lbdc *lbdc_open(int map_fd)
+{
+    return lbdc_open_many(&map_fd, 1);
 }
 
 /* Consume what is ready, repeatedly, until the ring is empty.  Returns the records consumed

@@ -2,11 +2,11 @@
 
     .venv/bin/python bench/profile_enrich.py                       # events/s per mix and path
     .venv/bin/python bench/profile_enrich.py --profile openclose   # pyinstrument tree of one mix
-    .venv/bin/python bench/profile_enrich.py --path python ...     # the pure-Python reference path
+    .venv/bin/python bench/profile_enrich.py --path oracle ...     # the per-event Python oracle
     py-spy record -o out.svg -- .venv/bin/python bench/profile_enrich.py --loop 20 openclose
 
 Each pass enriches the whole stream (batches of --batch events) with one Enricher, after one
-warm-up pass (first sight of the processes: procfs reads), as bench/test_bench_enrich.py does.
+warm-up pass (the tables filled), as bench/test_bench_enrich.py does.
 """
 from __future__ import annotations
 
@@ -44,8 +44,7 @@ def enricher(root: Path, mix: str, path: str):
         h = _host(root)
     else:
         h = mix_host(root)
-    kw = {} if path == "default" else {"engine": path}
-    return h.enricher(**kw)
+    return h.reference() if path == "oracle" else h.enricher()
 
 
 def main() -> None:
@@ -54,7 +53,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=16384)
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--loop", type=int, default=5, help="timed passes")
-    ap.add_argument("--path", default="default", help="default | python | cython")
+    ap.add_argument("--path", default="default", help="default | oracle")
     ap.add_argument("--profile", action="store_true", help="pyinstrument the timed passes")
     a = ap.parse_args()
     for mix in a.mixes:

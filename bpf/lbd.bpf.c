@@ -169,6 +169,8 @@ static __always_inline u8 *only_pids__lookup(u32 *k) { return only_pids.lookup(k
 static __always_inline int only_pids__update(u32 *k, u8 *v) { return only_pids.update(k, v); }
 static __always_inline int only_pids__delete(u32 *k) { return only_pids.delete(k); }
 static __always_inline u8 *only_tids__lookup(u32 *k) { return only_tids.lookup(k); }
+static __always_inline int only_tids__update(u32 *k, u8 *v) { return only_tids.update(k, v); }
+static __always_inline int only_tids__delete(u32 *k) { return only_tids.delete(k); }
 static __always_inline u8 *filter_comms__lookup(struct comm_key *k) { return filter_comms.lookup(k); }
 static __always_inline u8 *only_comms__lookup(struct comm_key *k) { return only_comms.lookup(k); }
 static __always_inline u8 *filter_uids__lookup(u32 *k) { return filter_uids.lookup(k); }
@@ -1048,14 +1050,18 @@ static __always_inline void arg__kstr(struct pending *p, int i, const void *src,
     }
 }
 
-/* Following (settings.follow): a process forked by a kept task is kept too. */
+/* Following (settings.follow): a process forked by a kept task is kept too; so is a thread that a
+ * kept thread (only_tids) creates (CO-RE tells threads from processes; bcc adds both maps). */
 static __always_inline void sched__follow(struct lbd_settings *s, u32 parent_tgid, u32 parent_tid,
-                                          u32 child_tgid)
+                                          u32 child, int is_thread)
 {
     if (!s || !s->follow || !filter__kept(s, parent_tgid, parent_tid))
         return;
     u8 one = 1;
-    map__update(only_pids, &child_tgid, &one);
+    if (!is_thread)
+        map__update(only_pids, &child, &one);
+    if (s->only_tids_on && (is_thread || !LBD_HAVE_CORE) && map__lookup(only_tids, &parent_tid))
+        map__update(only_tids, &child, &one);
 }
 
 static __always_inline int sched_fork__run(u32 parent, u32 parent_tid, u32 child, u32 child_tgid,
@@ -1066,8 +1072,8 @@ static __always_inline int sched_fork__run(u32 parent, u32 parent_tid, u32 child
     map__update(ppids, &child, &parent);
 #endif
     struct lbd_settings *s = settings__get();
-    if (child == child_tgid || !LBD_HAVE_CORE)    /* a process (bcc: cannot tell, keep both) */
-        sched__follow(s, bpf_get_current_pid_tgid() >> 32, parent_tid, child);
+    sched__follow(s, bpf_get_current_pid_tgid() >> 32, parent_tid, child,
+                  LBD_HAVE_CORE && child != child_tgid);   /* bcc cannot tell: a process */
     struct pending *p = sched__begin(s, LBD_NR_SCHED_FORK);
     if (!p || !s)
         return 0;
@@ -1092,8 +1098,12 @@ static __always_inline void sched_exit__run(u32 tid, u32 group_dead, u32 code)
         p->hdr.args[2] = code;
         ring__emit(p, s, LBD_C_SCHED, 0);
     }
-    if (s && s->follow && group_dead)
-        map__delete(only_pids, &tgid);            /* a followed pid may be reused by another */
+    if (s && s->follow) {                         /* a followed id may be reused by another */
+        if (group_dead)
+            map__delete(only_pids, &tgid);
+        if (s->only_tids_on)
+            map__delete(only_tids, &tid);
+    }
 #if !LBD_HAVE_CORE
     /* After the record took its ppid.  The process's entry goes with its last thread, not with
      * its leader: a leader exits first when another thread execs (de_thread), or by pthread_exit. */

@@ -109,6 +109,7 @@ cdef class Rings:
     # Several Rings merged in ets order (see the class docstring in _decode.pyx).
     cdef list rings                     # the member Ring objects (kept alive here)
     cdef rview *views                   # k views, copied from / to the members around a drain
+    cdef int *heap                      # k ints: merge_drain()'s heap of rings by head
     cdef int k
     cdef int epfd                       # one epoll over every member's map fd: owned
     cdef int active

@@ -528,29 +528,60 @@ cdef inline int view__head(rview *v) noexcept nogil:
     return H_EMPTY
 
 
-cdef size_t merge_drain(rview *rv, int k, Batch b, size_t max_events, uint64_t horizon,
+cdef inline void heap__down(int *hp, int hn, int i, const rview *rv) noexcept nogil:
+    """Restore the min-heap (by head_ets) of ring indices hp[0..hn) below position i."""
+    cdef int c, x = hp[i]
+    cdef uint64_t key = rv[x].head_ets
+    while True:
+        c = 2 * i + 1
+        if c >= hn:
+            break
+        if c + 1 < hn and rv[hp[c + 1]].head_ets < rv[hp[c]].head_ets:
+            c += 1
+        if rv[hp[c]].head_ets >= key:
+            break
+        hp[i] = hp[c]
+        i = c
+    hp[i] = x
+
+
+cdef inline void heap__up(int *hp, int i, const rview *rv) noexcept nogil:
+    cdef int p, x = hp[i]
+    cdef uint64_t key = rv[x].head_ets
+    while i > 0:
+        p = (i - 1) // 2
+        if rv[hp[p]].head_ets <= key:
+            break
+        hp[i] = hp[p]
+        i = p
+    hp[i] = x
+
+
+cdef size_t merge_drain(rview *rv, int k, int *hp, Batch b, size_t max_events, uint64_t horizon,
                         uint64_t wall, uint64_t *last_ets, uint64_t *late, int *stop_out) noexcept nogil:
     """Copy the ready records of rings rv[0..k) into batch b in ets (emit time) order.
 
     Each ring is in ets order (the probe reads ets just before writing), so this is a k-way merge:
-    the ring with the smallest head gives a run of records up to the next smallest head among the
-    other rings.  A record is released only when no ring can still produce an older one: a ring
-    that has a head bounds the others by it; an empty ring by `horizon` (the caller's clock minus
-    the merge window: what an empty ring writes from now on is newer); a ring whose next record is
-    being written (busy) by its last released ets.  Records past those bounds stay in their rings
-    for the next fill (stop STOP_HELD).  A record older than one already released (a producer
-    held up longer than the window) is released at once and counted in `late`.
+    the rings with a head are kept in a min-heap by head (hp: k ints of scratch), and the ring at
+    its top gives a run of records up to the next smallest head (a child of the top) or the bound
+    of the rings without one.  A record is released only when no ring can still produce an older
+    one: an empty ring bounds the others by `horizon` (the caller's clock minus the merge window:
+    what an empty ring writes from now on is newer); a ring whose next record is being written
+    (busy) by its last released ets.  Records past those bounds stay in their rings for the next
+    fill (stop STOP_HELD).  A record older than one already released (a producer held up longer
+    than the window) is released at once and counted in `late`.  Per record: O(1) within a run,
+    O(log k) per change of ring.
 
-    It trusts the ring mappings and the batch buffers (as drain did), and validates every record
-    once (view__head).  Each ring's consumer position is stored, with release ordering, after the
+    It trusts the ring mappings and the batch buffers, and validates every record once
+    (view__head).  Each ring's consumer position is stored, with release ordering, after the
     copies it frees: every 256 records and at the end.
     """
     cdef uint8_t *arena = b.arena_p
     cdef lbd_event *ev = b.ev_p
     cdef size_t n = b.n, used = b.used, arena_bytes = b.arena_bytes, need, at
     cdef uint32_t plugin_id = b.plugin_id
-    cdef int stop = STOP_EMPTY, r, best, st
-    cdef uint64_t bound, best_ets, ets
+    cdef int stop = STOP_EMPTY, r, best, st, hn = 0, n_empty = 0, n_busy = 0
+    cdef uint64_t bound, best_ets, ets, busy_min = UINT64_MAX
     cdef rview *v
     cdef const lbd_hdr *h
     cdef const uint8_t *rp
@@ -559,6 +590,19 @@ cdef size_t merge_drain(rview *rv, int k, Batch b, size_t max_events, uint64_t h
     cdef lbd_falco_prefix *pre
     for r in range(k):
         view__load(&rv[r])
+    if n < max_events:
+        for r in range(k):
+            st = view__head(&rv[r])
+            if st == H_HEAD:
+                hp[hn] = r
+                heap__up(hp, hn, rv)
+                hn += 1
+            elif st == H_EMPTY:
+                n_empty += 1
+            else:
+                n_busy += 1
+                if rv[r].last_ets < busy_min:
+                    busy_min = rv[r].last_ets
     while True:
         if n >= max_events:
             # full: as a single ring's drain always did, without parsing what is left
@@ -566,31 +610,22 @@ cdef size_t merge_drain(rview *rv, int k, Batch b, size_t max_events, uint64_t h
                 if rv[r].cons < rv[r].prod:
                     stop = STOP_FULL
             break
-        # the ring with the oldest head, and the bound the others set
-        best = -1
-        best_ets = 0
-        for r in range(k):
-            if view__head(&rv[r]) == H_HEAD and (best < 0 or rv[r].head_ets < best_ets):
-                best = r
-                best_ets = rv[r].head_ets
-        if best < 0:
-            for r in range(k):
-                if rv[r].state == H_BUSY:
-                    stop = STOP_BUSY
+        if hn == 0:
+            if n_busy:
+                stop = STOP_BUSY
             break
+        # the oldest head, and the bound the other rings set
+        best = hp[0]
+        best_ets = rv[best].head_ets
         bound = UINT64_MAX
-        for r in range(k):
-            if r == best:
-                continue
-            st = rv[r].state
-            if st == H_HEAD:
-                ets = rv[r].head_ets
-            elif st == H_EMPTY:
-                ets = horizon
-            else:
-                ets = rv[r].last_ets
-            if ets < bound:
-                bound = ets
+        if hn > 1:
+            bound = rv[hp[1]].head_ets
+            if hn > 2 and rv[hp[2]].head_ets < bound:
+                bound = rv[hp[2]].head_ets
+        if n_empty and horizon < bound:
+            bound = horizon
+        if n_busy and busy_min < bound:
+            bound = busy_min
         if best_ets > bound and best_ets >= last_ets[0]:
             stop = STOP_HELD                            # another ring may still write older ones
             break
@@ -653,6 +688,23 @@ cdef size_t merge_drain(rview *rv, int k, Batch b, size_t max_events, uint64_t h
                 break
         if stop == STOP_FULL:
             break
+        if n >= max_events:
+            continue                                    # full: nothing more is parsed (see above)
+        # best's new head (or its leaving the heap) and the heap order
+        st = view__head(v)
+        if st == H_HEAD:
+            heap__down(hp, hn, 0, rv)
+        else:
+            hn -= 1
+            if hn:
+                hp[0] = hp[hn]
+                heap__down(hp, hn, 0, rv)
+            if st == H_EMPTY:
+                n_empty += 1
+            else:
+                n_busy += 1
+                if v.last_ets < busy_min:
+                    busy_min = v.last_ets
     b.n = n
     b.used = used
     for r in range(k):
@@ -848,7 +900,7 @@ cdef class Ring:
         of the copied records is released before it returns.
         """
         cdef size_t n
-        cdef int stop = STOP_EMPTY
+        cdef int stop = STOP_EMPTY, hp1
         cdef uint64_t wall = <uint64_t>self.wall_offset
         if self.closed:
             raise ValueError("ring is closed")
@@ -864,7 +916,7 @@ cdef class Ring:
         self.active += 1
         try:
             with nogil:
-                n = merge_drain(&self.v, 1, batch, max_events, UINT64_MAX, wall, &self.last_ets,
+                n = merge_drain(&self.v, 1, &hp1, batch, max_events, UINT64_MAX, wall, &self.last_ets,
                                 &self.late, &stop)
         finally:
             self.filling = False
@@ -972,6 +1024,7 @@ cdef class Rings:
 
     def __cinit__(self):
         self.views = NULL
+        self.heap = NULL
         self.k = 0
         self.epfd = -1
         self.active = 0
@@ -988,7 +1041,8 @@ cdef class Rings:
         self.window_ns = window_ns
         self.wall_offset = wall_offset
         self.views = <rview *>malloc(self.k * sizeof(rview))
-        if self.views == NULL:
+        self.heap = <int *>malloc(self.k * sizeof(int))
+        if self.views == NULL or self.heap == NULL:
             raise MemoryError()
         cdef Ring r
         cdef int i
@@ -1058,8 +1112,8 @@ cdef class Rings:
         self.filling = True
         try:
             with nogil:
-                n = merge_drain(self.views, self.k, batch, max_events, horizon, wall, &self.last_ets,
-                                &self.late, &stop)
+                n = merge_drain(self.views, self.k, self.heap, batch, max_events, horizon, wall,
+                                &self.last_ets, &self.late, &stop)
         finally:
             self.filling = False
             for i, r in enumerate(self.rings):
@@ -1093,3 +1147,6 @@ cdef class Rings:
         if self.views != NULL:
             free(self.views)
             self.views = NULL
+        if self.heap != NULL:
+            free(self.heap)
+            self.heap = NULL

@@ -1,66 +1,42 @@
-"""Type stub of lbd/_enrich.pyx: the compiled fd tables, string arena and per-event loop of
-lbd.enrich (the pure-Python modules of lbd/enrich/ are the reference they are held to)."""
+"""Type stub of lbd/_enrich.pyx: the state engine (process and fd tables kept from the event
+stream in its order) and the writer of each batch's enrichment arrays (lbd/enrich/layout.py)."""
 from __future__ import annotations
 
-import array
-from typing import Any, Callable, Iterable
+from typing import Any
 
-import numpy as np
-
-class StringArena:
-    """lbd.enrich.strtab.StringArena in C: strings as UTF-8 + NUL, each once per epoch.
-
-    A view returned by array() is valid until the next reset()."""
-
-    limit: int
-    epoch: int
-
-    def __init__(self, limit: int = 0, initial: int = 65536) -> None: ...
-    def reset(self) -> None: ...
-    def add(self, s: str) -> tuple[int, int]: ...
-    def __len__(self) -> int: ...
-    def array(self) -> np.ndarray: ...
-
-class FdTable:
-    """lbd.enrich.fdtable.FdTable in C: fd -> (path, close-on-exec), sorted by fd."""
-
-    complete: bool
-    overflow: int
-    max_fds: int
-    nchars: int
-
-    def __init__(self, entries: Iterable[tuple[int, str, bool]] = (), *, complete: bool = True,
-                 max_fds: int = 65536) -> None: ...
-    def __len__(self) -> int: ...
-    def __contains__(self, fd: int) -> bool: ...
-    def path(self, fd: int) -> str | None: ...
-    def cloexec(self, fd: int) -> bool | None: ...
-    def items(self) -> list[tuple[int, str, bool]]: ...
-    def set(self, fd: int, path: str, cloexec: bool = False) -> None: ...
-    def set_cloexec(self, fd: int, cloexec: bool) -> None: ...
-    def close(self, fd: int) -> bool: ...
-    def dup(self, old: int, new: int, cloexec: bool = False, unknown: str = "?") -> None: ...
-    def close_range(self, first: int, last: int, cloexec_only: bool = False) -> None: ...
-    def exec(self) -> None: ...
-    def copy(self) -> FdTable: ...
-    def snapshot(self) -> tuple[tuple[int, str], ...]: ...
-    def encode_rows(self, arena: StringArena) -> array.array:
-        """The rows as (fd, path_off, path_len) int triples of arena's current epoch."""
+#: the syscalls whose records change the tables
+STATE_NAMES: frozenset[str]
 
 class Engine:
-    """The compiled Enricher.enrich (lbd.enrich.enricher.Enricher(engine="cython") makes one).
+    """The process and fd tables and the per-batch writer (lbd.enrich.Enricher owns one).
 
     The arrays it gives a batch are views of buffers it reuses: valid until the next enrich()."""
 
-    fd_row_count: int
+    epoch: int
+    batches: int
+    events: int
+    applied: int
+    hits: int
+    misses: int
+    evictions: int
+    reaped: int
+    loads: int
+    fd_rows: int
+    fd_overflow: int
+    epochs: int
+    slow_calls: int
 
-    def __init__(self, en: Any, lut: Any, need_ok: Any, family: Callable[[int], str],
-                 sock_text: Callable[[bytes], str | None]) -> None: ...
+    def __init__(self, host: Any, *, rich_value_size: int = 65536, max_procs: int = 16384, max_fds: int = 65536,
+                 max_users: int = 4096, grace_s: float = 5.0, max_strtab: int = 1 << 20,
+                 max_fd_rows: int = 1 << 16) -> None: ...
+    def seed(self, pid: int, info: tuple) -> None:
+        """Put a process read from procfs in the table: (ppid, comm, cmdline, exe, cwd, fds)."""
     def enrich(self, batch: Any) -> None:
         """Set batch.enrich, batch.strtab and batch.fdtab (batch: an lbd._decode.Batch)."""
-    def fdtab(self) -> np.ndarray: ...
+    def process(self, pid: int) -> dict | None: ...
+    def stats(self) -> dict: ...
 
 def _normpath(path: bytes) -> bytes:
     """posixpath.normpath of an absolute path, as the engine computes it (tests)."""
-def _inet_text(raw: bytes) -> str | None:
-    """The fd name of an inet / inet6 sockaddr, as the engine computes it (tests)."""
+def _sock_name(kind: int, sockaddr: bytes, form: int = 1) -> str | None:
+    """The name an fd of `kind` gets from a sockaddr, as the engine computes it (tests)."""

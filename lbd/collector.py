@@ -210,6 +210,15 @@ class Collector:
         while not self._stopped:
             yield self.next_batch()
 
+    def ring_stats(self) -> list[dict]:
+        """Per ring, the counters of stats() that belong to one ring, as a flat dict: the kernel's
+        counters of the CPUs that write to it, what was delivered from it, its malformed records
+        and pending bytes (lbd.metrics labels them by ring).  Summed over the rings they are
+        stats()'s totals."""
+        if self.probe is None:
+            raise RuntimeError("the collector is not open")
+        return _ring_stats(self)
+
     def stats(self) -> dict:
         """Counts so far: emitted, dropped, filtered, malformed, delivered, late (and every kernel
         counter); `rings`: per ring, the kernel's counters of its CPUs, what was delivered from it,
@@ -235,6 +244,22 @@ class Collector:
 
 
 _EVERYTHING = (1 << 64) - 1
+
+
+def _ring_stats(col: Collector) -> list[dict]:
+    """Collector.ring_stats(): one flat dict per ring (see there)."""
+    ks = col.probe.stats()
+    out = []
+    for r, kr in zip(col.rings, ks.per_ring):
+        d = dict(kr)
+        d["filtered"] = sum(v for k, v in kr.items() if k.startswith("f_"))
+        d["dropped"] = kr["drop_ringfull"]
+        rs = r.stats()
+        d["delivered"] = rs["records"]
+        d["malformed"] = rs["malformed"]
+        d["ring_pending_bytes"] = r.pending_bytes()
+        out.append(d)
+    return out
 
 
 def fill_until(ring, batch: Batch, timeout_ms: float, flush: bool = False) -> int:

@@ -250,6 +250,19 @@ def check_load(host: Host) -> Check:
     return Check("probe load", True, f"{kind}: loaded and attached in {loaded:.2f}s; syscalls -> rings -> user space")
 
 
+def check_pytest_plugin(host: Host, earlier: list[Check]) -> Check:
+    """lbd's pytest plugin records exactly when capture works (its `syscalls` fixture skips
+    otherwise): a summary line for test suites."""
+    bad = [c.name for c in earlier if not c.ok and c.essential]
+    if not bad:
+        return Check("pytest plugin", True, "the `syscalls` fixture records here (one probe per pytest session)",
+                     essential=False)
+    return Check("pytest plugin", False, "tests using the `syscalls` fixture will skip: they need what capture "
+                 f"needs (failed: {', '.join(bad)})",
+                 "run pytest as root, or: setcap cap_bpf,cap_perfmon+ep <the python that runs pytest>",
+                 essential=False)
+
+
 CHECKS: tuple[Callable[[Host], Check], ...] = (
     check_privileges, check_kernel, check_ringbuf, check_btf, check_loader, check_tracefs, check_bcc, check_headers,
     check_rings, check_load,
@@ -268,6 +281,7 @@ def run_checks(host: Host | None = None) -> list[Check]:
             results.append(fn(host))
         except Exception as e:  # a check must never crash the report
             results.append(Check(fn.__name__.removeprefix("check_"), False, f"check crashed: {e!r}", "report a bug"))
+    results.append(check_pytest_plugin(host, results))
     return results
 
 

@@ -34,8 +34,9 @@ __all__ = ["MetricsServer", "StatsCollector", "serve", "parse_address", "Metrics
 _DERIVED = {"filtered", "dropped"}
 _GAUGES = {"ring_pending_bytes"}
 _DROP_REASONS = {"drop_ringfull": "ring_full", "malformed": "malformed"}
-_CACHES = ("procs", "born", "users", "groups")
-_ENRICH_GAUGES = {"states", "fd_rows", "strtab_bytes", "exited_pending", "epochs"}
+_CACHES = ("procs", "users", "groups")
+#: Enricher.stats() values that are levels, not counts (the rest are counters)
+_ENRICH_GAUGES = {"strtab_bytes", "exited_pending", "epochs", "scanned"}
 
 
 class MetricsError(ValueError):

@@ -18,10 +18,12 @@ static __always_inline struct task_struct *task__current(void)
     return (struct task_struct *)bpf_get_current_task_btf();
 }
 
-/* The real parent's tgid: reparenting (to init or a subreaper) shows at once. */
+/* The real parent's tgid: reparenting (to init or a subreaper) shows at once.  t is the trusted
+ * pointer bpf_get_current_task_btf() gives: two direct (relocated) loads, no helper call (this
+ * runs for every captured record). */
 static __always_inline u32 task__ppid(struct task_struct *t)
 {
-    return BPF_CORE_READ(t, real_parent, tgid);
+    return t->real_parent->tgid;
 }
 
 /* Inode of the task's pid namespace as /proc/PID/ns/pid shows it (its active one, not
@@ -54,7 +56,7 @@ static __always_inline int task__in_compat(struct task_struct *t)
 {
     if (!bpf_core_field_exists(t->thread_info.status))
         return 0;
-    return BPF_CORE_READ(t, thread_info.status) & LBD_TS_COMPAT;
+    return t->thread_info.status & LBD_TS_COMPAT;    /* a direct load, as task__ppid() */
 }
 
 /* The whole process exits with this task (its thread group's live count reached 0 in do_exit()

@@ -86,26 +86,35 @@ def empty_enrichment(batch) -> None:
 
     ppid as captured, user/group as numeric text, cmdline = comm, no parent comm, no fds.
     """
-    from lbd.enrich.strtab import StringArena
-
     ev = batch.events
     n = len(ev)
-    arena = StringArena()
+    chunks: list[bytes] = [b"\0"]           # offset 0: the empty string
+    index: dict[bytes, tuple[int, int]] = {}
+    size = 1
+
+    def add(b: bytes) -> tuple[int, int]:
+        nonlocal size
+        ref = index.get(b)
+        if ref is None:
+            ref = index[b] = (size, len(b)) if b else (0, 0)
+            if b:
+                chunks.append(b + b"\0")
+                size += len(b) + 1
+        return ref
+
     out = np.zeros(n, dtype=ENRICH_DTYPE)
     out["ppid"] = ev["ppid"]
-    empty = arena.add("")
-    for col in ("pcomm", "fullpath"):
-        out[col + "_off"] = empty[0]
     for col, field in (("user", "uid"), ("group", "gid")):
         uniq, inv = np.unique(ev[field], return_inverse=True)
-        refs = np.array([arena.add(str(int(u))) for u in uniq], dtype=np.uint32).reshape(-1, 2)
-        out[col + "_off"] = refs[inv, 0]
-        out[col + "_len"] = refs[inv, 1]
+        refs = np.array([add(str(int(u)).encode()) for u in uniq], dtype=np.uint32).reshape(-1, 2)
+        out[col + "_off"] = refs[inv, 0] if n else 0
+        out[col + "_len"] = refs[inv, 1] if n else 0
     uniq, inv = np.unique(ev["comm"], return_inverse=True)
-    refs = np.array([arena.add(c.decode("utf-8", "backslashreplace")) for c in uniq], dtype=np.uint32).reshape(-1, 2)
+    refs = np.array([add(c.decode("utf-8", "backslashreplace").encode()) for c in uniq],
+                    dtype=np.uint32).reshape(-1, 2)
     out["cmdline_off"] = refs[inv, 0] if n else 0
     out["cmdline_len"] = refs[inv, 1] if n else 0
     batch.enrich = out
-    batch.strtab = arena.array()
+    batch.strtab = np.frombuffer(b"".join(chunks), dtype=np.uint8).copy()
     batch.fdtab = np.zeros(0, dtype=FD_DTYPE)
     batch.enriched_generation = getattr(batch, "generation", None)

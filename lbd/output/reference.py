@@ -20,7 +20,7 @@ to each other) and the baseline it is benchmarked against; it is not the fast pa
   (U+0000..U+001F, U+007F; U+0080..U+009F, U+2028 and U+2029 as their UTF-8 bytes) as ``\\xNN``, a backslash as ``\\\\``, and ``,`` ``(`` ``)`` ``=`` as
   ``\\,`` ``\\(`` ``\\)`` ``\\=``.  So an event is always one line, a value cannot end its field
   or pass for another ``name=``, and ``unescape_text`` gives back the exact text (square
-  brackets are not escaped: ``pipe:[1234]`` and ``[::1]:80`` print as the seed prints them);
+  brackets are not escaped: ``anon_inode:[eventfd]`` and ``[::1]:80`` print as they are);
 * ``envp`` is ``NULL`` unless ``capture_env``; with it, a ``NAME=VALUE`` whose name matches
   ``secret_pattern`` is written ``NAME=***`` (``mask_env``).
 

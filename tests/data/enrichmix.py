@@ -28,7 +28,7 @@ import random
 from pathlib import Path
 
 from lbd import record
-from lbd.ringimage import sockaddr_in, sockaddr_un
+from lbd.ringimage import sockaddr_in, sockaddr_in6, sockaddr_un
 from tests.data.fakeproc import O_CLOEXEC, FakeHost, batch_of, rec
 
 __all__ = ["MIXES", "T0", "WORKERS", "SHELL", "mix_host", "mix_records", "mix_batches"]
@@ -299,3 +299,176 @@ def mix_batches(mix: str, n_events: int, batch_size: int = 512, seed: int = 0) -
     """The mix's records as Batches of batch_size events (decoded by the compiled consumer)."""
     recs = mix_records(mix, n_events, seed)
     return [batch_of(*recs[i: i + batch_size], capacity=batch_size) for i in range(0, len(recs), batch_size)]
+
+
+# ---- random state streams (the differential tests of tests/unit/test_enrich_engines.py) ------------
+
+_AF_UNIX, _AF_INET, _AF_INET6 = 1, 2, 10
+_NAMES = ["/etc/hosts", "data/./x.db", "../up/file", "/a//b/../c", "rel", "", "/tmp/\xe9t\xe9", b"/bad/\xff\xfe",
+          "/srv/dir", "./", "/"]
+_COMMS = ["bash", "nginx", "svc-nginx", "eaw", "leaf", "worker:1", "x" * 15, b"\xffbad", ""]
+
+
+def state_records(n: int, seed: int = 0, *, core: bool = True) -> list[bytes]:
+    """About n records exercising every path of the state engine: forks (processes and threads,
+    CO-RE's child_tgid or bcc's speculative entries), exec records with and without argv / exe,
+    execve exits, exits, prctl renames and subreapers, reparenting, chdir / fchdir, every fd
+    creator, dup*, fcntl, close, close_range, sockets with and without the kernel's socket (xslot),
+    enter records, records without enter, failures, pids never seen, invalid UTF-8, ids.
+    Not a plausible workload: the oracle, not a model, says what each event's context is."""
+    from tests.data.fakeproc import sock_bytes
+
+    r = random.Random(seed)
+    out: list[bytes] = []
+    ts = [T0]
+    pidns = 4026531836 if core else 0
+    pids = [1, SHELL, *WORKERS]
+    threads: dict[int, list[int]] = {}
+    nxt = [40000]
+
+    def emit(name, args=None, *, pid, tid=None, **kw):
+        ts[0] += r.choice((1000, 1000, 50_000, 7_000_000_000 if r.random() < 0.01 else 1000))
+        comm = kw.pop("comm", r.choice(_COMMS) if r.random() < 0.1 else f"c{pid % 7}")
+        ppid = kw.pop("ppid", r.choice([0, 0, 1, SHELL, r.choice(pids)]))
+        out.append(rec(name, args, pid=pid, tid=tid or pid, ppid=ppid, uid=r.choice((0, 1000, 4321)),
+                       gid=r.choice((0, 1000, 65534)), comm=comm, ts=ts[0], pidns=kw.pop("pidns", pidns), **kw))
+
+    def fd(pid_):
+        return r.choice([0, 1, 2, 3, 4, 5, 6, 7, 10, 20, 255, -1, r.randrange(64)])
+
+    def path():
+        p = r.choice(_NAMES)
+        return p if isinstance(p, bytes) else p.encode()
+
+    def new_pid():
+        nxt[0] += r.randint(1, 3)
+        return nxt[0]
+
+    while len(out) < n:
+        pid = r.choice(pids) if r.random() > 0.02 else new_pid()       # now and then: never seen
+        tid = r.choice(threads.get(pid, [pid])) if r.random() < 0.3 else pid
+        x = r.random()
+        res_fd = r.choice([3, 4, 5, 6, 7, 8, 9, 11, 12, 13, -2, -24])
+        kw = {}
+        if r.random() < 0.03:
+            kw["dir"] = ">"
+        elif r.random() < 0.02:
+            kw["flags"] = record.F_NOENTER
+        if x < 0.06:                                              # fork: a process or a thread
+            child = new_pid()
+            thread = r.random() < 0.3
+            tgid = (pid if thread else child) if core else 0
+            emit("sched_process_fork", {"parent_pid": r.choice([pid, pid, 1]), "child_pid": child, "parent_tid": tid,
+                                        "child_tgid": tgid}, pid=pid, tid=tid)
+            emit("clone", {"clone_flags": CLONE_THREAD_FLAGS if thread else 0x1200011}, pid=pid, tid=tid,
+                 res=child, **kw)
+            if thread:
+                threads.setdefault(pid, [pid]).append(child)
+            else:
+                pids.append(child)
+        elif x < 0.08:
+            emit(r.choice(["fork", "vfork", "clone3"]), pid=pid, res=new_pid() if r.random() < 0.8 else -11)
+        elif x < 0.13:                                            # exec, from any thread
+            prog = r.choice(_PROGS)
+            args = {"pid": pid, "old_pid": tid, "filename": r.choice([prog[0], "rel/prog", "../x/y"])}
+            if core and r.random() < 0.9:
+                args["argv"] = prog[1] if r.random() < 0.9 else []
+                if r.random() < 0.9:
+                    args["exe"] = "/usr/lib/" + prog[0].rsplit("/", 1)[1]
+            comm = prog[0].rsplit("/", 1)[1][:15]
+            emit("sched_process_exec", args, pid=pid, comm=comm)
+            if r.random() < 0.85:
+                fl = record.F_NEWIMAGE | (1 << (record.F_TRUNC_SHIFT + 1) if r.random() < 0.1 else 0)
+                nm = r.choice(["execve", "execve", "execveat"])
+                a = ({"filename": prog[0], "argv": prog[1], "envp": []} if nm == "execve" else
+                     {"fd": r.choice([-100, 3]), "filename": prog[0], "argv": prog[1], "envp": [], "flags": 0})
+                emit(nm, a, pid=pid, comm=comm, res=0, flags=fl)
+        elif x < 0.15:                                            # execve without an exec record
+            emit("execve", {"filename": path(), "argv": ["a", "b\xe9"], "envp": []}, pid=pid, res=r.choice([0, -2]),
+                 **kw)
+        elif x < 0.18:
+            group = r.random() < 0.6
+            emit("sched_process_exit", {"pid": pid if group else tid, "group_dead": int(group), "exit_code": 0},
+                 pid=pid, tid=tid)
+            if group and pid in pids and pid not in (1, SHELL) and r.random() < 0.5:
+                pids.remove(pid)
+        elif x < 0.21:
+            opt = r.choice([15, 15, 36, 36, 4])
+            emit("prctl", {"option": opt, "arg2": r.choice([0, 1])}, pid=pid, tid=tid, res=r.choice([0, 0, -22]),
+                 comm=r.choice(_COMMS), **kw)
+        elif x < 0.24:
+            emit("chdir", {"filename": path()}, pid=pid, res=r.choice([0, 0, -2]), **kw)
+        elif x < 0.25:
+            emit("fchdir", {"fd": fd(pid)}, pid=pid, res=0, **kw)
+        elif x < 0.36:
+            nm = r.choice(["open", "openat", "openat", "openat2", "creat", "open_tree"])
+            fl = r.choice([0, O_CLOEXEC])
+            a = {"open": {"filename": path(), "flags": fl}, "openat": {"dfd": r.choice([-100, -100, 3, 5]),
+                 "filename": path(), "flags": fl}, "openat2": {"dfd": -100, "filename": path()},
+                 "creat": {"pathname": path()}, "open_tree": {"dfd": -100, "filename": path(), "flags": fl}}[nm]
+            emit(nm, a, pid=pid, tid=tid, res=res_fd, **kw)
+        elif x < 0.47:
+            emit("close", {"fd": fd(pid)}, pid=pid, tid=tid, res=r.choice([0, 0, -9]), **kw)
+        elif x < 0.53:
+            nm = r.choice(["dup", "dup2", "dup3", "fcntl", "fcntl"])
+            a = {"dup": {"fildes": fd(pid)}, "dup2": {"oldfd": fd(pid), "newfd": fd(pid)},
+                 "dup3": {"oldfd": fd(pid), "newfd": fd(pid), "flags": r.choice([0, O_CLOEXEC])},
+                 "fcntl": {"fd": fd(pid), "cmd": r.choice([0, 1030, 2, 1]), "arg": r.choice([0, 1, 10])}}[nm]
+            emit(nm, a, pid=pid, res=res_fd, **kw)
+        elif x < 0.545:
+            emit("ioctl", {"fd": fd(pid), "cmd": r.choice([0x5450, 0x5451, 0x5401]), "arg": 0}, pid=pid,
+                 res=r.choice([0, 0, -25]), **kw)
+        elif x < 0.56:
+            emit("close_range", {"fd": r.choice([3, 5, 10]), "max_fd": r.choice([6, 0xFFFFFFFF]),
+                                 "flags": r.choice([0, 4])}, pid=pid, res=r.choice([0, 0, -22]), **kw)
+        elif x < 0.70:                                            # sockets
+            fam = r.choice([_AF_INET, _AF_INET, _AF_INET6, _AF_UNIX, 16])
+            typ = r.choice([1, 1, 2, 3, 5]) | r.choice([0, O_CLOEXEC])
+            s = res_fd
+            emit("socket", {"family": fam, "type": typ, "protocol": 0}, pid=pid, res=s, **kw)
+            lp, rp = r.choice([0, 41067, 8080]), r.choice([0, 80, 443])
+            la = {_AF_INET: "127.0.0.1", _AF_INET6: "::1"}.get(fam)
+            ra = {_AF_INET: "10.1.2.3", _AF_INET6: "fe80::1:0:0:1"}.get(fam)
+            if fam == _AF_UNIX:
+                sa = sockaddr_un(r.choice(["/run/x.sock", "@abstract", ""]))
+            elif fam == _AF_INET6:
+                sa = sockaddr_in6(ra, rp)
+            elif fam == _AF_INET:
+                sa = sockaddr_in(ra, rp)
+            else:
+                sa = b"\x10\x00" + bytes(10)
+            so = None
+            if core and r.random() < 0.85:
+                so = sock_bytes(fam, typ & 0xF, la, lp, ra if r.random() < 0.8 else None, rp,
+                                path=r.choice([b"/run/srv.sock\0", b"\0abs", b""]) if fam == _AF_UNIX else b"")
+            y = r.random()
+            if y < 0.45:
+                emit("connect", {"fd": s if r.random() < 0.8 else fd(pid), "uservaddr": sa, "addrlen": len(sa)},
+                     pid=pid, res=r.choice([0, 0, -115, -111]), sock=so, **kw)
+            elif y < 0.7:
+                emit("bind", {"fd": s, "umyaddr": sa, "addrlen": len(sa)}, pid=pid, res=r.choice([0, -98]), sock=so,
+                     **kw)
+            else:
+                nm = r.choice(["accept", "accept4"])
+                a = {"fd": s, "upeer_sockaddr": sa, "upeer_addrlen": (len(sa),)}
+                if nm == "accept4":
+                    a["flags"] = r.choice([0, O_CLOEXEC])
+                emit(nm, a, pid=pid, res=res_fd + 1 if res_fd > 0 else res_fd, sock=so, **kw)
+        elif x < 0.75:
+            nm = r.choice(["pipe", "pipe2", "socketpair"])
+            a, b = r.sample([3, 4, 5, 6, 7, 8, 9], 2)
+            args = {"pipe": {"fildes": (a, b)}, "pipe2": {"fildes": (a, b), "flags": r.choice([0, O_CLOEXEC])},
+                    "socketpair": {"family": 1, "type": r.choice([1, 2]) | r.choice([0, O_CLOEXEC]), "protocol": 0,
+                                   "usockvec": (a, b)}}[nm]
+            emit(nm, args, pid=pid, res=r.choice([0, 0, -24]), **kw)
+        elif x < 0.80:
+            nm = r.choice(["eventfd2", "epoll_create1", "timerfd_create", "signalfd4", "inotify_init1", "memfd_create",
+                           "bpf", "pidfd_open", "pidfd_getfd", "open_by_handle_at", "fsmount", "userfaultfd",
+                           "io_uring_setup", "perf_event_open", "fanotify_init", "landlock_create_ruleset"])
+            a = {"memfd_create": {"uname": r.choice(["jit", "\xe9", ""]), "flags": r.choice([0, 1])},
+                 "bpf": {"cmd": r.choice([0, 5, 7, 18, 28, 2])}}.get(nm, [r.choice([0, O_CLOEXEC, 1, 8])] * 5)
+            emit(nm, a, pid=pid, res=res_fd, **kw)
+        else:                                                     # no change: the context only
+            emit(r.choice(["read", "write", "getpid", "futex", "mkdir", "ftruncate"]), None, pid=pid, tid=tid,
+                 res=r.choice([0, 3, -2]), **kw)
+    return out

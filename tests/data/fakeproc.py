@@ -15,6 +15,8 @@ import shutil
 from pathlib import Path
 
 from lbd import args as _args, record, syscalls
+import numpy as np
+
 from lbd.ringimage import image_of, make_record
 
 __all__ = ["FakeHost", "rec", "batch_of", "nr_of", "PASSWD", "GROUP"]
@@ -72,10 +74,18 @@ class FakeHost:
         shutil.rmtree(self.proc / str(pid), ignore_errors=True)
 
     def enricher(self, **kw):
+        """The product's Enricher on this tree (it reads every process now)."""
         from lbd.enrich import Enricher
 
         kw.setdefault("nss", False)
         return Enricher(proc_root=self.proc, etc_root=self.root, **kw)
+
+    def reference(self, **kw):
+        """The oracle (lbd/_testing/state_reference.py) on this tree."""
+        from lbd._testing.state_reference import ReferenceEnricher
+
+        kw.setdefault("nss", False)
+        return ReferenceEnricher(proc_root=self.proc, etc_root=self.root, **kw)
 
 
 def nr_of(name: str) -> int:
@@ -85,18 +95,49 @@ def nr_of(name: str) -> int:
     return syscalls.BY_NAME[name].nr
 
 
-def rec(name: str, args=None, **kw) -> bytes:
-    """One record of syscall (or sched_process_*) `name`; keywords as lbd.ringimage.make_record.
+def sock_bytes(family: int, type: int = 1, laddr: str | None = None, lport: int = 0, raddr: str | None = None,
+               rport: int = 0, path: bytes = b"") -> bytes:
+    """struct lbd_sock (bpf/lbd_record.h) and, for AF_UNIX, the path bytes after it."""
+    import ipaddress
 
-    For sched_process_exec, `filename` may be given in args (it is stored as the kernel's
-    payload, with no pointer)."""
+    def packed(a):
+        if a is None:
+            return bytes(16)
+        return ipaddress.ip_address(a).packed.ljust(16, b"\0")
+
+    s = np.zeros(1, dtype=record.SOCK_DTYPE)
+    s["family"], s["type"], s["lport"], s["rport"] = family, type, lport, rport
+    s["laddr"][0] = np.frombuffer(packed(laddr), dtype=np.uint8)
+    s["raddr"][0] = np.frombuffer(packed(raddr), dtype=np.uint8)
+    return s.tobytes() + path
+
+
+def _xslot(r: bytes, off: int, ln: int) -> bytes:
+    """r (a record followed by extra bytes) with those bytes as its extra slot."""
+    h = np.frombuffer(bytearray(r), dtype=record.HDR_DTYPE, count=1).copy()
+    h["size"] = len(r)
+    h["xslot"]["off"], h["xslot"]["len"] = off, ln
+    return h.tobytes() + r[record.HDR_SIZE:]
+
+
+def rec(name: str, args=None, *, sock: bytes | None = None, **kw) -> bytes:
+    """One record of syscall (or sched_process_*) `name`; keywords as lbd.ringimage.make_record,
+    and `sock` (sock_bytes()): the socket the CO-RE probe reads at exit (xslot).
+
+    For sched_process_exec, `filename`, `argv` and `exe` may be given in args (they are stored as
+    the kernel's payloads, with no pointer)."""
     nr = nr_of(name)
-    if nr == record.NR_SCHED_EXEC and args and "filename" in args:
+    if nr == record.NR_SCHED_EXEC and args:
         args = dict(args)
-        fn = args.pop("filename")
-        kw.setdefault("payloads", {})["filename"] = fn.encode() if isinstance(fn, str) else fn
+        for key in ("filename", "argv", "exe"):
+            if key in args:
+                v = args.pop(key)
+                if key == "argv":
+                    v = b"".join((a.encode() if isinstance(a, str) else a) + b"\0" for a in v)
+                kw.setdefault("payloads", {})[key] = v.encode() if isinstance(v, str) else v
     kw.setdefault("comm", "test")
-    return make_record(nr, args, **kw)
+    r = make_record(nr, args, **kw)
+    return r if sock is None else _xslot(r + sock, len(r), len(sock))
 
 
 def batch_of(*records: bytes, capacity: int | None = None):

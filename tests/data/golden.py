@@ -12,7 +12,7 @@ import calendar
 from pathlib import Path
 
 from lbd.ringimage import sockaddr_in, sockaddr_in6, sockaddr_un
-from tests.data.fakeproc import O_CLOEXEC, FakeHost, batch_of, rec
+from tests.data.fakeproc import O_CLOEXEC, FakeHost, batch_of, rec, sock_bytes
 
 DATA = Path(__file__).resolve().parent
 NORMAL = DATA / "golden_normal.txt"
@@ -49,13 +49,14 @@ def records() -> list[bytes]:
             ts=T0 + us, **rm),
         rec("socket", {"family": 2, "type": 1 | 0o2000000, "protocol": 6}, res=3, ts=T0 + 2 * us, **curl),
         rec("connect", {"fd": 3, "uservaddr": sockaddr_in("127.0.0.1", 80), "addrlen": 16}, res=0,
-            ts=T0 + 3 * us, latency=41_000, **curl),
+            ts=T0 + 3 * us, latency=41_000, **curl,
+            sock=sock_bytes(2, 1, laddr="127.0.0.1", lport=52414, raddr="127.0.0.1", rport=80)),
         rec("socket", {"family": 10, "type": 1, "protocol": 0}, res=4, ts=T0 + 4 * us, **curl),
         rec("connect", {"fd": 4, "uservaddr": sockaddr_in6("::1", 443), "addrlen": 28}, res=-111,
             ts=T0 + 5 * us, **curl),
         rec("socket", {"family": 1, "type": 1, "protocol": 0}, res=5, ts=T0 + 6 * us, **curl),
         rec("connect", {"fd": 5, "uservaddr": sockaddr_un("/run/x.sock"), "addrlen": 14}, res=0,
-            ts=T0 + 7 * us, **curl),
+            ts=T0 + 7 * us, **curl, sock=sock_bytes(1, 1, path=b"/run/x.sock\0")),
         rec("sendto", {"fd": 3, "buff": b"GET / HTTP/1.1\r\nHost: x\r\n", "len": 25, "flags": 0x4000,
                        "addr": None, "addr_len": 0}, res=25, ts=T0 + 8 * us, **curl),
         rec("openat", {"dfd": -100, "filename": "/etc/nonexistent", "flags": O_CLOEXEC}, res=-2,

@@ -67,6 +67,7 @@ class Event:
     extra: dict = field(default_factory=dict)      # cgroup_id, pidns, mntns, loginuid
     sock: dict | None = None                       # the socket the kernel read (Batch.sock)
     ring: int = 0                                  # the ring it came from (its CPU's)
+    ctx: dict | None = None                        # its enrichment (run(..., enrich=True)): event_info
 
     def __repr__(self) -> str:
         return f"<{self.name}{self.dir} res={self.res} pid={self.pid} tid={self.tid} flags={self.flags:#x} {self.args}>"
@@ -74,9 +75,11 @@ class Event:
 
 def events_of(batch) -> list[Event]:
     from lbd import record
+    from lbd.enrich.layout import event_info, has_enrichment
 
     out = []
     ev = batch.events
+    enriched = has_enrichment(batch)
     for i in range(len(batch)):
         e = ev[i]
         out.append(Event(
@@ -87,6 +90,7 @@ def events_of(batch) -> list[Event]:
             truncated=tuple(k for k in range(record.MAX_ARGS) if batch.truncated(i, k)),
             extra={k: int(e[k]) for k in ("cgroup_id", "pidns", "mntns", "loginuid")},
             sock=batch.sock(i), ring=int(e["cpu_ring"]),
+            ctx=event_info(batch, i) if enriched else None,
         ))
     return out
 
@@ -126,6 +130,7 @@ class Capture:
         self.result = None
         self._parent_fds: set[int] = set()  # pipe ends of children not yet released / reaped
         self.all_events: list[Event] = []     # everything the last run_many() read, all processes
+        self.enricher = None                  # the last run_many(enrich=True)'s Enricher
         self.drained = 0                      # records read so far
 
     @property
@@ -207,14 +212,16 @@ class Capture:
             assert codes == [0] * len(codes), f"a workload failed in its child (exit codes {codes}, see stderr)"
         return codes
 
-    def run_many(self, fns, *, comms=None, **changes) -> list[list[Event]]:
+    def run_many(self, fns, *, comms=None, enrich=False, **changes) -> list[list[Event]]:
         """Run each fn in its own child under one configuration; the events of each child's tree.
 
         only_pids defaults to the children's pids, followed into the processes they start
         (follow=True: the probe adds them to only_pids as they fork); pass only_pids=[] to capture
-        everything.
+        everything.  enrich=True: an lbd.enrich.Enricher made once capture runs (its procfs scan
+        sees the children waiting for go) enriches every batch (Event.ctx; self.enricher).
         """
         changes.setdefault("follow", True)
+        self.col.enricher = None
         self.quiesce()
         comms = comms or [None] * len(fns)
         children = []
@@ -224,7 +231,12 @@ class Capture:
             self.pids = [pid for pid, _, _ in children]
             only = changes.pop("only_pids", self.pids)
             self.configure(only_pids=only, **changes)
+            if enrich:
+                from lbd.enrich import Enricher
+
+                self.enricher = self.col.enricher = Enricher(self.col.config)
         except BaseException:
+            self.col.enricher = None
             for _, w, _ in children:
                 os.close(w)
                 self._parent_fds.discard(w)
@@ -232,7 +244,10 @@ class Capture:
             raise
         self.release(children)
         self.reap(children)
-        events = self.stop_and_drain(internal=True)   # the children's records are all written by now
+        try:
+            events = self.stop_and_drain(internal=True)   # the children's records are all written by now
+        finally:
+            self.col.enricher = None
         return [self._tree_events(events, pid) for pid in self.pids]
 
     def run(self, fn, *, comm: str | None = None, **changes) -> list[Event]:

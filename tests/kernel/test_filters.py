@@ -341,3 +341,51 @@ def test_filter_lists_at_their_limits(cap):
     assert [e for e in events if e.pid == a[0]] == []
     assert_kept([e for e in events if e.pid == b[0]])
     assert d["f_pid"] >= N                   # pids are checked before comms
+
+
+def test_following_keeps_threads_a_kept_thread_creates(cap):
+    """only_tids with follow: threads the kept thread creates, and the threads they create, are
+    kept from their first syscall (the kernel adds them at sched_process_fork; Python registers
+    nothing); the test process's own threads, which nothing kept created, are not."""
+    import threading
+
+    def work():
+        out = {}
+
+        def body(key):
+            out[key] = threading.get_native_id()
+            syscall(121, 3_000_000 + len(key))        # getpgid(numbered)
+
+        def nested():
+            body("bb")
+            t2 = threading.Thread(target=body, args=("ccc",))   # a thread's thread
+            t2.start()
+            t2.join()
+
+        for target, arg in ((body, ("a",)), (nested, ())):
+            t = threading.Thread(target=target, args=arg)
+            t.start()
+            t.join()
+        return out
+
+    mine = []
+
+    def here():
+        mine.append(threading.get_native_id())
+        syscall(121, 3_000_009)
+
+    a = cap.spawn(work)
+    try:
+        cap.configure(only_pids=[], only_tids=[a[0]], follow=True, syscalls=["getpgid"])
+        cap.release([a])
+        t = threading.Thread(target=here)            # created by the test process: not kept
+        t.start()
+        t.join()
+        cap.reap([a])
+        events = cap.stop_and_drain()
+    finally:
+        cap.configure(follow=False)
+    tids = cap.results[0]
+    got = {e.tid for e in by_name(events, "getpgid")}
+    assert {tids["a"], tids["bb"], tids["ccc"]} <= got
+    assert mine[0] not in got

@@ -12,12 +12,12 @@ from lbd.metrics import MetricsError, StatsCollector, parse_address, serve
 STATS = {"seen": 1000, "emitted": 400, "f_syscall": 500, "f_own": 90, "f_pid": 10, "drop_ringfull": 7,
          "truncated": 3, "read_fault": 2, "noenter": 1, "sched": 5, "filtered": 600, "dropped": 7,
          "malformed": 4, "delivered": 389, "ring_pending_bytes": 4096}
-ENRICH = {"batches": 9, "events": 389, "states": 12, "fd_rows": 40, "epochs": 1, "strtab_bytes": 777, "errors": 0,
-          "fd_source": "stream", "procs": {"size": 5, "max": 16384, "hits": 300, "misses": 6, "evictions": 0},
-          "born": {"size": 1, "max": 8192, "hits": 2, "misses": 3, "evictions": 0},
+ENRICH = {"batches": 9, "events": 389, "applied": 12, "fd_rows": 40, "epochs": 1, "strtab_bytes": 777,
+          "procs": {"size": 5, "max": 16384, "hits": 300, "misses": 6, "evictions": 0},
           "users": {"size": 2, "max": 4096, "hits": 50, "misses": 2, "evictions": 0},
           "groups": {"size": 2, "max": 4096, "hits": 50, "misses": 2, "evictions": 0},
-          "procfs_reads": 11, "procfs_vanished": 1, "exited_pending": 0}
+          "procfs_reads": 11, "procfs_vanished": 1, "exited_pending": 0, "reaped": 3, "loads": 6,
+          "slow_calls": 4, "fd_overflow": 0, "scanned": 83}
 
 
 class FakeOutput:
@@ -65,6 +65,7 @@ def test_every_stats_counter_is_served(served):
     assert m[("lbd_enrich_cache_entries", (("cache", "procs"),))] == 5
     assert m[("lbd_enrich_cache_hits_total", (("cache", "users"),))] == 50
     assert m[("lbd_enrich_strtab_bytes", ())] == 777 and m[("lbd_enrich_procfs_reads_total", ())] == 11
+    assert m[("lbd_enrich_fd_rows_total", ())] == 40 and m[("lbd_enrich_scanned", ())] == 83
     out = (("output", FakeOutput.name),)
     assert (m[("lbd_output_events_total", out)], m[("lbd_output_bytes_total", out)],
             m[("lbd_output_errors_total", out)], m[("lbd_output_lost_total", out)]) == (389, 123456, 0, 0)

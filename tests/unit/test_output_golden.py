@@ -79,9 +79,9 @@ def test_every_line_has_the_seed_fields(batch):
     path = f[0]["args"].split("pathname=", 1)[1].rsplit(", flag=", 1)[0]         # cut at str_max_size
     assert path.endswith("...") and len(path) == golden.STR_MAX + 3 and golden.LONG.startswith(path[:-3])
     assert f[3]["args"] == "fd=3, uservaddr=127.0.0.1:80, addrlen=16"
-    assert f[3]["fds"].endswith("3(socket:[inet 127.0.0.1:80])")
+    assert f[3]["fds"].endswith("3(tcp 127.0.0.1:52414->127.0.0.1:80)")
     assert f[5]["args"] == "fd=4, uservaddr=[::1]:443, addrlen=28" and f[5]["res"] == "-111"
-    assert f[7]["args"] == "fd=5, uservaddr=/run/x.sock, addrlen=14" and "5(/run/x.sock)" in f[7]["fds"]
+    assert f[7]["args"] == "fd=5, uservaddr=/run/x.sock, addrlen=14" and "5(unix /run/x.sock)" in f[7]["fds"]
     assert f[8]["args"].startswith("fd=3, buff=GET / HTTP/1.1\\x0d\\x0aHost") and "flags=16384" in f[8]["args"]
     assert f[9]["args"] == "dfd=-100, filename=/etc/nonexistent, flags=524288, mode=0"
     assert "4(" not in f[10]["fds"]                                              # closed
