@@ -185,13 +185,17 @@ def falco_config_fragment(init_config: dict | None = None, open_params: dict | N
 # ---- errors ------------------------------------------------------------------------------------
 
 def error_message(exc: BaseException) -> str:
-    """One line for get_last_error: configuration and probe errors as they are, others with their type."""
+    """One line for get_last_error, without a Python class name: lbd's own errors (configuration,
+    selection, probe, files) as they are, anything else marked as unexpected."""
     from lbd.config import ConfigError
 
-    text = str(exc).strip() or type(exc).__name__
-    known = isinstance(exc, (ConfigError, FileNotFoundError)) or type(exc).__name__ in (
-        "ProbeError", "InterestingError")
-    return text if known else f"{type(exc).__name__}: {text}"
+    text = " ".join(str(exc).split())
+    known = isinstance(exc, (ConfigError, OSError)) or type(exc).__name__ in ("ProbeError", "InterestingError")
+    if known and text:
+        return text
+    if isinstance(exc, RecursionError):
+        return "input nested too deep"
+    return f"unexpected failure: {text or 'no message'}"
 
 
 # ---- logging -----------------------------------------------------------------------------------
@@ -202,7 +206,9 @@ _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARN
 
 def _log_handler(init) -> logging.Handler:
     if init.log_file:
-        handler: logging.Handler = logging.FileHandler(init.log_file, encoding="utf-8")
+        from lbd.files import PrivateLogHandler
+
+        handler: logging.Handler = PrivateLogHandler(init.log_file)
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s lbd[%(process)d] %(levelname)s %(name)s: %(message)s"))
@@ -229,6 +235,7 @@ class PluginState:
         self.init_json = init_config or ""
         self.config = Config.from_plugin(self.init_json, "")   # init_config alone; open_params at open
         self.str_max_size = self.config.init.str_max_size
+        self.secret_pattern_bytes = self.config.init.secret_pattern.encode("utf-8", "surrogateescape")
         self.batch_size = self.config.init.batch_size
         self.handler = _log_handler(self.config.init)
         logger = logging.getLogger("lbd")
@@ -264,15 +271,26 @@ class Instance:
     Invariants: between __init__ and close() the probe is attached; the tuple ``next()`` returned
     last describes memory this object keeps alive (the collector's batch, the enrichment arrays)
     until the next ``next()`` or ``close()``.  close() is idempotent and also runs on a failed open.
+
+    The putfile output never stops the capture: when it cannot be written (disk full, /dev/full,
+    its reader gone) the error is logged once, its events are counted (``putfile_unwritten``) and
+    the file is opened again PUTFILE_RETRY_S later.
     """
+
+    PUTFILE_RETRY_S = 10.0
 
     def __init__(self, state: PluginState, cfg):
         from lbd.collector import Collector
 
         self.state = state
         self.cfg = cfg
+        self.capture_env = cfg.open.capture_env       # read by liblbd.so for linux.args' envp
         self.collector = None
         self.writer = None
+        self.putfile_unwritten = 0
+        self.putfile_errors = 0
+        self._putfile_retry = 0.0
+        self._putfile_error = ""
         self.enricher = None
         self._keep: tuple = ()
         # Inside Falco, filter_falco drops Falco's whole process and filter_own the threads that
@@ -318,8 +336,8 @@ class Instance:
             except Exception as e:  # enrichment is best effort: the events still go to Falco
                 _warn_once(f"enrichment failed, events carry the kernel's values only: {error_message(e)}")
         out = batch.output_mask()
-        if self.writer is not None:
-            self.writer.write_batch(batch, out)
+        if self.cfg.init.putfile:
+            self._putfile(batch, out)
         if out is not None:
             # state records fed the tables above; Falco gets the others (their pointers still
             # ascend, and the enrichment rows follow them)
@@ -336,8 +354,53 @@ class Instance:
         self._keep = (ptrs_arr, enrich, strtab, fdtab)
         return (n, _addr(ptrs_arr), _addr(enrich), _addr(strtab), len(strtab), _addr(fdtab), len(fdtab))
 
+    def _putfile(self, batch, mask) -> None:
+        """Write the batch (its events with a true mask entry) to the putfile; on failure count
+        them and try again later."""
+        import time
+
+        from lbd.output.writer import OutputError, open_writer
+
+        n = len(batch) if mask is None else int(np.count_nonzero(mask))
+        if self.writer is None:
+            if time.monotonic() < self._putfile_retry:
+                self.putfile_unwritten += n
+                return
+            try:
+                self.writer = open_writer(self.cfg, None)
+            except OutputError as e:
+                self.putfile_unwritten += n
+                self._putfile_failed(e)
+                return
+            log.info("putfile: writing to %s again (%d events not written meanwhile)", self.writer.name,
+                     self.putfile_unwritten)
+        try:
+            self.writer.write_batch(batch, mask)
+        except OutputError as e:
+            writer, self.writer = self.writer, None
+            try:
+                writer.close()
+            except OSError:
+                pass
+            self.putfile_unwritten += writer.unwritten
+            self._putfile_failed(e)
+
+    def _putfile_failed(self, e) -> None:
+        import time
+
+        self.putfile_errors += 1
+        self._putfile_retry = time.monotonic() + self.PUTFILE_RETRY_S
+        msg = str(e)
+        if msg != self._putfile_error:          # once per distinct error, not once per batch
+            self._putfile_error = msg
+            log.error("putfile: %s; the capture goes on, events are counted as not written and the file "
+                      "is tried again every %.0f s", msg, self.PUTFILE_RETRY_S)
+
     def stats(self) -> dict:
-        return self.collector.stats() if self.collector is not None and self.collector.probe else {}
+        st = self.collector.stats() if self.collector is not None and self.collector.probe else {}
+        if self.cfg.init.putfile:
+            st = {**st, "putfile_unwritten": self.putfile_unwritten, "putfile_errors": self.putfile_errors}
+        return st
 
     def close(self) -> None:
         self._keep = ()
@@ -346,6 +409,9 @@ class Instance:
         try:
             if writer is not None:
                 writer.__exit__(None, None, None)
+                self.putfile_unwritten += writer.unwritten
+                if self.putfile_unwritten:
+                    log.warning("putfile: %d events were not written to %s", self.putfile_unwritten, writer.name)
         finally:
             if collector is not None:
                 collector.close()
