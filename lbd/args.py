@@ -245,6 +245,16 @@ def unreadable(kind: int, raw: int, payload: bytes | None, faulted: bool) -> boo
     return faulted and not payload and bool(raw) and kind >= K["str"]
 
 
+#: (syscall number, argument index) of the output strings whose length counts their NUL: getcwd's
+#: buffer (its result is the length with the NUL); the NUL is not part of the value
+NUL_OUTPUTS = frozenset((sc.nr, k) for sc in BY_NR.values() if sc.name == "getcwd"
+                        for k, a in enumerate(sc.args) if a.kind == "out_buf")
+
+
+def strips_nul(nr: int, k: int) -> bool:
+    return (nr, k) in NUL_OUTPUTS
+
+
 def raw_others(specs, raw) -> dict:
     """{argument name: raw register value} (what a union or a Switch name set selects on)."""
     return {a.name: int(raw[k]) for k, a in enumerate(specs)}
@@ -267,6 +277,8 @@ def decode_args(nr: int, flags: int, raw, payloads, offs=None) -> dict:
             out[a.name] = UNREADABLE
             continue
         p = payload_or_empty(a.kind_id, r, payloads[k], faulted, int(offs[k]) if offs is not None else 0)
+        if p and (nr, k) in NUL_OUTPUTS and p[-1:] == b"\0":
+            p = p[:-1]
         if a.kind_id in SPEC_KINDS:
             if others is None:
                 others = raw_others(specs, raw)
@@ -409,8 +421,6 @@ JSON_RENAMES: dict[tuple[str, str], str] = {
     ("clone3", "uargs"): "cl_args",
     ("seccomp", "uargs"): "seccomp_args",
     ("openat2", "how"): "open_how",
-    ("perf_event_open", "attr_uptr"): "perf_attr",
-    ("capget", "dataptr"): "datap",
 }
 
 
@@ -445,3 +455,43 @@ def json_int(v: int) -> int:
     as their two's-complement signed value (so that every number fits the signed 64-bit integers
     JSON readers infer; ``(size_t)-1`` reads -1)."""
     return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def py_parts(nr: int, flags: int, raw, payloads, offs, limit: int, json_format: bool) -> list:
+    """For the bulk formatter's pre-pass (lbd/_format.pyx): each structure, array32 and
+    Switch-named argument of one event as (index, value text or None, flag_names argument
+    fragment, names fragment) in the normal format or JSON (bytes; None or b"" where the C rules
+    apply or there is nothing)."""
+    import json as _json
+
+    specs = arg_specs(nr)
+    if specs is None or flags & record.F_NOENTER:
+        return []
+    vals = decode_args(nr, flags, raw, payloads, offs)
+    jnames = json_arg_names(nr)
+    others = None
+    out = []
+    for k, a in enumerate(specs[: record.MAX_ARGS]):
+        switch = a.flags in _flags.SWITCHES
+        if a.kind_id not in SPEC_KINDS and not switch:
+            continue
+        v = vals[a.name]
+        text = None
+        if a.kind_id in SPEC_KINDS and v is not None and v is not UNREADABLE:
+            if json_format:
+                j = struct_json(v, limit) if isinstance(v, Value) else [json_int(x) for x in v]
+                text = _json.dumps(j, ensure_ascii=False, separators=(",", ":")).encode()
+            else:
+                text = normal_text(v, limit).encode()
+        keys: list[tuple[str, str]] = []
+        if switch and v is not None:
+            if others is None:
+                others = raw_others(specs, raw)
+            n = _flags.arg_names(a.flags, v, others)
+            if n is not None:
+                keys.append((jnames[k], n))
+        keys += struct_flag_names(a, v, jnames[k])
+        fla = ",".join(_json.dumps(x, ensure_ascii=False) for x, _ in keys).encode()
+        fln = ",".join(_json.dumps(n, ensure_ascii=False) for _, n in keys).encode()
+        out.append((k, text, fla, fln))
+    return out

@@ -12,7 +12,9 @@ to each other) and the baseline it is benchmarked against; it is not the fast pa
 * time: local time, ``2025-06-12 13:18:10.347507525``;
 * argument values: ``format_value`` (integers in decimal as the seed prints them, ``flag=512``;
   strings and paths as UTF-8 with invalid bytes as ``\\xNN``; socket addresses ``127.0.0.1:80``,
-  ``[::1]:80`` or the unix path; argv joined by spaces; a NULL pointer ``NULL``); every value and
+  ``[::1]:80`` or the unix path; argv and group lists joined by spaces; structures
+  ``{key=value, ...}`` (lbd.args.struct_text); a NULL pointer ``NULL``; an argument whose read
+  faulted ``<unreadable>``); every value but these two and
   the cmdline are cut at ``str_max_size`` characters and then end in ``...`` (0: no limit);
 * one event is always one line: control characters (U+0000..U+001F, U+007F) in any text field
   are written as ``\\xNN``.
@@ -52,6 +54,7 @@ import time
 
 from lbd import args as _args, errnos, flags as _flags, record
 from lbd.args import SockAddr
+from lbd.layouts import Value
 
 __all__ = [
     "format_time", "format_time_utc", "truncate", "format_value", "format_args", "format_fds",
@@ -84,6 +87,10 @@ def format_value(v, limit: int) -> str:
     """One argument value as the normal format (and the Falco plugin's linux.args) prints it."""
     if v is None:
         return "NULL"
+    if v is _args.UNREADABLE:
+        return _args.UNREADABLE_TEXT
+    if isinstance(v, Value):
+        return truncate(_args.struct_text(v), limit)
     if isinstance(v, bytes):
         return truncate(v.decode("utf-8", "backslashreplace"), limit)
     if isinstance(v, list):
@@ -134,9 +141,11 @@ def event_fields(batch, i: int) -> dict:
     e = batch.events[i]
     nr = int(e["nr"])
     comm = bytes(e["comm"]).split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
+    payloads = [batch.payload(i, k) for k in range(record.MAX_ARGS)]
+    args = _args.decode_args(nr, int(e["flags"]), e["args"], payloads, [int(o) for o in e["slot"]["off"]])
     f = dict(ts=int(e["ts"]), name=_args.syscall_name(nr), nr=nr, dir=chr(int(e["dir"])), res=int(e["res"]),
              latency=int(e["latency"]), pid=int(e["pid"]), tid=int(e["tid"]), uid=int(e["uid"]),
-             gid=int(e["gid"]), comm=comm, flags=int(e["flags"]), args=batch.args(i))
+             gid=int(e["gid"]), comm=comm, flags=int(e["flags"]), args=args, raw=[int(x) for x in e["args"]])
     if has_enrichment(batch):
         f.update(event_info(batch, i))
     else:
@@ -158,6 +167,8 @@ def _json_value(v, limit: int):
         return truncate(v.decode("utf-8", "backslashreplace"), limit)
     if isinstance(v, SockAddr):
         return v.as_json()
+    if isinstance(v, Value):
+        return _args.struct_json(v, limit)
     if isinstance(v, list):
         return [truncate(x, limit) if isinstance(x, str) else x for x in v]
     raise TypeError(f"no JSON form for {type(v).__name__}")
@@ -170,11 +181,18 @@ def json_event(batch, i: int, limit: int) -> dict:
     jnames = _args.json_arg_names(f["nr"]) or ()
     args = f["args"]
     shown = [(a, jn) for a, jn in zip(specs, jnames) if a.name in args]
+    others = _args.raw_others(specs, f["raw"]) if args else {}
     fl_arg, fl_names = [], []
     for a, jn in shown:
-        if a.flags and args[a.name] is not None:
-            fl_arg.append(jn)
-            fl_names.append(_flags.names(a.flags, args[a.name]))
+        v = args[a.name]
+        if a.flags and v is not None:
+            n = _flags.arg_names(a.flags, v, others)
+            if n is not None:
+                fl_arg.append(jn)
+                fl_names.append(n)
+        for key, n in _args.struct_flag_names(a, v, jn):
+            fl_arg.append(key)
+            fl_names.append(n)
     err = errnos.error_of(f["res"])
     return {
         "time": format_time_utc(f["ts"]), "ts": f["ts"], "syscall": f["name"], "nr": f["nr"], "dir": f["dir"],
@@ -182,10 +200,12 @@ def json_event(batch, i: int, limit: int) -> dict:
         "latency": f["latency"], "pid": f["pid"], "tid": f["tid"], "ppid": f["ppid"],
         "pcomm": f["pcomm"], "uid": f["uid"], "user": f["user"], "gid": f["gid"], "group": f["group"],
         "comm": f["comm"], "cmdline": truncate(f["cmdline"], limit), "fullpath": f["fullpath"],
-        "args": {jn: _json_value(args[a.name], limit) for a, jn in shown if args[a.name] is not None},
+        "args": {jn: _json_value(args[a.name], limit) for a, jn in shown
+                 if args[a.name] is not None and args[a.name] is not _args.UNREADABLE},
         "flag_names": {"arg": fl_arg, "names": fl_names},
         "truncated": [jn for k, (a, jn) in enumerate(zip(specs, jnames))
                       if args and f["flags"] >> (record.F_TRUNC_SHIFT + k) & 1],
+        "unreadable": [jn for a, jn in shown if args[a.name] is _args.UNREADABLE],
         "fds": {"fd": [fd for fd, _ in f["fds"]], "path": [p for _, p in f["fds"]]},
     }
 
