@@ -293,19 +293,10 @@ def decode_args(nr: int, flags: int, raw, payloads, offs=None) -> dict:
 _CONTROL_CHARS = {c: f"\\x{c:02x}" for c in list(range(0x20)) + [0x7F]}
 
 
-def _item_text(v) -> str:
-    if isinstance(v, Value):
-        return struct_text(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_item_text(x) for x in v) + "]"
-    return str(v)
-
-
 def struct_text(v: Value) -> str:
-    """A structure as the normal format prints it: ``{key=value, ...}`` over the fields that
-    have a value (integers in decimal, text as is, lists ``[a, b]``, socket addresses as
-    str(SockAddr)), before the normal format's cut and control-character escapes."""
-    return "{" + ", ".join(f"{k}={_item_text(x)}" for k, x in v.items() if x is not None) + "}"
+    """A structure as the normal format prints it (Value.__str__): ``{key=value, ...}`` over the
+    fields that have a value, before the normal format's cut and control-character escapes."""
+    return str(v)
 
 
 def normal_text(v, limit: int) -> str:

@@ -172,6 +172,17 @@ class Value(dict):
         super().__init__(items)
         self.layout = layout
 
+    def __str__(self) -> str:
+        """The normal format's text: ``{key=value, ...}`` over the fields that have a value
+        (integers in decimal, text as is, lists ``[a, b]``, socket addresses as their str())."""
+        return "{" + ", ".join(f"{k}={_item_text(x)}" for k, x in self.items() if x is not None) + "}"
+
+
+def _item_text(v) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(_item_text(x) for x in v) + "]"
+    return str(v)
+
 
 def _read(f: Field, b: bytes):
     if f.kind == "c":
