@@ -400,7 +400,7 @@ SETS: dict[str, FlagSet] = {
         _bits("rename_flags", _RENAME),
         _bits("mmap_prot", _PROT, zero="PROT_NONE"),
         FlagSet("mmap_flags", {v: n for n, v in _MAP_TYPE.items()}, field_mask=0x0F,
-                bits=_order(_MAP_BITS)),
+                bits=_order(_MAP_BITS), zero="MAP_FILE"),
         _enum("socket_family", _AF),
         FlagSet("socket_type", {v: n for n, v in _SOCK_TYPE.items()}, field_mask=0x0F,
                 bits=_order(_SOCK_BITS)),
