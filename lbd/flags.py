@@ -524,6 +524,8 @@ def names(flagset: str, value: int) -> str:
 
     Raises KeyError for an unknown flag set.
     """
+    if flagset in SWITCHES:
+        return str(int(value))      # a Switch needs the other argument: arg_names(); alone, the number
     try:
         fs = SETS[flagset]
     except KeyError:
