@@ -25,7 +25,7 @@ $(LIBBPF): scripts/build_libbpf.sh
 	@bash scripts/build_libbpf.sh
 
 ext: $(EXTS)
-$(EXTS) &: $(wildcard lbd/*.pyx lbd/*.pxd) bpf/lbd_record.h lbd/enrich/lbd_enrich_layout.h setup.py $(LIBBPF)
+$(EXTS) &: $(wildcard lbd/*.pyx lbd/*.pxd lbd/*.h) bpf/lbd_record.h lbd/enrich/lbd_enrich_layout.h setup.py $(LIBBPF)
 	$(PY) setup.py -q build_ext --inplace
 	@touch $(EXTS)    # setup.py skips up-to-date modules: mark all as built now
 

@@ -80,6 +80,7 @@ cdef int K_PATH = _record.KINDS["path"], K_SOCKADDR = _record.KINDS["sockaddr"],
 cdef int K_STRARR = _record.KINDS["strarr"], K_OUT_BUF = _record.KINDS["out_buf"]
 cdef int K_OUT_SOCKADDR = _record.KINDS["out_sockaddr"], K_OUT_FD2 = _record.KINDS["out_fd2"]
 cdef int K_OUT_INT = _record.KINDS["out_int"]
+cdef int K_OUT_BUF_ = _record.KINDS["out_buf"]
 cdef uint32_t F_NOENTER = _record.F_NOENTER
 cdef int F_TRUNC_SHIFT = _record.F_TRUNC_SHIFT, F_FAULT_SHIFT = _record.F_FAULT_SHIFT
 
@@ -90,8 +91,10 @@ cdef enum:
 cdef struct adesc:
     int kind
     int bits
-    int flagset             # index into Formatter.flagsets, -1: none
+    int flagset             # index into Formatter.flagsets, -1: none, -2: a Switch (see py)
     int env                 # 1: the environment (envp): capture_env and secret_pattern apply
+    bint py                 # value text or flag names from the Python pre-pass (pyent)
+    bint strip_nul          # an output string that includes its NUL (getcwd)
     const char *name
     size_t name_len
     const char *jname       # the name in JSON (lbd.args.json_arg_names)
@@ -101,7 +104,20 @@ cdef struct sdesc:
     const char *name
     size_t name_len
     int nargs               # -1: unknown number (no arguments shown)
+    bint has_py             # some argument is py
     adesc a[MAXA]
+
+
+cdef struct pyent:
+    # What the Python pre-pass gives for one event's py arguments (bytes kept by the Formatter
+    # until the next format() call): the value text (NULL: the C rules apply), the flag_names
+    # entries as JSON fragments ('"a.b","a.c"' and '"X","Y"'; NULL: none).
+    const char *val[MAXA]
+    size_t vlen[MAXA]
+    const char *fla[MAXA]
+    size_t flalen[MAXA]
+    const char *fln[MAXA]
+    size_t flnlen[MAXA]
 
 # ---- output buffer -----------------------------------------------------------------------------
 # In C so that the small writers are always inlined (they run a few dozen times per event); only
@@ -735,6 +751,8 @@ cdef struct ctx:
     const uint8_t *mask
     size_t limit
     int fmt
+    const int32_t *pyix         # per event: index into pyents, -1 none (NULL: no py event)
+    const pyent *pyents
 
 
 # JSON "err": the errno name of a failed call's result (-4095 .. -1), from lbd.errnos; 24 bytes
@@ -783,6 +801,11 @@ cdef class Formatter:
     cdef fdmemo memo[MEMO]             # fd list text already written in this format() call
     cdef uint64_t memo_gen             # bumped by every format() call: older entries are stale
     cdef whomemo who[WHO]              # the who-fields text (user .. ppid) already written, by tid
+    cdef pyent *pyents                 # the py pre-pass's results of the current format() call
+    cdef size_t py_cap
+    cdef int32_t *pyix
+    cdef size_t pyix_cap
+    cdef list _py_keep                 # the bytes pyents point into
 
     def __cinit__(self):
         self.desc = <sdesc *>calloc(NSC, sizeof(sdesc))
@@ -796,6 +819,8 @@ cdef class Formatter:
         self.sec_utc = -1
 
     def __dealloc__(self):
+        free(self.pyents)
+        free(self.pyix)
         free(self.desc)
         free(self.scratch)
         free(self.fnames)
@@ -833,6 +858,10 @@ cdef class Formatter:
             self.desc[nr].nargs = min(len(specs), MAXA)
             jnames = _args.json_arg_names(nr)
             for k, a in enumerate(specs[:MAXA]):
+                self.desc[nr].a[k].py = a.kind_id in _args.SPEC_KINDS or a.flags in _flags.SWITCHES
+                self.desc[nr].a[k].strip_nul = _args.strips_nul(nr, k)
+                if self.desc[nr].a[k].py:
+                    self.desc[nr].has_py = True
                 an = a.name.encode()
                 keep.append(an)
                 jn = jnames[k].encode()
@@ -844,7 +873,9 @@ cdef class Formatter:
                 self.desc[nr].a[k].name = an
                 self.desc[nr].a[k].name_len = len(an)
                 self.desc[nr].a[k].env = a.name == "envp" and a.kind == "strarr"
-                if a.flags:
+                if a.flags in _flags.SWITCHES:
+                    self.desc[nr].a[k].flagset = -2
+                elif a.flags:
                     if a.flags not in index:
                         index[a.flags] = len(self.flagsets)
                         self.flagsets.append(a.flags)
@@ -1019,6 +1050,76 @@ cdef class Formatter:
                         self.fname_put(d.a[k].flagset, v)
         return 0
 
+    # ---- the Python pre-pass: structures and dependent names ---------------------------------
+
+    cdef int py_prepass(self, ctx *c, arena) except -1:
+        """For every event with a py argument (a structure, an array32, a Switch name set), the
+        text lbd.args gives for it (GIL held; these syscalls are the rare ones), kept in pyents
+        for the nogil pass."""
+        cdef size_t i, m = 0
+        cdef int k
+        cdef const lbd_event *e
+        cdef const sdesc *d
+        cdef pyent *pe
+        self._py_keep = []
+        for i in range(c.n):
+            if c.mask != NULL and not c.mask[i]:
+                continue
+            e = c.ev + i
+            if e.h.nr < NSC and self.desc[e.h.nr].has_py and not e.h.flags & F_NOENTER:
+                m += 1
+        if m == 0:
+            return 0
+        if self.pyix_cap < c.n:
+            free(self.pyix)
+            self.pyix = <int32_t *>malloc(c.n * sizeof(int32_t))
+            self.pyix_cap = c.n if self.pyix != NULL else 0
+        if self.py_cap < m:
+            free(self.pyents)
+            self.pyents = <pyent *>malloc(m * sizeof(pyent))
+            self.py_cap = m if self.pyents != NULL else 0
+        if self.pyix == NULL or self.pyents == NULL:
+            raise MemoryError()
+        ar = memoryview(arena).cast("B") if not isinstance(arena, bytes) else arena
+        m = 0
+        for i in range(c.n):
+            self.pyix[i] = -1
+            if c.mask != NULL and not c.mask[i]:
+                continue
+            e = c.ev + i
+            if e.h.nr >= NSC:
+                continue
+            d = self.desc + e.h.nr
+            if not d.has_py or e.h.flags & F_NOENTER:
+                continue
+            pe = self.pyents + m
+            memset(pe, 0, sizeof(pyent))
+            payloads = []
+            for k in range(MAXA):
+                ln = e.h.slot[k].len
+                st = e.rec + e.h.slot[k].off
+                payloads.append(bytes(ar[st: st + ln]) if ln and st + ln <= c.arena_len else None)
+            raws = [e.h.args[k] for k in range(MAXA)]
+            offs = [e.h.slot[k].off for k in range(MAXA)]
+            parts = _args.py_parts(e.h.nr, e.h.flags, raws, payloads, offs, c.limit, c.fmt == FMT_JSON)
+            for k, val, fla, fln in parts:
+                if val is not None:
+                    self._py_keep.append(val)
+                    pe.val[k] = val
+                    pe.vlen[k] = len(val)
+                if fla:
+                    self._py_keep.append(fla)
+                    self._py_keep.append(fln)
+                    pe.fla[k] = fla
+                    pe.flalen[k] = len(fla)
+                    pe.fln[k] = fln
+                    pe.flnlen[k] = len(fln)
+            self.pyix[i] = <int32_t>m
+            m += 1
+        c.pyix = self.pyix
+        c.pyents = self.pyents
+        return 0
+
     # ---- formatting --------------------------------------------------------------------------
 
     def format(self, batch, mask=None):
@@ -1067,6 +1168,7 @@ cdef class Formatter:
             c.mask = <const uint8_t *>cnp.PyArray_DATA(m_a)
         if c.fmt == FMT_JSON:
             self.prefetch_flag_names(&c)
+        self.py_prepass(&c, arena)
         cdef size_t done
         with nogil:
             done = self.run(&c)
@@ -1260,8 +1362,11 @@ cdef class Formatter:
         cdef bint present
         cdef char num[32]
         cdef saddr sa
+        cdef const pyent *pe = NULL
         if d.nargs <= 0 or e.h.flags & F_NOENTER:
             return
+        if c.pyix != NULL and c.pyix[e - c.ev] >= 0:
+            pe = c.pyents + c.pyix[e - c.ev]
         for k in range(d.nargs):
             if k:
                 put(b, b", ", 2)
@@ -1277,10 +1382,21 @@ cdef class Formatter:
             if pn and <size_t>e.rec + e.h.slot[k].off + pn > c.arena_len:
                 pn = 0                  # outside the arena: never from the decoder
             p = c.arena + e.rec + e.h.slot[k].off if pn else NULL
-            present = pn != 0 or (empty_ok(kind) and raw != 0 and not (e.h.flags >> (F_FAULT_SHIFT + k)) & 1)
-            if not present or (d.a[k].env and not self.capture_env):
+            if d.a[k].env and not self.capture_env:
+                put(b, b"NULL", 4)      # the environment, not captured
+                continue
+            if is_unreadable(e, k, pn, raw):
+                put(b, b"<unreadable>", 12)
+                continue
+            if pe != NULL and pe.val[k] != NULL:
+                put(b, pe.val[k], pe.vlen[k])       # cut and escaped by the pre-pass
+                continue
+            present = is_present(e, k, pn, raw, kind)
+            if not present:
                 put(b, b"NULL", 4)
             elif kind == K_STR or kind == K_PATH or kind == K_BUF or kind == K_OUT_BUF:
+                if d.a[k].strip_nul and pn and p[pn - 1] == 0:
+                    pn -= 1
                 put_text(b, p, pn, c.limit, False, False)
             elif kind == K_STRARR:
                 if pn and p[pn - 1] == 0:
@@ -1466,8 +1582,11 @@ cdef class Formatter:
         cdef bint present, first = True, item
         cdef char num[32]
         cdef saddr sa
+        cdef const pyent *pe = NULL
         if d.nargs <= 0 or e.h.flags & F_NOENTER:
             return
+        if c.pyix != NULL and c.pyix[e - c.ev] >= 0:
+            pe = c.pyents + c.pyix[e - c.ev]
         for k in range(d.nargs):
             kind = d.a[k].kind
             raw = e.h.args[k]
@@ -1483,9 +1602,20 @@ cdef class Formatter:
             if pn and <size_t>e.rec + e.h.slot[k].off + pn > c.arena_len:
                 pn = 0                  # outside the arena: never from the decoder
             p = c.arena + e.rec + e.h.slot[k].off if pn else NULL
-            present = pn != 0 or (empty_ok(kind) and raw != 0 and not (e.h.flags >> (F_FAULT_SHIFT + k)) & 1)
-            if not present or (d.a[k].env and not self.capture_env):
-                continue                # no value (or the environment, not captured): left out
+            if d.a[k].env and not self.capture_env:
+                continue                # the environment, not captured: left out
+            if is_unreadable(e, k, pn, raw):
+                continue                # named in "unreadable"
+            if pe != NULL and pe.val[k] != NULL:
+                if not first:
+                    putc(b, 44)
+                first = False
+                put_key(b, d.a[k].jname, d.a[k].jname_len)
+                put(b, pe.val[k], pe.vlen[k])
+                continue
+            present = is_present(e, k, pn, raw, kind)
+            if not present or d.a[k].py:
+                continue                # no value: left out
             if kind == K_SOCKADDR or kind == K_OUT_SOCKADDR:
                 parse_sockaddr(p, pn, &sa)
                 if sa.kind == 0:
@@ -1497,6 +1627,8 @@ cdef class Formatter:
             first = False
             put_key(b, d.a[k].jname, d.a[k].jname_len)
             if kind == K_STR or kind == K_PATH or kind == K_BUF or kind == K_OUT_BUF:
+                if d.a[k].strip_nul and pn and p[pn - 1] == 0:
+                    pn -= 1
                 put_jtext(b, p, pn, c.limit)
             elif kind == K_STRARR:
                 putc(b, 91)
@@ -1538,8 +1670,12 @@ cdef class Formatter:
         cdef bint first = True
         cdef const fname *fn
         cdef const fname *fns[MAXA]
+        cdef const pyent *pe = NULL
+        cdef size_t pn
         if d.nargs > 0 and not e.h.flags & F_NOENTER:
             n = d.nargs
+            if c.pyix != NULL and c.pyix[e - c.ev] >= 0:
+                pe = c.pyents + c.pyix[e - c.ev]
         put(b, b',"flag_names":{"arg":[', 22)
         for k in range(n):
             fns[k] = NULL
@@ -1550,6 +1686,11 @@ cdef class Formatter:
                     putc(b, 44)
                 first = False
                 put_jstr(b, d.a[k].jname, d.a[k].jname_len)
+            if pe != NULL and pe.fla[k] != NULL:
+                if not first:
+                    putc(b, 44)
+                first = False
+                put(b, pe.fla[k], pe.flalen[k])
         put(b, b'],"names":[', 11)
         first = True
         for k in range(n):
@@ -1559,6 +1700,11 @@ cdef class Formatter:
                     putc(b, 44)
                 first = False
                 put_jtext(b, <const uint8_t *>fn.text, fn.len, 0)
+            if pe != NULL and pe.fln[k] != NULL:
+                if not first:
+                    putc(b, 44)
+                first = False
+                put(b, pe.fln[k], pe.flnlen[k])
         put(b, b']},"truncated":[', 16)
         first = True
         for k in range(n):
@@ -1567,7 +1713,31 @@ cdef class Formatter:
                     putc(b, 44)
                 first = False
                 put_jstr(b, d.a[k].jname, d.a[k].jname_len)
+        put(b, b'],"unreadable":[', 16)
+        first = True
+        for k in range(n):
+            pn = e.h.slot[k].len
+            if is_unreadable(e, k, pn, e.h.args[k]) and not (d.a[k].env and not self.capture_env):
+                if not first:
+                    putc(b, 44)
+                first = False
+                put_jstr(b, d.a[k].jname, d.a[k].jname_len)
         putc(b, 93)
+
+
+cdef inline bint is_unreadable(const lbd_event *e, int k, size_t pn, uint64_t raw) noexcept nogil:
+    """lbd.args.unreadable: a pointer argument whose read faulted and gave nothing."""
+    return pn == 0 and raw != 0 and (e.h.flags >> (F_FAULT_SHIFT + k)) & 1
+
+
+cdef inline bint is_present(const lbd_event *e, int k, size_t pn, uint64_t raw, int kind) noexcept nogil:
+    """lbd.args.payload_or_empty gives a value: a payload, or an empty one (read and nothing
+    found: the slot has an offset; or an input kind's non-NULL pointer) that did not fault."""
+    if pn:
+        return True
+    if (e.h.flags >> (F_FAULT_SHIFT + k)) & 1:
+        return False
+    return e.h.slot[k].off != 0 or (empty_ok(kind) and raw != 0)
 
 
 cdef inline void memmove_front(obuf *b, size_t done) noexcept nogil:

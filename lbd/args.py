@@ -5,10 +5,20 @@ the kernel captures).  The per-event accessor `Batch.args(i)`, the reference dec
 formatters use it; bulk paths (`Batch.column`) do the same work vectorised, and tests hold them to
 this.
 
-An argument's payload is "absent" (`None` below) when its slot has length 0.  For the input kinds
-str, path, buf and strarr a zero length is still a value (``""``, ``b""``, ``[]``) when the pointer
-was not NULL and reading it did not fault (`payload_or_empty`): `open("")` has an empty pathname,
-not a NULL one.
+An argument's payload is "absent" (`None` below) when its slot has length 0.  A zero length is
+still a value (``""``, ``b""``, ``[]``) when the probe read the argument and found nothing: its
+slot has an offset (the probe sets it for every argument it reads), or, for the input kinds str,
+path, buf, strarr, struct, array32 and iovec, the pointer was not NULL and reading it did not
+fault (`payload_or_empty`): `open("")` has an empty pathname and `read(5, "", 1) = 0` an empty
+buffer, not a NULL one.
+
+An argument whose read faulted and was not read again (its fault flag set, nothing read) is
+:data:`UNREADABLE`: not a NULL pointer, not a value.  The outputs mark it: normal text and the
+Falco plugin's fields ``<unreadable>``, JSON leaves it out of ``args`` and names it in
+``unreadable``; the terminal format shows its address, as strace shows an EFAULT argument.
+
+Structures (struct, out_struct, iovec, msghdr kinds) decode to :class:`lbd.layouts.Value`, a
+dict with the same keys for every value of a layout; array32 to a list of integers.
 """
 from __future__ import annotations
 
@@ -17,7 +27,8 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from lbd import record
+from lbd import flags as _flags, layouts, record
+from lbd.layouts import Value
 from lbd.syscalls import BY_NR, Arg
 
 K = record.KINDS
@@ -27,7 +38,30 @@ SIGNED_KINDS = frozenset(K[k] for k in ("int", "fd", "dirfd", "pid"))
 #: kinds whose value is the register itself, unsigned (masked to the argument's bits; uid/gid: 32)
 UNSIGNED_KINDS = frozenset(K[k] for k in ("uint", "hex", "mode", "flags", "ptr", "uid", "gid"))
 #: input kinds for which an empty payload behind a non-NULL pointer is an empty value
-EMPTY_OK_KINDS = frozenset(K[k] for k in ("str", "path", "buf", "strarr"))
+EMPTY_OK_KINDS = frozenset(K[k] for k in ("str", "path", "buf", "strarr", "struct", "array32", "iovec"))
+#: kinds whose value is a structure (lbd.layouts): decoded by decode_arg, which needs the
+#: argument's spec (its layout) and the other arguments (a union's selector)
+STRUCT_KINDS = frozenset(K[k] for k in ("struct", "out_struct", "iovec", "msghdr", "out_msghdr"))
+#: kinds decoded by decode_arg rather than decode (structures and arrays)
+SPEC_KINDS = STRUCT_KINDS | {K["array32"]}
+
+
+class _Unreadable:
+    """The value of an argument whose read faulted and was not read again (see the module
+    docstring); one instance, :data:`UNREADABLE`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNREADABLE"
+
+    def __str__(self) -> str:
+        return UNREADABLE_TEXT
+
+
+#: how normal text and the plugin's fields show an unreadable argument
+UNREADABLE_TEXT = "<unreadable>"
+UNREADABLE = _Unreadable()
 
 
 def _sched_arg(name: str, kind: str) -> Arg:
@@ -76,6 +110,11 @@ class SockAddr:
         family has no such part), so that readers inferring types never meet a new key."""
         return {"family": self.family, "addr": self.addr, "port": self.port, "path": self.path,
                 "raw": self.raw.hex() if self.raw else None}
+
+
+#: msghdr's name when the message has no address: the sockaddr object with every key null,
+#: not null itself (pyarrow's JSON reader cannot widen a nested null to an object in a later block).
+NO_SOCKADDR = {"family": None, "addr": None, "port": None, "path": None, "raw": None}
 
 
 def decode_sockaddr(b: bytes, errors: str = "backslashreplace") -> SockAddr | None:
@@ -134,7 +173,29 @@ def decode(kind: int, bits: int, raw: int, payload: bytes | None, errors: str = 
         return list(struct.unpack("<ii", payload)) if payload is not None and len(payload) == 8 else None
     if kind == K["out_int"]:
         return struct.unpack("<i", payload)[0] if payload is not None and len(payload) == 4 else None
+    if kind == K["array32"]:
+        return None if payload is None else layouts.decode_array32(payload)
+    if kind == K["iovec"]:
+        return None if payload is None else layouts.decode_iovec(payload)
+    if kind in (K["msghdr"], K["out_msghdr"]):
+        return None if not payload else layouts.decode_msghdr(payload, decode_sockaddr, errors)
+    if kind in (K["struct"], K["out_struct"]):
+        return None if payload is None else bytes(payload)   # without its layout: the bytes
     return raw
+
+
+def decode_arg(spec: Arg, raw: int, payload: bytes | None, others: dict | None = None,
+               errors: str = "backslashreplace"):
+    """The value of one argument of the table (decode, and for struct kinds its layout: the
+    variant of a union is chosen by the value of the argument ``others[layout.select]``)."""
+    kind = spec.kind_id
+    if kind in (K["struct"], K["out_struct"]) and spec.layout:
+        if payload is None:
+            return None
+        lay = layouts.LAYOUTS[spec.layout]
+        sel = others.get(lay.select) if lay.select and others is not None else None
+        return layouts.decode_struct(spec.layout, payload, None if sel is None else int(sel), errors)
+    return decode(kind, spec.bits, raw, payload, errors)
 
 
 _SOCK = struct.Struct("<HHHH16s16s")
@@ -178,25 +239,120 @@ def arg_specs(nr: int) -> tuple[Arg, ...] | None:
     return SCHED_ARGS.get(nr)
 
 
-def payload_or_empty(kind: int, raw: int, payload: bytes | None, faulted: bool) -> bytes | None:
-    """The payload, or b"" for an empty value of an input kind (see the module docstring)."""
-    if payload is None and kind in EMPTY_OK_KINDS and raw and not faulted:
+def payload_or_empty(kind: int, raw: int, payload: bytes | None, faulted: bool, off: int = 0) -> bytes | None:
+    """The payload, or b"" for an empty value (see the module docstring): the probe read the
+    argument and found nothing (``off``, the slot's offset, is set), or an input kind's pointer
+    is not NULL and its read did not fault."""
+    if payload is None and not faulted and (off or (kind in EMPTY_OK_KINDS and raw)):
         return b""
     return payload
 
 
-def decode_args(nr: int, flags: int, raw, payloads, errors: str = "backslashreplace") -> dict:
+def unreadable(kind: int, raw: int, payload: bytes | None, faulted: bool) -> bool:
+    """Whether an argument is UNREADABLE: a pointer kind whose read faulted and gave nothing."""
+    return faulted and not payload and bool(raw) and kind >= K["str"]
+
+
+#: (syscall number, argument index) of the output strings whose length counts their NUL: getcwd's
+#: buffer (its result is the length with the NUL); the NUL is not part of the value
+NUL_OUTPUTS = frozenset((sc.nr, k) for sc in BY_NR.values() if sc.name == "getcwd"
+                        for k, a in enumerate(sc.args) if a.kind == "out_buf")
+
+
+def strips_nul(nr: int, k: int) -> bool:
+    return (nr, k) in NUL_OUTPUTS
+
+
+def raw_others(specs, raw) -> dict:
+    """{argument name: raw register value} (what a union or a Switch name set selects on)."""
+    return {a.name: int(raw[k]) for k, a in enumerate(specs)}
+
+
+def decode_args(nr: int, flags: int, raw, payloads, offs=None, errors: str = "backslashreplace") -> dict:
     """One event's arguments as {name: value}: raw is its six register values, payloads its six
-    payloads (bytes, or None for a zero-length slot).  Empty for an event without its enter
-    (LBD_F_NOENTER: the arguments are unknown) or of an unknown number."""
+    payloads (bytes, or None for a zero-length slot), offs (optional) the six slot offsets (a
+    set offset with no payload is an empty value: the probe read it).  Empty for an event
+    without its enter (LBD_F_NOENTER: the arguments are unknown) or of an unknown number."""
     specs = arg_specs(nr)
     if specs is None or flags & record.F_NOENTER:
         return {}
     out = {}
+    others = None
     for k, a in enumerate(specs):
         r = int(raw[k])
-        p = payload_or_empty(a.kind_id, r, payloads[k], bool(flags >> (record.F_FAULT_SHIFT + k) & 1))
-        out[a.name] = decode(a.kind_id, a.bits, r, p, errors)
+        faulted = bool(flags >> (record.F_FAULT_SHIFT + k) & 1)
+        if unreadable(a.kind_id, r, payloads[k], faulted):
+            out[a.name] = UNREADABLE
+            continue
+        p = payload_or_empty(a.kind_id, r, payloads[k], faulted, int(offs[k]) if offs is not None else 0)
+        if p and (nr, k) in NUL_OUTPUTS and p[-1:] == b"\0":
+            p = p[:-1]
+        if a.kind_id in SPEC_KINDS:
+            if others is None:
+                others = raw_others(specs, raw)
+            out[a.name] = decode_arg(a, r, p, others, errors)
+        else:
+            out[a.name] = decode(a.kind_id, a.bits, r, p, errors)
+    return out
+
+
+# ---- text and JSON of structures (shared by every output that shows them) ----------------------
+
+_CONTROL_CHARS = {c: f"\\x{c:02x}" for c in list(range(0x20)) + [0x7F]}
+
+
+def struct_text(v: Value) -> str:
+    """A structure as the normal format prints it (Value.__str__): ``{key=value, ...}`` over the
+    fields that have a value, before the normal format's cut and control-character escapes."""
+    return str(v)
+
+
+def normal_text(v, limit: int) -> str:
+    """What the normal format (and the plugin's linux.args) prints for a structure, an array32
+    list or UNREADABLE, cut at limit and with control characters escaped."""
+    if v is UNREADABLE:
+        return UNREADABLE_TEXT
+    t = struct_text(v) if isinstance(v, Value) else " ".join(str(x) for x in v)
+    if limit and len(t) > limit:
+        t = t[:limit] + "..."
+    return t.translate(_CONTROL_CHARS)
+
+
+def struct_json(v: Value, limit: int) -> dict:
+    """A structure as JSON: every key of its layout, null where it has no value; text cut at
+    limit, socket addresses as SockAddr.as_json()."""
+    out = {}
+    for k, x in v.items():
+        if isinstance(x, str) and limit and len(x) > limit:
+            x = x[:limit] + "..."
+        elif isinstance(x, SockAddr):
+            x = x.as_json()
+        elif x is None and v.layout == "msghdr" and k == "name":
+            x = dict(NO_SOCKADDR)
+        elif isinstance(x, int):
+            x = json_int(x)
+        elif isinstance(x, list):
+            x = [json_int(i) for i in x]
+        out[k] = x
+    return out
+
+
+def struct_flag_names(spec: Arg, v, jname: str) -> list[tuple[str, str]]:
+    """The symbolic names of a structure's named fields, as ("<arg>.<field>", names) pairs for
+    JSON's flag_names, in field order (only the fields that have a value and a name)."""
+    if not isinstance(v, Value):
+        return []
+    out = []
+    if spec.layout:
+        for f in layouts.LAYOUTS[spec.layout].all_fields().values():
+            x = v.get(f.name)
+            if f.flags and x is not None:
+                n = _flags.arg_names(f.flags, x, v)
+                if n is not None:
+                    out.append((f"{jname}.{f.name}", n))
+    elif v.layout == "msghdr" and v["cmsg_type"]:
+        out.append((f"{jname}.cmsg_type", ",".join(
+            _flags.names("scm_type", t) if lv == 1 else str(t) for lv, t in zip(v["cmsg_level"], v["cmsg_type"]))))
     return out
 
 
@@ -212,7 +368,19 @@ JSON_TYPES: dict[int, str] = {
     K["out_fd2"]: "fdpair",
     K["sockaddr"]: "sockaddr",
     K["out_sockaddr"]: "sockaddr",
+    K["array32"]: "integers",
+    K["iovec"]: "iovec",
+    K["msghdr"]: "msghdr",
+    K["out_msghdr"]: "msghdr",
 }
+
+
+def json_type(a: Arg) -> str:
+    """The JSON type of an argument's value: JSON_TYPES, and for struct kinds "struct:<layout>"
+    (an object with that layout's keys)."""
+    if a.layout:
+        return f"struct:{a.layout}"
+    return JSON_TYPES[a.kind_id]
 
 #: Arguments whose table name another syscall uses for a value of another JSON type get another
 #: name in the data outputs, so that every name has one type: the man page's name where it has
@@ -239,6 +407,21 @@ JSON_RENAMES: dict[tuple[str, str], str] = {
     ("getrandom", "ubuf"): "ubuf_ptr",
     ("getitimer", "value"): "curr_value",
     ("setitimer", "value"): "new_value",
+    # structures decoded by issue 16: their own names where another syscall has the name
+    ("readv", "vec"): "iov",
+    ("writev", "vec"): "iov",
+    ("preadv", "vec"): "iov",
+    ("pwritev", "vec"): "iov",
+    ("preadv2", "vec"): "iov",
+    ("pwritev2", "vec"): "iov",
+    ("setgroups", "grouplist"): "groups",
+    ("rt_sigqueueinfo", "uinfo"): "siginfo",
+    ("rt_tgsigqueueinfo", "uinfo"): "siginfo",
+    ("pidfd_send_signal", "info"): "siginfo",
+    ("bpf", "uattr"): "bpf_attr",
+    ("clone3", "uargs"): "cl_args",
+    ("seccomp", "uargs"): "seccomp_args",
+    ("openat2", "how"): "open_how",
 }
 
 
@@ -260,7 +443,7 @@ def json_arg_types() -> dict[str, str]:
     nrs = sorted(BY_NR) + sorted(SCHED_ARGS)
     for nr in nrs:
         for name, a in zip(json_arg_names(nr), arg_specs(nr)):
-            t = JSON_TYPES[a.kind_id]
+            t = json_type(a)
             if out.setdefault(name, t) != t:
                 raise ValueError(f"argument name {name!r}: {t} in {syscall_name(nr)}, "
                                  f"{out[name]} in {where[name]}; add it to lbd.args.JSON_RENAMES")
@@ -273,3 +456,50 @@ def json_int(v: int) -> int:
     as their two's-complement signed value (so that every number fits the signed 64-bit integers
     JSON readers infer; ``(size_t)-1`` reads -1)."""
     return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def py_parts(nr: int, flags: int, raw, payloads, offs, limit: int, json_format: bool) -> list:
+    """For the bulk formatter's pre-pass (lbd/_format.pyx): each structure, array32 and
+    Switch-named argument of one event as (index, value text or None, flag_names argument
+    fragment, names fragment) in the normal format or JSON (bytes; None or b"" where the C rules
+    apply or there is nothing)."""
+    import json as _json
+
+    specs = arg_specs(nr)
+    if specs is None or flags & record.F_NOENTER:
+        return []
+    vals = decode_args(nr, flags, raw, payloads, offs, errors="surrogateescape")
+    jnames = json_arg_names(nr)
+    others = None
+    out = []
+    for k, a in enumerate(specs[: record.MAX_ARGS]):
+        switch = a.flags in _flags.SWITCHES
+        if a.kind_id not in SPEC_KINDS and not switch:
+            continue
+        v = vals[a.name]
+        text = None
+        if a.kind_id in SPEC_KINDS and v is not None and v is not UNREADABLE:
+            from lbd.text import escape_text, truncate
+
+            if json_format:
+                if isinstance(v, Value):
+                    j = {key: escape_text(x, "json") if isinstance(x, str) else x
+                         for key, x in struct_json(v, limit).items()}
+                else:
+                    j = [json_int(x) for x in v]
+                text = _json.dumps(j, ensure_ascii=False, separators=(",", ":")).encode()
+            else:                      # as lbd.output.reference: the value's text, cut, escaped
+                t = struct_text(v) if isinstance(v, Value) else " ".join(str(x) for x in v)
+                text = escape_text(truncate(t, limit), "normal").encode("utf-8", "surrogateescape")
+        keys: list[tuple[str, str]] = []
+        if switch and v is not None:
+            if others is None:
+                others = raw_others(specs, raw)
+            n = _flags.arg_names(a.flags, v, others)
+            if n is not None:
+                keys.append((jnames[k], n))
+        keys += struct_flag_names(a, v, jnames[k])
+        fla = ",".join(_json.dumps(x, ensure_ascii=False) for x, _ in keys).encode()
+        fln = ",".join(_json.dumps(n, ensure_ascii=False) for _, n in keys).encode()
+        out.append((k, text, fla, fln))
+    return out

@@ -63,6 +63,11 @@ def _resolve(syscall: str | int) -> int:
     return syscalls.lookup(syscall).nr
 
 
+def spec_nr(batch, idx: np.ndarray) -> int:
+    """The syscall number of the events idx (one syscall: Batch.column's selection)."""
+    return int(batch.events["nr"][idx[0]]) if len(idx) else -1
+
+
 class Batch(_decode.Batch):
     """Events of one fill: `events` (numpy, EVENT_VIEW_DTYPE), `column()`, `args(i)`, `record(i)`."""
 
@@ -86,7 +91,7 @@ class Batch(_decode.Batch):
         Empty for an exit without its enter (LBD_F_NOENTER) or an unknown syscall number."""
         e = self.events[i]
         payloads = [self.payload(i, k) for k in range(record.MAX_ARGS)]
-        return _args.decode_args(int(e["nr"]), int(e["flags"]), e["args"], payloads)
+        return _args.decode_args(int(e["nr"]), int(e["flags"]), e["args"], payloads, e["slot"]["off"])
 
     def sock(self, i: int) -> dict | None:
         """The socket the kernel read for event i (connect, bind, accept, accept4 under CO-RE:
@@ -162,12 +167,34 @@ class Batch(_decode.Batch):
             return raw.copy()
         if kind in _args.UNSIGNED_KINDS:
             return _unsigned(raw, bits)
+        res = self._payload_values(idx, k, spec)
+        lens = ev["slot"][idx, k]["len"]
+        fault = (ev["flags"][idx] >> np.uint32(record.F_FAULT_SHIFT + k)) & np.uint32(1)
+        # a read that faulted and gave nothing: lbd.args.UNREADABLE
+        for j in np.flatnonzero((lens == 0) & (raw != 0) & (fault != 0)):
+            res[j] = _args.UNREADABLE
+        return res
+
+    def _payload_values(self, idx: np.ndarray, k: int, spec) -> np.ndarray:
+        kind, bits = spec.kind_id, spec.bits
+        ev = self.events
+        raw = ev["args"][idx, k]
+        if kind in _args.SPEC_KINDS or _args.strips_nul(int(spec_nr(self, idx)), k):
+            # structures (their layout, a union's selector) and NUL-ended outputs: per event
+            res = np.empty(len(idx), dtype=object)
+            for j, i in enumerate(idx.tolist()):
+                res[j] = self.args(i)[spec.name]
+            return res
         empty = None
+        lens = ev["slot"][idx, k]["len"]
+        fault = (ev["flags"][idx] >> np.uint32(record.F_FAULT_SHIFT + k)) & np.uint32(1)
+        offs = ev["slot"][idx, k]["off"]
+        # zero-length payload that is an empty value (lbd.args.payload_or_empty): read and nothing
+        # found (the slot has an offset), or behind a non-NULL input pointer; never after a fault
         if kind in _args.EMPTY_OK_KINDS:
-            # zero-length payload behind a non-NULL pointer that did not fault: an empty value
-            lens = ev["slot"][idx, k]["len"]
-            fault = (ev["flags"][idx] >> np.uint32(record.F_FAULT_SHIFT + k)) & np.uint32(1)
-            empty = np.flatnonzero((lens == 0) & (raw != 0) & (fault == 0))
+            empty = np.flatnonzero((lens == 0) & (fault == 0) & ((raw != 0) | (offs != 0)))
+        else:
+            empty = np.flatnonzero((lens == 0) & (fault == 0) & (offs != 0))
         if kind in (_K["str"], _K["path"]):
             out = self.strings(k, idx)
             if empty is not None and empty.size:

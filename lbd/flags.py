@@ -34,7 +34,9 @@ import socket
 from dataclasses import dataclass
 from types import ModuleType
 
-__all__ = ["FlagSet", "FLAG_SETS", "SETS", "CONSTANTS", "names"]
+from lbd.flagdata import GROUPS as _H
+
+__all__ = ["FlagSet", "Switch", "FLAG_SETS", "SETS", "SWITCHES", "CONSTANTS", "names", "arg_names", "name_values"]
 
 _U64 = (1 << 64) - 1
 
@@ -87,12 +89,22 @@ def _merge(py: dict[str, int], typed: dict[str, int]) -> dict[str, int]:
 def _enum(name: str, values: dict[str, int]) -> FlagSet:
     field: dict[int, str] = {}
     for n, v in values.items():
-        field.setdefault(v, n)  # first name wins: aliases listed later are not printed
+        field.setdefault(v, n.split("\0")[0])  # first name wins: aliases listed later are not printed
     return FlagSet(name, field, field_mask=-1)
 
 
 def _bits(name: str, values: dict[str, int], zero: str = "0") -> FlagSet:
     return FlagSet(name, {}, bits=_order(values), zero=zero)
+
+
+def _signed32(values: dict[str, int]) -> dict[str, int]:
+    """An enumeration with negative values, each also under its unsigned 32-bit form (a flags-kind
+    argument is read unsigned)."""
+    out = dict(values)
+    for n, v in values.items():
+        if v < 0:
+            out[n + "\0u32"] = v & 0xFFFFFFFF
+    return out
 
 
 def _order(values: dict[str, int]) -> tuple[tuple[int, str], ...]:
@@ -319,6 +331,64 @@ _BPF_CMD = {
     ))
 }
 
+
+# --- flags of the calls that take only a few open(2) flags ---------------------------------------
+_DUP3 = _py(os, "O_CLOEXEC")
+_PIPE2 = _merge(_py(os, "O_CLOEXEC", "O_DIRECT", "O_NONBLOCK"), {"O_NOTIFICATION_PIPE": os.O_EXCL})
+_EPOLL_CREATE = {"EPOLL_CLOEXEC": os.O_CLOEXEC}                  # sys/epoll.h
+_INOTIFY_INIT = {"IN_NONBLOCK": os.O_NONBLOCK, "IN_CLOEXEC": os.O_CLOEXEC}    # linux/inotify.h
+
+# --- capabilities (linux/capability.h): numbers, and 64-bit masks of 1 << number ------------------
+_CAP = _H["capability"]
+_CAP_MASK = {n: 1 << v for n, v in _CAP.items()}
+# prctl(PR_CAP_AMBIENT, op) (linux/prctl.h)
+_CAP_AMBIENT = {"PR_CAP_AMBIENT_IS_SET": 1, "PR_CAP_AMBIENT_RAISE": 2, "PR_CAP_AMBIENT_LOWER": 3,
+                "PR_CAP_AMBIENT_CLEAR_ALL": 4}
+_DUMPABLE = {"SUID_DUMP_DISABLE": 0, "SUID_DUMP_USER": 1}
+_PR_SET_MM = {
+    "PR_SET_MM_START_CODE": 1, "PR_SET_MM_END_CODE": 2, "PR_SET_MM_START_DATA": 3,
+    "PR_SET_MM_END_DATA": 4, "PR_SET_MM_START_STACK": 5, "PR_SET_MM_START_BRK": 6, "PR_SET_MM_BRK": 7,
+    "PR_SET_MM_ARG_START": 8, "PR_SET_MM_ARG_END": 9, "PR_SET_MM_ENV_START": 10,
+    "PR_SET_MM_ENV_END": 11, "PR_SET_MM_AUXV": 12, "PR_SET_MM_EXE_FILE": 13, "PR_SET_MM_MAP": 14,
+    "PR_SET_MM_MAP_SIZE": 15,
+}
+
+# --- seccomp(2), siginfo (asm-generic/siginfo.h) ---------------------------------------------------
+_SI_CODE = {"SI_USER": 0, "SI_KERNEL": 0x80, "SI_QUEUE": -1, "SI_TIMER": -2, "SI_MESGQ": -3,
+            "SI_ASYNCIO": -4, "SI_SIGIO": -5, "SI_TKILL": -6, "SI_DETHREAD": -7, "SI_ASYNCNL": -60}
+
+# --- sockets: protocols, option levels and names, control messages ---------------------------------
+_SOL = {"SOL_IP": 0, "SOL_SOCKET": 1, "SOL_TCP": 6, "SOL_UDP": 17, "SOL_IPV6": 41, "SOL_ICMPV6": 58,
+        "SOL_RAW": 255, "SOL_PACKET": 263, "SOL_NETLINK": 270, "SOL_ALG": 279, "SOL_TLS": 282}
+_IPV6_OPT = _py(socket, "IPV6_CHECKSUM", "IPV6_DONTFRAG", "IPV6_DSTOPTS", "IPV6_HOPLIMIT",
+                "IPV6_HOPOPTS", "IPV6_JOIN_GROUP", "IPV6_LEAVE_GROUP", "IPV6_MULTICAST_HOPS",
+                "IPV6_MULTICAST_IF", "IPV6_MULTICAST_LOOP", "IPV6_NEXTHOP", "IPV6_PATHMTU",
+                "IPV6_PKTINFO", "IPV6_RECVDSTOPTS", "IPV6_RECVHOPLIMIT", "IPV6_RECVHOPOPTS",
+                "IPV6_RECVPATHMTU", "IPV6_RECVPKTINFO", "IPV6_RECVRTHDR", "IPV6_RECVTCLASS",
+                "IPV6_RTHDR", "IPV6_RTHDRDSTOPTS", "IPV6_TCLASS", "IPV6_UNICAST_HOPS", "IPV6_V6ONLY")
+_SCM = {"SCM_RIGHTS": 1, "SCM_CREDENTIALS": 2, "SCM_SECURITY": 3, "SCM_PIDFD": 4}
+# SO_TIMESTAMP* and SO_RCVTIMEO / SO_SNDTIMEO are the 64-bit time_t variants on x86_64
+_SO_OPT = _merge(_H["so_opt"], {"SO_TIMESTAMP": 29, "SO_TIMESTAMPNS": 35, "SO_TIMESTAMPING": 37,
+                                "SO_RCVTIMEO": 20, "SO_SNDTIMEO": 21})
+
+# --- ioctl(2): the common requests (asm-generic/ioctls.h, linux/sockios.h; the _IOC ones typed) ---
+_IOCTL = _merge(_merge(_H["ioctl_tty"], _H["ioctl_sock"]), {
+    "FICLONE": 0x40049409, "FICLONERANGE": 0x4020940D, "FIDEDUPERANGE": 0xC0189436,
+    "FS_IOC_GETFLAGS": 0x80086601, "FS_IOC_SETFLAGS": 0x40086602,
+    "TIOCGPTN": 0x80045430, "TIOCSPTLCK": 0x40045431, "TIOCGPTPEER": 0x5441,
+    "PERF_EVENT_IOC_ENABLE": 0x2400, "PERF_EVENT_IOC_DISABLE": 0x2401,
+    "PERF_EVENT_IOC_REFRESH": 0x2402, "PERF_EVENT_IOC_RESET": 0x2403,
+    "PERF_EVENT_IOC_SET_BPF": 0x40042408, "PERF_EVENT_IOC_ID": 0x80082407,
+    "NS_GET_USERNS": 0xB701, "NS_GET_PARENT": 0xB702, "NS_GET_NSTYPE": 0xB703,
+    "NS_GET_OWNER_UID": 0xB704, "SECCOMP_IOCTL_NOTIF_RECV": 0xC0502100,
+    "SECCOMP_IOCTL_NOTIF_SEND": 0xC0182101, "LOOP_SET_FD": 0x4C00, "LOOP_CLR_FD": 0x4C01,
+    "LOOP_CTL_GET_FREE": 0x4C82, "RNDGETENTCNT": 0x80045200, "RNDADDENTROPY": 0x40085203,
+    "KDGKBTYPE": 0x4B33, "VT_GETSTATE": 0x5603, "BLKGETSIZE64": 0x80081272, "BLKSSZGET": 0x1268,
+})
+
+# --- perf_event_open(2) (linux/perf_event.h): flags, and attr.config by attr.type ----------------
+_PERF_TYPE = _H["perf_type"]
+
 #: every flag set by name
 SETS: dict[str, FlagSet] = {
     s.name: s
@@ -330,7 +400,7 @@ SETS: dict[str, FlagSet] = {
         _bits("rename_flags", _RENAME),
         _bits("mmap_prot", _PROT, zero="PROT_NONE"),
         FlagSet("mmap_flags", {v: n for n, v in _MAP_TYPE.items()}, field_mask=0x0F,
-                bits=_order(_MAP_BITS)),
+                bits=_order(_MAP_BITS), zero="MAP_FILE"),
         _enum("socket_family", _AF),
         FlagSet("socket_type", {v: n for n, v in _SOCK_TYPE.items()}, field_mask=0x0F,
                 bits=_order(_SOCK_BITS)),
@@ -352,11 +422,94 @@ SETS: dict[str, FlagSet] = {
         _bits("close_range_flags", _CLOSE_RANGE),
         _bits("module_init_flags", _MODULE_INIT),
         _enum("bpf_cmd", _BPF_CMD),
+        _bits("dup3_flags", _DUP3),
+        _bits("pipe2_flags", _PIPE2),
+        _bits("epoll_create1_flags", _EPOLL_CREATE),
+        _bits("inotify_init1_flags", _INOTIFY_INIT),
+        _enum("capability", _CAP),
+        _bits("cap_mask", _CAP_MASK),
+        _enum("cap_version", _H["cap_version"]),
+        _enum("cap_ambient_op", _CAP_AMBIENT),
+        _enum("suid_dumpable", _DUMPABLE),
+        _enum("pr_set_mm", _PR_SET_MM),
+        _enum("bpf_map_type", _H["bpf_map_type"]),
+        _enum("bpf_prog_type", _H["bpf_prog_type"]),
+        _enum("bpf_attach_type", _H["bpf_attach_type"]),
+        _enum("seccomp_op", _H["seccomp_op"]),
+        _enum("seccomp_mode", _H["seccomp_mode"]),
+        _bits("seccomp_filter_flags", _H["seccomp_filter_flags"]),
+        _bits("resolve_flags", _H["resolve"]),
+        _bits("clone3_flags", _H["clone"]),
+        _enum("perf_type", _PERF_TYPE),
+        _enum("perf_hw", _H["perf_hw"]),
+        _enum("perf_sw", _H["perf_sw"]),
+        _bits("perf_flags", _H["perf_flag"]),
+        _bits("io_uring_setup_flags", _H["io_uring_setup"]),
+        _enum("keyctl_op", _H["keyctl_op"]),
+        _enum("key_spec", _signed32(_H["key_spec"])),
+        _bits("fanotify_mark_flags", _H["fan_mark"]),
+        _bits("fanotify_mask", _H["fan_event"]),
+        FlagSet("fanotify_init_flags", {0: "FAN_CLASS_NOTIF", 4: "FAN_CLASS_CONTENT", 8: "FAN_CLASS_PRE_CONTENT"},
+                field_mask=0x0C, bits=_order({n: v for n, v in _H["fan_init"].items() if not n.startswith("FAN_CLASS")}),
+                field_zero=True),
+        _bits("inotify_mask", _H["inotify"]),
+        _bits("statx_mask", _H["statx_mask"]),
+        _enum("ipproto", _H["ipproto"]),
+        _enum("netlink_proto", _H["netlink_proto"]),
+        _enum("sockopt_level", _SOL),
+        _enum("so_opt", _SO_OPT),
+        _enum("ip_opt", _H["ip_opt"]),
+        _enum("ipv6_opt", _IPV6_OPT),
+        _enum("tcp_opt", _H["tcp_opt"]),
+        _enum("scm_type", _SCM),
+        _enum("si_code", _signed32(_SI_CODE)),
+        _enum("ioctl_cmd", _IOCTL),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Switch:
+    """A name set chosen by another value: the set of ``cases[v]`` where v is the value of the
+    argument (or struct field) ``on``; ``default`` for the other values (None: no names)."""
+
+    name: str
+    on: str
+    cases: dict[int, str | None]
+    default: str | None = None
+
+    def set_for(self, other: int) -> str | None:
+        return self.cases.get(other, self.default)
+
+
+_PR = _PRCTL
+#: name sets that depend on another argument (prctl's arg2 on its option, ...)
+SWITCHES: dict[str, Switch] = {
+    s.name: s
+    for s in (
+        Switch("prctl_arg2", "option", {
+            _PR["PR_SET_PDEATHSIG"]: "signal", _PR["PR_CAPBSET_READ"]: "capability",
+            _PR["PR_CAPBSET_DROP"]: "capability", _PR["PR_SET_SECCOMP"]: "seccomp_mode",
+            _PR["PR_CAP_AMBIENT"]: "cap_ambient_op", _PR["PR_SET_DUMPABLE"]: "suid_dumpable",
+            _PR["PR_SET_MM"]: "pr_set_mm"}),
+        Switch("prctl_arg3", "option", {_PR["PR_CAP_AMBIENT"]: "capability"}),
+        Switch("socket_protocol", "family", {
+            socket.AF_INET: "ipproto", socket.AF_INET6: "ipproto", socket.AF_NETLINK: "netlink_proto"}),
+        Switch("sockopt_name", "level", {
+            _SOL["SOL_SOCKET"]: "so_opt", _SOL["SOL_IP"]: "ip_opt", _SOL["SOL_IPV6"]: "ipv6_opt",
+            _SOL["SOL_TCP"]: "tcp_opt"}),
+        # keyctl's arg2 is a key serial (or a KEY_SPEC_*) for nearly every operation
+        Switch("keyctl_arg2", "option", {_H["keyctl_op"]["KEYCTL_JOIN_SESSION_KEYRING"]: None,
+                                         _H["keyctl_op"]["KEYCTL_SET_REQKEY_KEYRING"]: None,
+                                         _H["keyctl_op"]["KEYCTL_GET_PERSISTENT"]: None,
+                                         _H["keyctl_op"]["KEYCTL_CAPABILITIES"]: None}, default="key_spec"),
+        Switch("perf_config", "type", {_PERF_TYPE["PERF_TYPE_HARDWARE"]: "perf_hw",
+                                       _PERF_TYPE["PERF_TYPE_SOFTWARE"]: "perf_sw"}),
     )
 }
 
 #: the names of all flag sets (what the syscall table may name)
-FLAG_SETS: frozenset[str] = frozenset(SETS)
+FLAG_SETS: frozenset[str] = frozenset(SETS) | frozenset(SWITCHES)
 
 #: every constant this module knows, set by set: {set: {name: value}} (for tests and docs)
 CONSTANTS: dict[str, dict[str, int]] = {}
@@ -366,11 +519,35 @@ for _s in SETS.values():
     CONSTANTS[_s.name] = _c
 
 
+def name_values(flagset: str) -> dict[str, int]:
+    """Every name a filter may give for a value of ``flagset``: its constants, the name it prints
+    for 0 and its field's names; for a :class:`Switch`, the names of all its sets that mean one
+    value in all of them (the filter compares numbers, with no other argument to choose a set)."""
+    sw = SWITCHES.get(flagset)
+    if sw is not None:
+        out: dict[str, int] = {}
+        clash: set[str] = set()
+        for sub in {*sw.cases.values(), sw.default} - {None}:
+            for n, v in name_values(sub).items():
+                if out.setdefault(n, v) != v:
+                    clash.add(n)
+        return {n: v for n, v in out.items() if n not in clash}
+    fs = SETS[flagset]
+    out = dict(CONSTANTS[flagset])
+    if fs.zero != "0":
+        out.setdefault(fs.zero, 0)            # what names() prints for 0 (F_OK, PROT_NONE)
+    if fs.field_names:
+        out.update({n: v for v, n in SETS[fs.field_names].field.items()})
+    return out
+
+
 def names(flagset: str, value: int) -> str:
     """The symbolic form of ``value`` in ``flagset`` (see the module docstring).
 
     Raises KeyError for an unknown flag set.
     """
+    if flagset in SWITCHES:
+        return str(int(value))      # a Switch needs the other argument: arg_names(); alone, the number
     try:
         fs = SETS[flagset]
     except KeyError:
@@ -395,3 +572,17 @@ def names(flagset: str, value: int) -> str:
     if value:
         parts.append(hex(value))
     return "|".join(parts) if parts else fs.zero
+
+
+def arg_names(flagset: str, value: int, others) -> str | None:
+    """The symbolic form of an argument (or struct field) in ``flagset``, a flag set or a
+    :class:`Switch`; ``others`` maps the names of the other arguments (fields) to their values
+    (a Switch reads its ``on`` there).  None when a Switch has no set for that value."""
+    sw = SWITCHES.get(flagset)
+    if sw is None:
+        return names(flagset, value)
+    other = others.get(sw.on) if others is not None else None
+    if other is None:
+        return None
+    fs = sw.set_for(int(other))
+    return None if fs is None else names(fs, value)

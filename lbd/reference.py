@@ -90,7 +90,7 @@ def _parse(rec: bytes, wall_offset: int, plugin_id: int) -> dict:
     ev["name"] = _args.syscall_name(ev["nr"])
     payloads = tuple(rec[off: off + ln] if ln else None for off, ln in ev["slot"])
     ev["payloads"] = payloads
-    ev["decoded"] = _args.decode_args(ev["nr"], ev["flags"], ev["args"], payloads)
+    ev["decoded"] = _args.decode_args(ev["nr"], ev["flags"], ev["args"], payloads, [off for off, _ in ev["slot"]])
     ev["record"] = bytes(rec)
     ev["falco"] = _FALCO.pack(ev["ts"], ev["tid"], FALCO_PREFIX_SIZE + len(rec), PLUGIN_EVENT_TYPE, 2, 4,
                               len(rec), plugin_id) + bytes(rec)

@@ -39,6 +39,9 @@ value, with no payload):
     sockaddr, out_sockaddr : bytes (sockaddr_in() ...) or lbd.args.SockAddr (None: NULL)
     out_fd2            : (int, int)
     out_int            : int inside a tuple: (value,)
+    struct, out_struct, msghdr, out_msghdr : bytes, the payload as the probe copies it
+    array32            : list of int
+    iovec              : list of (base, len)
 
 Pointer arguments get a made-up user address as their raw value.  `str_max` / `buf_max` cut
 strings / buffers and set the truncation flag as the probe does, and a record's payload is capped
@@ -58,7 +61,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from lbd import record, syscalls
+from lbd import args as _args, record, syscalls
 from lbd.args import SockAddr, arg_specs, syscall_name
 
 __all__ = [
@@ -79,7 +82,7 @@ RB_HDR_SIZE = 8
 
 _USER_PTR = 0x7FFD_1000_0000      # made-up user addresses of pointer arguments
 _SIGNED = (K["int"], K["fd"], K["dirfd"], K["pid"])
-_INPUT_EMPTY_OK = (K["str"], K["path"], K["buf"], K["strarr"])
+_INPUT_EMPTY_OK = (K["str"], K["path"], K["buf"], K["strarr"], K["struct"], K["array32"], K["iovec"])
 
 
 def _align8(n: int) -> int:
@@ -220,6 +223,7 @@ def make_case(nr: int, args: dict | Sequence | None = None, *, pid: int = 4242, 
     used = 0
     slots = [(0, 0)] * record.MAX_ARGS
     exit_rec = dir == "<"
+    later: list = []                       # structures: decoded once every raw value is known
 
     def store(k: int, b: bytes, trunc: bool) -> None:
         nonlocal used, hflags
@@ -262,6 +266,18 @@ def make_case(nr: int, args: dict | Sequence | None = None, *, pid: int = 4242, 
                 payload = struct.pack("<ii", *v)
             elif kind == K["out_int"]:
                 payload = struct.pack("<i", v[0])
+            elif kind in (K["struct"], K["out_struct"], K["msghdr"], K["out_msghdr"]):
+                payload = bytes(v)
+                if spec is not None and spec.size is not None and len(payload) > spec.size:
+                    payload, trunc = payload[:spec.size], True
+            elif kind == K["array32"]:
+                payload = struct.pack(f"<{len(v)}I", *(x & 0xFFFFFFFF for x in v))
+                if spec is not None and len(payload) > spec.size:
+                    payload, trunc = payload[:spec.size], True
+            elif kind == K["iovec"]:
+                payload = b"".join(struct.pack("<QQ", b, n) for b, n in v)
+                if spec is not None and len(payload) > spec.size:
+                    payload, trunc = payload[:spec.size], True
             else:
                 raise TypeError(f"{syscall_name(nr)}.{spec.name if spec else k}: {v!r} for kind "
                                 f"{record.KIND_NAMES[kind]}")
@@ -291,9 +307,16 @@ def make_case(nr: int, args: dict | Sequence | None = None, *, pid: int = 4242, 
             ev = raw[k]
         elif not is_ptr_kind:
             ev = raw[k] & ((1 << bits) - 1)
+        elif faulted and p is None and raw[k]:
+            ev = _args.UNREADABLE
         else:
-            if p is None and kind in _INPUT_EMPTY_OK and raw[k] and not faulted:
+            if p is None and not faulted and (slots[k][0] or (kind in _INPUT_EMPTY_OK and raw[k])):
                 p = b""
+            if p and _args.strips_nul(nr, k) and p[-1:] == b"\0":
+                p = p[:-1]
+            if kind in _args.SPEC_KINDS:
+                later.append((k, spec, p))
+                continue
             if p is None:
                 ev = None
             elif kind in (K["str"], K["path"]):
@@ -313,6 +336,9 @@ def make_case(nr: int, args: dict | Sequence | None = None, *, pid: int = 4242, 
                 ev = struct.unpack("<i", p)[0] if len(p) == 4 else None
         expect[spec.name] = ev
 
+    others = {a.name: raw[k] for k, a in enumerate(specs[: record.MAX_ARGS])}
+    for k, spec, p in later:
+        expect[spec.name] = _args.decode_arg(spec, raw[k], p, others)
     size = HDR_SIZE + used
     comm_b = _as_bytes(comm)[:record.COMM_LEN]
     if nargs is None:
@@ -423,7 +449,33 @@ def _rand_value(rng: random.Random, kind: int, bits: int, long: int):
         return (rng.randrange(-1, 1 << 20), rng.randrange(-1, 1 << 20))
     if kind == K["out_int"]:
         return (rng.randrange(-(1 << 31), 1 << 31),)
+    if kind in (K["struct"], K["out_struct"]):
+        return bytes(rng.randrange(256) for _ in range(rng.randrange(0, 160)))
+    if kind == K["array32"]:
+        return [rng.getrandbits(32) for _ in range(rng.randrange(0, 80))]
+    if kind == K["iovec"]:
+        return [(rng.getrandbits(47), rng.randrange(0, 1 << 20)) for _ in range(rng.randrange(0, 10))]
+    if kind in (K["msghdr"], K["out_msghdr"]):
+        return _rand_msghdr(rng)
     raise ValueError(kind)
+
+
+def _rand_msghdr(rng: random.Random) -> bytes:
+    """A struct lbd_msg payload: a name, iovecs and control messages (SCM_RIGHTS among them)."""
+    name = _rand_sockaddr(rng) if rng.random() < 0.7 else b""
+    iov = b"".join(struct.pack("<QQ", rng.getrandbits(47), rng.randrange(1 << 16)) for _ in range(rng.randrange(0, 9)))
+    ctl = b""
+    while rng.random() < 0.5 and len(ctl) < 40:
+        fds = [rng.randrange(-1, 1 << 10) for _ in range(rng.randrange(1, 4))]
+        level, typ = rng.choice([(1, 1), (1, 2), (0, 8), (41, 50)])
+        body = struct.pack(f"<{len(fds)}i", *fds)
+        ctl += struct.pack("<Qii", 16 + len(body), level, typ) + body
+        ctl += b"\0" * (-len(ctl) % 8)
+    ctl = ctl[:64]
+    hdr = struct.pack("<HHHH", len(name), len(iov) // 16, len(ctl), 0)
+    msghdr = struct.pack("<QI4xQQQQI4x", _USER_PTR, len(name), _USER_PTR, len(iov) // 16 + rng.randrange(0, 3),
+                         _USER_PTR, len(ctl), rng.getrandbits(32))
+    return hdr + msghdr + name + iov + ctl
 
 
 def _kind_cover() -> list[int]:

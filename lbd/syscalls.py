@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 from lbd._paths import PACKAGE_DIR
 from lbd.flags import FLAG_SETS
+from lbd.layouts import LAYOUTS
 from lbd.record import KINDS, LEN_KINDS, MAX_ARGS, MAX_SYSCALLS, SIZED_KINDS
 
 __all__ = [
@@ -63,6 +64,7 @@ class Arg:
     len_arg: int | None
     flags: str | None
     size: int | None = None     # sized kinds (struct, out_struct, array32, iovec): most bytes read
+    layout: str | None = None   # struct, out_struct: the structure's layout (lbd/layouts.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +96,13 @@ def _load(path) -> tuple[Syscall, ...]:
                     raise ValueError(f"{path}: {s['name']}.{a['name']}: kind {kind} needs a size (8..2040, /8)")
             elif size is not None or (kind_id in LEN_KINDS) != (len_arg is not None):
                 raise ValueError(f"{path}: {s['name']}.{a['name']}: kind {kind}, len_arg and size")
+            layout = a.get("layout")
+            if (kind in ("struct", "out_struct")) != (layout is not None) or (layout and layout not in LAYOUTS):
+                raise ValueError(f"{path}: {s['name']}.{a['name']}: kind {kind} and layout {layout!r}")
             flags = a.get("flags")
             if (kind == "flags") != (flags is not None) or (flags and flags not in FLAG_SETS):
                 raise ValueError(f"{path}: {s['name']}.{a['name']}: flag set {flags!r}")
-            args.append(Arg(a["name"], a["type"], kind, kind_id, a["bits"], len_arg, flags, size))
+            args.append(Arg(a["name"], a["type"], kind, kind_id, a["bits"], len_arg, flags, size, layout))
         if len(args) > MAX_ARGS or not 0 <= s["nr"] < MAX_SYSCALLS:
             raise ValueError(f"{path}: {s['name']}: nr or argument count out of range")
         out.append(Syscall(s["nr"], s["name"], s["entry"], s["tracepoint"], s["implemented"],
@@ -161,6 +166,8 @@ def to_json_list(selected: frozenset[int] | None = None) -> list[dict]:
                 d["len_arg"] = a.len_arg
             if a.flags is not None:
                 d["flags"] = a.flags
+            if a.layout is not None:
+                d["layout"] = a.layout
             args.append(d)
         out.append({"name": s.name, "nr": s.nr, "args": args, "implemented": s.implemented,
                     "selected": s.nr in selected})

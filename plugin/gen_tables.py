@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lbd import args as _args  # noqa: E402
-from lbd import falco, record, syscalls  # noqa: E402
+from lbd import falco, layouts, record, syscalls  # noqa: E402
 from lbd.config import init_schema  # noqa: E402
 
 DEFAULT_OUT = ROOT / "plugin" / "lbd_tables.h"
@@ -58,9 +58,53 @@ def field_macro(name: str) -> str:
     return "LBD_FLD_" + re.sub(r"[^A-Za-z0-9]", "_", name.removeprefix("linux.")).upper()
 
 
+LAYOUT_IDS = {name: i for i, name in enumerate(layouts.LAYOUTS)}
+
+
+def arg_entry(nr: int, k: int, a, specs) -> str:
+    lay, sel = -1, -1
+    if a.layout:
+        lay = LAYOUT_IDS[a.layout]
+        select = layouts.LAYOUTS[a.layout].select
+        if select:
+            sel = next(i for i, b in enumerate(specs) if b.name == select)
+    strip = int(_args.strips_nul(nr, k))
+    return f"{{{c_str(a.name)}, {kind_macro(a.kind_id)}, {a.bits}, {lay}, {sel}, {strip}}}"
+
+
 def sc_entry(nr: int, name: str, specs) -> str:
-    args = ", ".join(f"{{{c_str(a.name)}, {kind_macro(a.kind_id)}, {a.bits}}}" for a in specs)
+    args = ", ".join(arg_entry(nr, k, a, specs) for k, a in enumerate(specs))
     return f"    [{nr}] = {{{c_str(name)}, {len(specs)}, {{{args}}}}},"
+
+
+def layout_tables() -> list[str]:
+    """The structures of lbd/layouts.py: per layout its variants, each with its selector values
+    and its fields in the layout's key order (the order lbd.layouts.Value prints them)."""
+    out = ["/* structures (lbd/layouts.py): a variant's fields in the layout's key order */"]
+    decls = []
+    for li, (name, lay) in enumerate(layouts.LAYOUTS.items()):
+        order = {k: i for i, k in enumerate(lay.keys)}
+        vdefs = []
+        for vi, (values, fields) in enumerate(lay.variants):
+            fs = sorted(fields, key=lambda f: order[f.name])
+            names = [f.name for f in fs]
+            rows = ", ".join(
+                f"{{{c_str(f.name)}, {f.off}, {f.size}, '{ {'cap': 'C'}.get(f.kind, f.kind) }', {f.off2}, "
+                f"{names.index(f.count) if f.count else -1}}}" for f in fs)
+            out.append(f"static const struct lbd_field lbd_fields_{li}_{vi}[] = {{{rows}}};")
+            if values is None:
+                vdefs.append(f"{{0, NULL, {len(fs)}, lbd_fields_{li}_{vi}}}")
+            else:
+                vals = ", ".join(str(v) for v in sorted(values))
+                out.append(f"static const uint64_t lbd_sel_{li}_{vi}[] = {{{vals}}};")
+                vdefs.append(f"{{{len(values)}, lbd_sel_{li}_{vi}, {len(fs)}, lbd_fields_{li}_{vi}}}")
+        out.append(f"static const struct lbd_variant lbd_variants_{li}[] = {{{', '.join(vdefs)}}};")
+        decls.append(f"    {{{c_str(name)}, {len(lay.variants)}, lbd_variants_{li}}},")
+    out.append("static const struct lbd_layout lbd_layouts[] = {")
+    out += decls
+    out.append("};")
+    out.append(f"#define LBD_N_LAYOUTS {len(layouts.LAYOUTS)}\n")
+    return out
 
 
 def generate() -> str:
@@ -81,6 +125,35 @@ struct lbd_arg_spec {
     const char *name;
     uint8_t kind;       /* LBD_K_* */
     uint8_t bits;       /* width of the C type (32 for fd, dirfd, pid, uid, gid) */
+    int8_t layout;      /* struct, out_struct: index into lbd_layouts; -1 none */
+    int8_t select;      /* a union's selector: the index of the argument that picks the variant */
+    uint8_t strip_nul;  /* an output string whose length counts its NUL (getcwd) */
+};
+
+/* A field of a structure (lbd.layouts.Field): kind 'u' unsigned, 's' signed, 'x' hex (printed
+ * in decimal like every integer of the normal format), 'p' pointer, 'o' mode, 'c' char array
+ * (text to its NUL), 'b' bytes as hex (count: the index of the field that says how many), 'C' a
+ * 64-bit capability mask of the words at off and off2. */
+struct lbd_field {
+    const char *name;
+    uint16_t off;
+    uint8_t size;
+    char kind;
+    uint16_t off2;
+    int8_t count;
+};
+
+struct lbd_variant {
+    uint8_t nsel;               /* 0: the default variant */
+    const uint64_t *sel;        /* the selector values that pick it */
+    uint8_t nfields;
+    const struct lbd_field *fields;
+};
+
+struct lbd_layout {
+    const char *name;
+    uint8_t nvariants;
+    const struct lbd_variant *variants;
 };
 
 struct lbd_sc_spec {
@@ -89,6 +162,7 @@ struct lbd_sc_spec {
     struct lbd_arg_spec args[LBD_MAX_ARGS];
 };
 """)
+    lines += layout_tables()
     # syscalls, indexed by number; the sched pseudo syscalls in their own small table
     lines.append(f"#define LBD_SC_TABLE_SIZE {record.MAX_SYSCALLS}")
     lines.append("static const struct lbd_sc_spec lbd_sc_table[LBD_SC_TABLE_SIZE] = {")

@@ -206,6 +206,9 @@ struct vw {
     int sep;            /* escape the normal format's separators , ( ) = (linux.args) */
 };
 
+/* One character (n bytes of it) of a value's own text (digits, a structure's braces and
+ * separators): escaped as the normal format escapes the value's whole text (w->sep: , ( ) = and a
+ * backslash get a backslash, so a structure's "key=value, ..." reads back as one value). */
 static inline void vw__cp(struct vw *w, const char *s, size_t n)
 {
     if (w->cut)
@@ -215,7 +218,12 @@ static inline void vw__cp(struct vw *w, const char *s, size_t n)
         w->cut = 1;
         return;
     }
-    sb__put(w->sb, s, n);
+    if (n == 1 && (s[0] == '\\' || (w->sep && lbd_text_is_sep((uint8_t)s[0])))) {
+        char e[2] = {'\\', s[0]};
+        sb__put(w->sb, e, 2);
+    } else {
+        sb__put(w->sb, s, n);
+    }
     w->count++;
 }
 
@@ -546,7 +554,200 @@ static const uint8_t *ev__payload(const struct ev *e, int k, uint32_t *len)
 
 static inline int is_empty_ok(uint8_t kind)
 {
-    return kind == LBD_K_STR || kind == LBD_K_PATH || kind == LBD_K_BUF || kind == LBD_K_STRARR;
+    return kind == LBD_K_STR || kind == LBD_K_PATH || kind == LBD_K_BUF || kind == LBD_K_STRARR ||
+           kind == LBD_K_STRUCT || kind == LBD_K_ARRAY32 || kind == LBD_K_IOVEC;
+}
+
+/* ---- structures: str(lbd.layouts.Value), lbd.args.normal_text before line_safe ---------------- */
+
+static uint64_t le__read(const uint8_t *p, unsigned size)
+{
+    uint64_t v = 0;
+    memcpy(&v, p, size);        /* x86_64: little endian */
+    return v;
+}
+
+static void vw__sep(struct vw *w, int *first)
+{
+    if (!*first)
+        vw__ascii(w, ", ", 2);
+    *first = 0;
+}
+
+static void vw__key(struct vw *w, int *first, const char *name)
+{
+    vw__sep(w, first);
+    vw__ascii(w, name, strlen(name));
+    vw__cp(w, "=", 1);
+}
+
+/* One field's value, or 0 when the bytes read do not reach it (None: left out). */
+static int field__value(const struct lbd_field *f, const uint8_t *p, uint32_t len, int64_t *out)
+{
+    if (f->kind == 'C') {
+        if ((uint32_t)f->off + 4 > len)
+            return 0;
+        uint64_t lo = le__read(p + f->off, 4);
+        uint64_t hi = (uint32_t)f->off2 + 4 <= len ? le__read(p + f->off2, 4) : 0;
+        *out = (int64_t)(lo | hi << 32);
+        return 1;
+    }
+    if ((uint32_t)f->off + f->size > len)
+        return 0;
+    uint64_t v = le__read(p + f->off, f->size);
+    *out = f->kind == 's' ? sext(v, 8u * f->size) : (int64_t)v;
+    return 1;
+}
+
+static void vw__layout(struct vw *w, const struct ev *e, const struct lbd_arg_spec *a, const uint8_t *p,
+                       uint32_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const struct lbd_layout *L = &lbd_layouts[a->layout];
+    const struct lbd_variant *v = NULL, *def = NULL;
+    uint64_t sel = a->select >= 0 ? e->h->args[a->select] : 0;
+    for (int i = 0; i < L->nvariants; i++) {
+        const struct lbd_variant *t = &L->variants[i];
+        if (!t->nsel) {
+            def = t;
+            continue;
+        }
+        for (int j = 0; a->select >= 0 && j < t->nsel && !v; j++)
+            if (t->sel[j] == sel)
+                v = t;
+    }
+    if (!v)
+        v = def;
+    int first = 1;
+    vw__cp(w, "{", 1);
+    for (int i = 0; v && i < v->nfields && !w->cut; i++) {
+        const struct lbd_field *f = &v->fields[i];
+        int64_t x;
+        if (f->kind == 'c') {
+            if (len <= f->off)
+                continue;
+            uint32_t n = len - f->off < f->size ? len - f->off : f->size;
+            const uint8_t *z = memchr(p + f->off, 0, n);
+            vw__key(w, &first, f->name);
+            vw__text(w, p + f->off, z ? (size_t)(z - (p + f->off)) : n);
+        } else if (f->kind == 'b') {
+            uint64_t n = f->size;
+            if (f->count >= 0) {
+                if (!field__value(&v->fields[f->count], p, len, &x))
+                    continue;
+                n = (uint64_t)x;
+            }
+            if (len <= f->off)
+                continue;
+            if (n > f->size)
+                n = f->size;
+            if (n > len - f->off)
+                n = len - f->off;
+            vw__key(w, &first, f->name);
+            for (uint64_t k = 0; k < n && !w->cut; k++) {
+                vw__cp(w, &hex[p[f->off + k] >> 4], 1);
+                vw__cp(w, &hex[p[f->off + k] & 15], 1);
+            }
+        } else if (field__value(f, p, len, &x)) {
+            vw__key(w, &first, f->name);
+            if (f->kind == 's')
+                vw__int(w, x);
+            else
+                vw__uint(w, (uint64_t)x);
+        }
+    }
+    vw__cp(w, "}", 1);
+}
+
+static void vw__iovec(struct vw *w, const uint8_t *p, uint32_t len)
+{
+    uint32_t n = len / 16;
+    vw__ascii(w, "{base=[", 7);
+    for (uint32_t k = 0; k < n && !w->cut; k++) {
+        if (k)
+            vw__ascii(w, ", ", 2);
+        vw__uint(w, le__read(p + 16 * k, 8));
+    }
+    vw__ascii(w, "], len=[", 8);
+    for (uint32_t k = 0; k < n && !w->cut; k++) {
+        if (k)
+            vw__ascii(w, ", ", 2);
+        vw__uint(w, le__read(p + 16 * k + 8, 8));
+    }
+    vw__ascii(w, "]}", 2);
+}
+
+/* lbd.layouts.decode_msghdr: struct lbd_msg, the name, the iovecs, the control data. */
+static int vw__msghdr(struct vw *w, const uint8_t *p, uint32_t len)
+{
+    if (len < sizeof(struct lbd_msg))
+        return 0;
+    struct lbd_msg m;
+    memcpy(&m, p, sizeof(m));
+    uint32_t namelen = (uint32_t)le__read(m.msghdr + 8, 4);
+    uint64_t iovlen = le__read(m.msghdr + 24, 8), ctllen = le__read(m.msghdr + 40, 8);
+    uint32_t flags = (uint32_t)le__read(m.msghdr + 48, 4);
+    uint32_t at = sizeof(struct lbd_msg);
+    int first = 1;
+    vw__cp(w, "{", 1);
+    uint32_t name_n = at < len ? (len - at < m.name_len ? len - at : m.name_len) : 0;
+    if (m.name_len && name_n >= 2) {
+        vw__key(w, &first, "name");
+        vw__sockaddr(w, p + at, name_n);
+    }
+    at += m.name_len;
+    vw__key(w, &first, "namelen");
+    vw__uint(w, namelen);
+    vw__key(w, &first, "iov_len");
+    vw__cp(w, "[", 1);
+    for (uint32_t k = 0, shown = 0; k < m.iov_n && !w->cut; k++) {
+        if ((uint64_t)at + 16 * k + 16 > len)
+            continue;
+        if (shown++)
+            vw__ascii(w, ", ", 2);
+        vw__uint(w, le__read(p + at + 16 * k + 8, 8));
+    }
+    vw__cp(w, "]", 1);
+    at += 16u * m.iov_n;
+    vw__key(w, &first, "iovlen");
+    vw__uint(w, iovlen);
+    vw__key(w, &first, "controllen");
+    vw__uint(w, ctllen);
+    const uint8_t *ctl = at <= len ? p + at : p + len;
+    uint32_t cn = at <= len ? (len - at < m.control_len ? len - at : m.control_len) : 0;
+    for (int pass = 0; pass < 3; pass++) {
+        static const char *const keys[3] = {"cmsg_level", "cmsg_type", "scm_rights"};
+        vw__key(w, &first, keys[pass]);
+        vw__cp(w, "[", 1);
+        int shown = 0;
+        for (uint32_t k = 0; k + 16 <= cn && !w->cut;) {
+            uint64_t clen = le__read(ctl + k, 8);
+            int32_t level = (int32_t)le__read(ctl + k + 8, 4), type = (int32_t)le__read(ctl + k + 12, 4);
+            if (clen < 16)
+                break;
+            if (pass < 2) {
+                if (shown++)
+                    vw__ascii(w, ", ", 2);
+                vw__int(w, pass == 0 ? level : type);
+            } else if (level == 1 && type == 1) {
+                uint64_t end = k + clen < cn ? k + clen : cn;
+                for (uint64_t q = k + 16; q + 4 <= end && !w->cut; q += 4) {
+                    if (shown++)
+                        vw__ascii(w, ", ", 2);
+                    vw__int(w, (int32_t)le__read(ctl + q, 4));
+                }
+            }
+            uint64_t step = (clen + 7) & ~(uint64_t)7;
+            if (step > cn)
+                break;
+            k += (uint32_t)step;
+        }
+        vw__cp(w, "]", 1);
+    }
+    vw__key(w, &first, "flags");
+    vw__uint(w, flags);
+    vw__cp(w, "}", 1);
+    return 1;
 }
 
 /* The environment strings of p[:end] (NUL-separated) joined by spaces, each NAME=VALUE whose name
@@ -578,9 +779,21 @@ static void vw__arg(struct vw *w, const struct lbd_extractor *x, const struct ev
     uint64_t raw = e->h->args[k];
     uint32_t len;
     const uint8_t *p = ev__payload(e, k, &len);
+    static const uint8_t none[1];
+    int faulted = e->h->flags >> (LBD_F_FAULT_SHIFT + k) & 1;
     int present = p != NULL;
-    if (!present && is_empty_ok(a->kind) && raw && !(e->h->flags >> (LBD_F_FAULT_SHIFT + k) & 1))
-        present = 1;                           /* an empty value behind a non-NULL pointer */
+    if (a->kind == LBD_K_STRARR && !x->capture_env && strcmp(a->name, "envp") == 0) {
+        sb__put(w->sb, "NULL", 4);             /* the environment, not captured */
+        return;
+    }
+    if (faulted && !p && raw && a->kind >= LBD_K_STR) {
+        sb__put(w->sb, "<unreadable>", 12);    /* lbd.args.UNREADABLE: never cut */
+        return;
+    }
+    if (!present && !faulted && (e->h->slot[k].off || (is_empty_ok(a->kind) && raw)))
+        present = 1;                           /* an empty value: read, nothing there */
+    if (present && a->strip_nul && len && p[len - 1] == 0)
+        len--;
     switch (a->kind) {
     case LBD_K_INT:
         vw__int(w, sext(raw, a->bits));
@@ -614,8 +827,32 @@ static void vw__arg(struct vw *w, const struct lbd_extractor *x, const struct ev
             break;
         vw__sockaddr(w, p, len);
         return;
+    case LBD_K_STRUCT:
+    case LBD_K_OUT_STRUCT:
+        if (!present || a->layout < 0)
+            break;
+        vw__layout(w, e, a, p ? p : none, len);
+        return;
+    case LBD_K_IOVEC:
+        if (!present)
+            break;
+        vw__iovec(w, p ? p : none, len);
+        return;
+    case LBD_K_ARRAY32:
+        if (!present)
+            break;
+        for (uint32_t i = 0; i + 4 <= len && !w->cut; i += 4) {
+            if (i)
+                vw__cp(w, " ", 1);
+            vw__uint(w, le__read(p + i, 4));
+        }
+        return;
+    case LBD_K_MSGHDR:
+    case LBD_K_OUT_MSGHDR:
+        if (!p || !vw__msghdr(w, p, len))
+            break;
+        return;
     case LBD_K_STRARR: {
-        static const uint8_t none[1];
         int env = strcmp(a->name, "envp") == 0;
         if (!present || (env && !x->capture_env))
             break;                             /* NULL: no array, or the environment not captured */

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lbd import args as _args  # noqa: E402
+from lbd import layouts as _layouts  # noqa: E402
 
 DEFAULT_OUT = ROOT / "lbd" / "output" / "event.schema.json"
 
@@ -52,7 +53,7 @@ def schema() -> dict:
         "additionalProperties": False,
         "required": ["time", "ts", "syscall", "nr", "dir", "res", "err", "latency", "pid", "tid", "ppid", "pcomm",
                      "uid", "user", "gid", "group", "comm", "cmdline", "fullpath", "args", "flag_names",
-                     "truncated", "fds"],
+                     "truncated", "unreadable", "fds"],
         "properties": {
             "time": _str("Event time, RFC 3339 in UTC with nanoseconds (syscall exit, or enter for dir '>').",
                          format="date-time",
@@ -92,8 +93,9 @@ def schema() -> dict:
             },
             "flag_names": {
                 "description": ("The symbolic form (lbd.flags.names, e.g. O_RDONLY|O_CLOEXEC; unknown bits as hex) "
-                                "of each flags argument: names[k] belongs to the argument arg[k]. Empty arrays "
-                                "when the event has none."),
+                                "of each flags argument and of each named field of a structure argument "
+                                "(\"<arg>.<field>\", e.g. bpf_attr.map_type): names[k] belongs to arg[k]. Empty "
+                                "arrays when the event has none."),
                 "type": "object",
                 "additionalProperties": False,
                 "required": ["arg", "names"],
@@ -103,6 +105,12 @@ def schema() -> dict:
             "truncated": {
                 "description": "The arguments the probe cut (str_max, buf_max, argv_max, a full record); empty "
                                "when none was.",
+                "type": "array",
+                "items": {"type": "string"},
+            },
+            "unreadable": {
+                "description": "The arguments whose read from user memory faulted and was not read again (left "
+                               "out of args; not NULL pointers); empty when none.",
                 "type": "array",
                 "items": {"type": "string"},
             },
@@ -118,6 +126,30 @@ def schema() -> dict:
             },
         },
         "$defs": {
+            **_struct_defs(),
+            "integers": {"description": "A list of 32-bit values (setgroups' groups).", "type": "array",
+                         "items": {"type": "integer"}},
+            "iovec": {"description": "The iovecs the probe read (at most 8): base addresses and lengths.",
+                      "type": "object", "additionalProperties": False, "required": ["base", "len"],
+                      "properties": {"base": {"type": "array", "items": {"type": "integer"}},
+                                     "len": {"type": "array", "items": {"type": "integer"}}}},
+            "msghdr": {
+                "description": ("A struct msghdr (sendmmsg, recvmmsg: the first): the peer address (every key null: none), "
+                                "the iovec lengths read and the count, the control messages' levels and types "
+                                "and the fds of SCM_RIGHTS ones."),
+                "type": "object", "additionalProperties": False, "required": list(_layouts.MSG_KEYS),
+                "properties": {
+                    "name": {"oneOf": [{"$ref": "#/$defs/sockaddr"}, {
+                        "description": "No address: every key null (an object, not null, so that readers "
+                                       "inferring types per block see one type).",
+                        "type": "object", "additionalProperties": False,
+                        "required": ["family", "addr", "port", "path", "raw"],
+                        "properties": {k: {"type": "null"} for k in ("family", "addr", "port", "path", "raw")}}]},
+                    **{k: {"type": "integer"} for k in ("namelen", "iovlen", "controllen", "flags")},
+                    **{k: {"type": "array", "items": {"type": "integer"}}
+                       for k in ("iov_len", "cmsg_level", "cmsg_type", "scm_rights")},
+                },
+            },
             "integer": {"description": "An integer argument: signed kinds sign-extended, flags in decimal; unsigned "
                                        "64-bit values >= 2**63 as their two's-complement signed value "
                                        "((size_t)-1 is -1), so that every number fits a signed 64-bit integer.",
@@ -147,6 +179,20 @@ def schema() -> dict:
             },
         },
     }
+
+
+def _struct_defs() -> dict:
+    """One object type per layout of lbd/layouts.py: every key always there, null where the
+    variant (bpf_attr by command) or the bytes read have no such field."""
+    out = {}
+    for name, lay in _layouts.LAYOUTS.items():
+        props = {}
+        for fname, f in lay.all_fields().items():
+            t = "string" if f.kind in ("c", "b") else "integer"
+            props[fname] = {"type": [t, "null"]}
+        out[f"struct:{name}"] = {"description": lay.doc, "type": "object", "additionalProperties": False,
+                                 "required": list(lay.keys), "properties": props}
+    return out
 
 
 def render() -> str:

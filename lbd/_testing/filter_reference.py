@@ -158,12 +158,7 @@ def _num_op(v: int, op: str, lits) -> bool:
 
 
 def _flag_value(flagset: str, text: str):
-    fs = _flags.SETS[flagset]
-    names = dict(_flags.CONSTANTS[flagset])
-    if fs.zero != "0":
-        names[fs.zero] = 0
-    if fs.field_names:
-        names.update({n: v for v, n in _flags.SETS[fs.field_names].field.items()})
+    names = _flags.name_values(flagset)
     total = 0
     for part in text.split("|"):
         part = part.strip()
@@ -196,7 +191,7 @@ def _arg_test(e: _Event, name: str, op: str, lits: list[str]) -> bool:
     if found is None:
         return False
     spec, v = found
-    if v is None:
+    if v is None or v is _args.UNREADABLE:      # no value: no comparison holds (as for NULL)
         return False
     kind = spec.kind_id
     if kind in _INT_KINDS or kind == K["out_int"]:

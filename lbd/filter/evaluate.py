@@ -492,7 +492,9 @@ class _Run:
             def present():
                 raw = ev["args"][idx, ks]
                 fault = (ev["flags"][idx] >> (np.uint32(record.F_FAULT_SHIFT) + ks.astype(np.uint32))) & np.uint32(1)
-                return (length > 0) | (G.empty_ok.take(g) & (raw != 0) & (fault == 0))
+                # an empty value (lbd.args.payload_or_empty): read and nothing found (the slot has
+                # an offset), or behind a non-NULL input pointer; never after a fault
+                return (length > 0) | ((fault == 0) & ((slot["off"] != 0) | (G.empty_ok.take(g) & (raw != 0))))
 
             out[idx] = self._text_spans(arena, start, length, p.op, G.text_operand, raw=True, present=present)
             if len(idx) == len(every):
@@ -532,11 +534,12 @@ class _Run:
             given = length > 0
 
             def present():
-                if kind not in _EMPTY_OK:
-                    return given
                 raw = ev["args"][idx, k]
                 fault = (ev["flags"][idx] >> np.uint32(record.F_FAULT_SHIFT + k)) & np.uint32(1)
-                return given | ((raw != 0) & (fault == 0))
+                empty = ev["slot"][idx, k]["off"] != 0
+                if kind in _EMPTY_OK:
+                    empty |= raw != 0
+                return given | (empty & (fault == 0))
 
             if kind == K["strarr"]:
                 if len(data):

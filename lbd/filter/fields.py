@@ -215,13 +215,7 @@ def flag_value(flagset: str, text: str) -> int | None:
 
 
 def _flag_names(flagset: str) -> dict[str, int]:
-    fs = _flags.SETS[flagset]
-    out = dict(_flags.CONSTANTS[flagset])
-    if fs.zero != "0":
-        out.setdefault(fs.zero, 0)            # what names() prints for 0 (F_OK, PROT_NONE)
-    if fs.field_names:
-        out.update({n: v for v, n in _flags.SETS[fs.field_names].field.items()})
-    return out
+    return _flags.name_values(flagset)
 
 
 def flag_parts(flagset: str, text: str) -> tuple | None:

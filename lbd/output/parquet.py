@@ -242,11 +242,23 @@ def _int_text(v: np.ndarray, signed: np.ndarray) -> pa.Array:
     return pa.compute.if_else(pa.array(signed), s, pa.array(v).cast(pa.string()))
 
 
-def _present(lens: np.ndarray, raw: np.ndarray, flags: np.ndarray, slots, kinds: np.ndarray) -> np.ndarray:
-    """Whether a payload argument has a value (lbd.args rules): a payload, or an empty value of
-    an input kind behind a non-NULL pointer that did not fault."""
+def _spread(has: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """has (one entry per true `where`) spread over where's positions (True elsewhere)."""
+    out = np.ones(len(where), bool)
+    out[np.flatnonzero(where)] = has
+    return out
+
+
+def _present(lens: np.ndarray, raw: np.ndarray, flags: np.ndarray, slots, kinds: np.ndarray,
+             offs: np.ndarray | None = None) -> np.ndarray:
+    """Whether a payload argument has a value (lbd.args rules): a payload, or an empty value (the
+    probe read it and found nothing: its slot has an offset; or an input kind's non-NULL pointer)
+    that did not fault."""
     fault = (flags >> (record.F_FAULT_SHIFT + np.asarray(slots)).astype(np.uint32)) & np.uint32(1)
-    return (lens > 0) | (_EMPTY_OK[kinds] & (raw != 0) & (fault == 0))
+    read = (raw != 0) if offs is None else ((offs != 0) | (_EMPTY_OK[kinds] & (raw != 0)))
+    if offs is None:
+        read = _EMPTY_OK[kinds] & read
+    return (lens > 0) | (read & (fault == 0))
 
 
 def _distinct(values: pa.Array) -> tuple[list, pa.Array]:
@@ -301,6 +313,7 @@ class _Cols:
         self.flags = ev["flags"]
         self.args = ev["args"]
         self.lens = ev["slot"]["len"]
+        self.offs = ev["slot"]["off"]
         self.has_args = (self.flags & np.uint32(record.F_NOENTER)) == 0
 
 
@@ -413,14 +426,41 @@ def _args_map(batch, c: _Cols) -> pa.Array:
         parts.append(_int_text(v, signed))
     if len(pp):
         e, k = ev_i[pp], slot_k[pp]
-        ok = _present(c.lens[e, k], c.args[e, k], c.flags[e], k, kinds[pp])
+        ok = _present(c.lens[e, k], c.args[e, k], c.flags[e], k, kinds[pp], c.offs[e, k])
         keep[pp[~ok]] = False
         pp = pp[ok]
         if len(pp):
-            text, has = _payload_text(_payloads(batch, c.base[ev_i[pp]], slot_k[pp]), kinds[pp])
-            if has is not None:
-                keep[pp[~has]] = False
-                pp = pp[has]
+            spec_kind = np.isin(kinds[pp], list(_args.SPEC_KINDS)) | np.array(
+                [_args.strips_nul(int(nr[i]), int(k)) for i, k in zip(ev_i[pp], slot_k[pp])], bool)
+            if spec_kind.any():
+                # structures need their layout and the other arguments: lbd.args per event
+                # (rare syscalls: bpf, capset, sendmsg, ...); text as the normal format prints it
+                texts = [None] * len(pp)
+                for j in np.flatnonzero(spec_kind):
+                    i, k = int(ev_i[pp[j]]), int(slot_k[pp[j]])
+                    v = batch.args(int(c.base[i])).get(_args.arg_specs(int(nr[i]))[k].name)
+                    texts[j] = None if v is None or v is _args.UNREADABLE else \
+                        v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else \
+                        " ".join(str(x) for x in v) if isinstance(v, list) else str(v)
+                got = np.array([t is not None for t in texts]) | ~spec_kind
+                rest = pp[~spec_kind]
+                if len(rest):
+                    plain_text, has = _payload_text(_payloads(batch, c.base[ev_i[rest]], slot_k[rest]), kinds[rest])
+                    hk = has
+                    pl = iter(plain_text.to_pylist())
+                    for pos_, j in enumerate(np.flatnonzero(~spec_kind)):
+                        if hk is None or hk[pos_]:
+                            texts[j] = next(pl)
+                        else:
+                            got[j] = False
+                keep[pp[~got]] = False
+                pp = pp[got]
+                text = pa.array([t for t, g in zip(texts, got) if g], pa.string())
+            else:
+                text, has = _payload_text(_payloads(batch, c.base[ev_i[pp]], slot_k[pp]), kinds[pp])
+                if has is not None:
+                    keep[pp[~has]] = False
+                    pp = pp[has]
             parts.append(text)
     pos = np.empty(len(ev_i), np.int64)
     pos[ii] = np.arange(len(ii))

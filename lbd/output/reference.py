@@ -12,15 +12,17 @@ to each other) and the baseline it is benchmarked against; it is not the fast pa
 * time: local time, ``2025-06-12 13:18:10.347507525``;
 * argument values: ``format_value`` (integers in decimal as the seed prints them, ``flag=512``;
   strings and paths as UTF-8; socket addresses ``127.0.0.1:80``, ``[::1]:80`` or the unix path;
-  argv joined by spaces; a NULL pointer ``NULL``); every value and the cmdline are cut at
-  ``str_max_size`` characters and then end in ``...`` (0: no limit); an undecodable byte counts
-  as one character;
+  argv and group lists joined by spaces; structures ``{key=value, ...}`` (lbd.args.struct_text);
+  a NULL pointer ``NULL``; an argument whose read faulted ``<unreadable>``); every value but these
+  two and the cmdline are cut at ``str_max_size`` characters and then end in ``...`` (0: no
+  limit); an undecodable byte counts as one character;
 * then every text field (user, comm, cmdline, parent comm, each argument value, each fd path) is
   escaped (``escape_text``, lbd/lbd_text.h): an undecodable byte and a control character
   (U+0000..U+001F, U+007F; U+0080..U+009F, U+2028 and U+2029 as their UTF-8 bytes) as ``\\xNN``, a backslash as ``\\\\``, and ``,`` ``(`` ``)`` ``=`` as
   ``\\,`` ``\\(`` ``\\)`` ``\\=``.  So an event is always one line, a value cannot end its field
   or pass for another ``name=``, and ``unescape_text`` gives back the exact text (square
-  brackets are not escaped: ``anon_inode:[eventfd]`` and ``[::1]:80`` print as they are);
+  brackets are not escaped: ``anon_inode:[eventfd]`` and ``[::1]:80`` print as they are; a
+  structure's own ``,`` and ``=`` are escaped like any other);
 * ``envp`` is ``NULL`` unless ``capture_env``; with it, a ``NAME=VALUE`` whose name matches
   ``secret_pattern`` is written ``NAME=***`` (``mask_env``).
 
@@ -63,8 +65,10 @@ import time
 
 import numpy as np
 
+from lbd.text import escape_text, truncate, unescape_text  # noqa: F401 (re-exported)
 from lbd import args as _args, errnos, flags as _flags, record
 from lbd.args import SockAddr
+from lbd.layouts import Value
 
 __all__ = [
     "format_time", "format_time_utc", "truncate", "format_value", "format_args", "format_fds",
@@ -89,17 +93,14 @@ def format_time_utc(ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
 
 
-def truncate(s: str, limit: int) -> str:
-    """str_max_size: longer strings end in `...` (0 = no limit)."""
-    if limit and len(s) > limit:
-        return s[:limit] + "..."
-    return s
-
-
 def format_value(v, limit: int) -> str:
     """One argument value as the normal format (and the Falco plugin's linux.args) prints it."""
     if v is None:
         return "NULL"
+    if v is _args.UNREADABLE:
+        return _args.UNREADABLE_TEXT
+    if isinstance(v, Value):
+        return truncate(_args.struct_text(v), limit)
     if isinstance(v, bytes):
         return truncate(v.decode("utf-8", "backslashreplace"), limit)
     if isinstance(v, list):
@@ -109,47 +110,6 @@ def format_value(v, limit: int) -> str:
     return truncate(str(v), limit)
 
 
-_ESCAPE = {
-    "normal": re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\\\\,()=\udc80-\udcff]"),   # a normal line's field
-    "plain": re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\\\\\udc80-\udcff]"),        # a value alone (plugin)
-    "json": re.compile("[\\\\\udc80-\udcff]"),                       # before JSON's own escaping
-}
-
-
-def _escape_one(m: re.Match) -> str:
-    c = m.group()
-    o = ord(c)
-    if o >= 0xDC80:                       # surrogateescape: an undecodable byte
-        return f"\\x{o - 0xDC00:02x}"
-    if o < 0x20 or o == 0x7F:
-        return f"\\x{o:02x}"
-    if o >= 0x80:                         # C1 controls, U+2028, U+2029: line breaks to some readers
-        return "".join(f"\\x{b:02x}" for b in c.encode())
-    return "\\" + c                      # backslash, and , ( ) = in a normal field
-
-
-def escape_text(s: str, mode: str = "normal") -> str:
-    """A text value as the output writes it (lbd/lbd_text.h): s decoded with surrogateescape and
-    already cut; undecodable bytes and (normal, plain) control characters as \\xNN (C1 controls
-    U+0080..U+009F and the line separators U+2028, U+2029: their UTF-8 bytes, \\xc2\\x85), a
-    backslash as \\\\, and (normal) , ( ) = with a backslash before them."""
-    return _ESCAPE[mode].sub(_escape_one, s)
-
-
-_UNESCAPE = re.compile(r"\\(x[0-9a-f]{2}|.)", re.S)
-
-
-def unescape_text(s: str) -> bytes:
-    """The bytes escape_text's text stands for: the inverse of escape_text for every mode."""
-    out = bytearray()
-    pos = 0
-    for m in _UNESCAPE.finditer(s):
-        out += s[pos:m.start()].encode("utf-8", "surrogateescape")
-        g = m.group(1)
-        out += bytes([int(g[1:], 16)]) if len(g) == 3 else g.encode("utf-8", "surrogateescape")
-        pos = m.end()
-    out += s[pos:].encode("utf-8", "surrogateescape")
-    return bytes(out)
 
 
 def line_safe(s: str) -> str:
@@ -182,6 +142,8 @@ def env_value(v, capture_env: bool, pattern: str):
     """The envp argument as written: None unless capture_env, else each string through mask_env."""
     if not capture_env or v is None:
         return None
+    if v is _args.UNREADABLE:
+        return v
     return [mask_env(x, pattern) for x in v]
 
 
@@ -233,11 +195,12 @@ def _enrichment(batch, i: int) -> dict:
             "cmdline": s("cmdline"), "fullpath": s("fullpath"), "fds": fds}
 
 
-def exact_args(nr: int, flags: int, raw, payloads, capture_env: bool = False, secret_pattern: str = "") -> dict:
+def exact_args(nr: int, flags: int, raw, payloads, capture_env: bool = False, secret_pattern: str = "",
+               offs=None) -> dict:
     """An event's arguments as the output formats write them, before the cut and the escapes:
     text decoded with surrogateescape (buffers too: an undecodable byte is one U+DC80..U+DCFF
-    character), envp as env_value makes it."""
-    args = _args.decode_args(nr, flags, raw, payloads, errors="surrogateescape")
+    character), envp as env_value makes it; offs: the slot offsets (an empty value vs NULL)."""
+    args = _args.decode_args(nr, flags, raw, payloads, offs, errors="surrogateescape")
     for a in _args.arg_specs(nr) or ():
         if a.name not in args:
             continue
@@ -265,16 +228,17 @@ def event_fields(batch, i: int, *, exact: bool = False, capture_env: bool = Fals
     e = batch.events[i]
     nr = int(e["nr"])
     raw_comm = bytes(e["comm"]).split(b"\0", 1)[0]
+    payloads = [batch.payload(i, k) for k in range(record.MAX_ARGS)]
+    offs = [int(o) for o in e["slot"]["off"]]
     if exact:
         comm = _text(raw_comm)
-        payloads = [batch.payload(i, k) for k in range(record.MAX_ARGS)]
-        args = exact_args(nr, int(e["flags"]), e["args"], payloads, capture_env, secret_pattern)
+        args = exact_args(nr, int(e["flags"]), e["args"], payloads, capture_env, secret_pattern, offs)
     else:
         comm = raw_comm.decode("utf-8", "backslashreplace")
-        args = batch.args(i)
+        args = _args.decode_args(nr, int(e["flags"]), e["args"], payloads, offs)
     f = dict(ts=int(e["ts"]), name=_args.syscall_name(nr), nr=nr, dir=chr(int(e["dir"])), res=int(e["res"]),
              latency=int(e["latency"]), pid=int(e["pid"]), tid=int(e["tid"]), uid=int(e["uid"]),
-             gid=int(e["gid"]), comm=comm, flags=int(e["flags"]), args=args)
+             gid=int(e["gid"]), comm=comm, flags=int(e["flags"]), args=args, raw=[int(x) for x in e["args"]])
     if has_enrichment(batch):
         f.update(_enrichment(batch, i) if exact else event_info(batch, i))
     else:
@@ -304,6 +268,9 @@ def _json_value(v, limit: int):
         if d.get("path") is not None:
             d["path"] = _jtext(d["path"])
         return d
+    if isinstance(v, Value):
+        d = _args.struct_json(v, limit)
+        return {k: escape_text(x, "json") if isinstance(x, str) else x for k, x in d.items()}
     if isinstance(v, list):
         return [_jtext(x, limit) if isinstance(x, str) else x for x in v]
     raise TypeError(f"no JSON form for {type(v).__name__}")
@@ -316,11 +283,18 @@ def json_event(batch, i: int, limit: int, capture_env: bool = False, secret_patt
     jnames = _args.json_arg_names(f["nr"]) or ()
     args = f["args"]
     shown = [(a, jn) for a, jn in zip(specs, jnames) if a.name in args]
+    others = _args.raw_others(specs, f["raw"]) if args else {}
     fl_arg, fl_names = [], []
     for a, jn in shown:
-        if a.flags and args[a.name] is not None:
-            fl_arg.append(jn)
-            fl_names.append(_flags.names(a.flags, args[a.name]))
+        v = args[a.name]
+        if a.flags and v is not None:
+            n = _flags.arg_names(a.flags, v, others)
+            if n is not None:
+                fl_arg.append(jn)
+                fl_names.append(n)
+        for key, n in _args.struct_flag_names(a, v, jn):
+            fl_arg.append(key)
+            fl_names.append(n)
     err = errnos.error_of(f["res"])
     return {
         "time": format_time_utc(f["ts"]), "ts": f["ts"], "syscall": f["name"], "nr": f["nr"], "dir": f["dir"],
@@ -329,10 +303,12 @@ def json_event(batch, i: int, limit: int, capture_env: bool = False, secret_patt
         "pcomm": _jtext(f["pcomm"]), "uid": f["uid"], "user": _jtext(f["user"]), "gid": f["gid"],
         "group": _jtext(f["group"]), "comm": _jtext(f["comm"]), "cmdline": _jtext(f["cmdline"], limit),
         "fullpath": _jtext(f["fullpath"]),
-        "args": {jn: _json_value(args[a.name], limit) for a, jn in shown if args[a.name] is not None},
+        "args": {jn: _json_value(args[a.name], limit) for a, jn in shown
+                 if args[a.name] is not None and args[a.name] is not _args.UNREADABLE},
         "flag_names": {"arg": fl_arg, "names": fl_names},
         "truncated": [jn for k, (a, jn) in enumerate(zip(specs, jnames))
                       if args and f["flags"] >> (record.F_TRUNC_SHIFT + k) & 1],
+        "unreadable": [jn for a, jn in shown if args[a.name] is _args.UNREADABLE],
         "fds": {"fd": [fd for fd, _ in f["fds"]], "path": [_jtext(p) for _, p in f["fds"]]},
     }
 

@@ -13,6 +13,11 @@
   when the probe cut them; argv as ``["git", "status"]``; socket addresses as
   ``{AF_INET, 10.0.0.1:443}``, ``{AF_UNIX, "/run/x"}``; output arguments of a failed call (the
   probe does not read them) as their address;
+* structures as strace shows them: ``{map_type=BPF_MAP_TYPE_HASH, key_size=4, ...}`` with their
+  fields' names (lbd/layouts.py), iovecs ``[{iov_base=0x..., iov_len=16}]``, a msghdr's name,
+  iovec lengths and control messages (``cmsg_data=[5]`` for SCM_RIGHTS), group lists ``[0, 4]``;
+  names that depend on another argument (prctl's arg2 by option, a socket's protocol by family,
+  a socket option by level); prctl(PR_SET_NAME)'s name is the thread's comm after the call;
 * open's mode is left out when the flags do not create a file (as strace does);
 * the result: ``= 3``; a failed call ``= -1 ENAME (message)`` (lbd.errnos); mmap and friends in hex;
   ``= ?`` for exit and exit_group; an enter record (dir ``>``) ends in `` ...`` and an exit whose
@@ -36,7 +41,7 @@ import os
 import re
 import time
 
-from lbd import args as _args, errnos, flags as _flags, record, syscalls
+from lbd import args as _args, errnos, flags as _flags, layouts, record, syscalls
 from lbd.args import SockAddr
 
 __all__ = ["TerminalFormatter", "terminal_line", "use_color", "quote", "Palette", "PLAIN", "ANSI"]
@@ -45,6 +50,7 @@ K = record.KINDS
 _AT_FDCWD = -100
 #: syscalls whose result is an address, shown in hex (as strace does)
 _HEX_RESULT = frozenset(("mmap", "mremap", "brk", "shmat"))
+_PR_SET_NAME = 15
 
 
 class Palette:
@@ -114,7 +120,58 @@ class _Ctx:
         self.arena = memoryview(batch.arena)
 
 
-def _arg_text(c: _Ctx, spec, raw: int, payload: bytes | None, faulted: bool, cut: bool) -> str:
+def _field_text(c: _Ctx, f, v, others) -> str:
+    """A structure field (lbd.layouts.Field) as strace shows it."""
+    p = c.p
+    if f.flags:
+        n = _flags.arg_names(f.flags, v, others)
+        if n is not None:
+            return f"{p.symbol}{n}{p.reset}"
+    if f.kind == "c":
+        return f"{p.string}{quote(v.encode('utf-8', 'surrogateescape'), c.limit)}{p.reset}"
+    if f.kind == "b":
+        return f'"{v}"'
+    if f.kind == "p":
+        return "NULL" if not v else hex(v)
+    if f.kind == "x":
+        return hex(v)
+    if f.kind == "o":
+        return "0" + format(v, "o") if v else "0"
+    return str(v)
+
+
+def _struct_text(c: _Ctx, spec, v) -> str:
+    """A structure, an iovec array, a msghdr or a group list as strace shows them."""
+    p = c.p
+    if isinstance(v, list):
+        return "[" + ", ".join(str(x) for x in v) + "]"
+    if v.layout == "iovec":
+        return "[" + ", ".join(f"{{iov_base={hex(b) if b else 'NULL'}, iov_len={n}}}"
+                               for b, n in zip(v["base"], v["len"])) + "]"
+    if v.layout == "msghdr":
+        parts = []
+        if v["name"] is not None:
+            parts.append(f"msg_name={_sockaddr(v['name'], c.limit)}")
+        parts.append(f"msg_namelen={v['namelen']}")
+        parts.append("msg_iov=[" + ", ".join(f"{{iov_len={n}}}" for n in v["iov_len"]) + "]")
+        parts.append(f"msg_iovlen={v['iovlen']}")
+        if v["cmsg_type"]:
+            cm = []
+            for lv, t in zip(v["cmsg_level"], v["cmsg_type"]):
+                level = _flags.names("sockopt_level", lv)
+                typ = _flags.names("scm_type", t) if lv == 1 else str(t)
+                data = f", cmsg_data={v['scm_rights']}" if lv == 1 and t == 1 else ""
+                cm.append(f"{{cmsg_level={p.symbol}{level}{p.reset}, cmsg_type={p.symbol}{typ}{p.reset}{data}}}")
+            parts.append("msg_control=[" + ", ".join(cm) + "]")
+        parts.append(f"msg_controllen={v['controllen']}")
+        parts.append(f"msg_flags={p.symbol}{_flags.names('msg_flags', v['flags'])}{p.reset}")
+        return "{" + ", ".join(parts) + "}"
+    fields = layouts.LAYOUTS[v.layout].all_fields()
+    return "{" + ", ".join(f"{k}={_field_text(c, fields[k], x, v)}" for k, x in v.items() if x is not None) + "}"
+
+
+def _arg_text(c: _Ctx, spec, raw: int, payload: bytes | None, faulted: bool, cut: bool, others=None,
+              off: int = 0) -> str:
     """One argument as strace shows it (see the module docstring)."""
     p = c.p
     kind = spec.kind_id
@@ -136,14 +193,19 @@ def _arg_text(c: _Ctx, spec, raw: int, payload: bytes | None, faulted: bool, cut
     if kind == K["flags"]:
         v = raw & ((1 << spec.bits) - 1)
         if spec.flags:
-            return f"{p.symbol}{_flags.names(spec.flags, v)}{p.reset}"
-        return hex(v)
+            n = _flags.arg_names(spec.flags, v, others)
+            if n is not None:
+                return f"{p.symbol}{n}{p.reset}"
+        return "NULL" if v == 0 and spec.type.endswith("*") else hex(v) if v > 0xFFFF else str(v)
     if kind in (K["ptr"], K["none"]):
         return "NULL" if raw == 0 else hex(raw)
     # pointer kinds with a payload
-    payload = _args.payload_or_empty(kind, raw, payload, faulted)
+    payload = _args.payload_or_empty(kind, raw, payload, faulted, off)
     if payload is None:
         return "NULL" if raw == 0 else hex(raw)          # not read: a fault, an output not written
+    if kind in _args.SPEC_KINDS:
+        v = _args.decode_arg(spec, raw, payload, others)
+        return hex(raw) if v is None else _struct_text(c, spec, v) + (" ..." if cut else "")
     if kind in (K["str"], K["path"], K["buf"], K["out_buf"]):
         return f"{p.string}{quote(payload, c.limit, cut)}{p.reset}"
     if kind == K["strarr"]:
@@ -207,7 +269,8 @@ def _line(c: _Ctx, r: _Rows, j: int, enrich: dict | None, opts) -> str:
     name = _args.syscall_name(nr)
     flags = r.flags[j]
     pid, tid = r.pid[j], r.tid[j]
-    comm = quote(r.comm[j].split(b"\0", 1)[0])[1:-1]
+    comm_q = quote(r.comm[j].split(b"\0", 1)[0])
+    comm = comm_q[1:-1]
     who = f"{comm}({pid})" if pid == tid else f"{comm}({pid}:{tid})"
     head = f"{p.time}{_clock(r.ts[j])}{p.reset} {p.who}{who}{p.reset} {p.name}{name}{p.reset}"
     specs = _args.arg_specs(nr)
@@ -223,11 +286,18 @@ def _line(c: _Ctx, r: _Rows, j: int, enrich: dict | None, opts) -> str:
         shown = specs[: record.MAX_ARGS]
         if _mode_unused(shown, raws):
             shown = shown[:-1]
+        others = _args.raw_others(specs[: record.MAX_ARGS], raws)
         for k, spec in enumerate(shown):
             ln = lens[k]
             payload = c.arena[rec + offs[k]: rec + offs[k] + ln].tobytes() if ln else None
+            if payload and _args.strips_nul(nr, k) and payload[-1:] == b"\0":
+                payload = payload[:-1]
+            if name == "prctl" and k == 1 and raws[0] == _PR_SET_NAME and exit_rec and res == 0:
+                # the new name: the probe reads the thread's comm again after the call
+                parts.append(f"{p.string}{comm_q}{p.reset}")
+                continue
             text = _arg_text(c, spec, raws[k], payload, bool(flags >> (record.F_FAULT_SHIFT + k) & 1),
-                             bool(flags >> (record.F_TRUNC_SHIFT + k) & 1))
+                             bool(flags >> (record.F_TRUNC_SHIFT + k) & 1), others, offs[k])
             parts.append(f"{spec.name}={text}" if sched else text)
         body = "(" + ", ".join(parts) + ")"
     if sched:

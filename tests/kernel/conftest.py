@@ -92,7 +92,14 @@ def events_of(batch) -> list[Event]:
             sock=batch.sock(i), ring=int(e["cpu_ring"]),
             ctx=event_info(batch, i) if enriched else None,
         ))
+        if TERMINAL_LINES:
+            from lbd.output.terminal import terminal_line
+            out[-1].extra["terminal"] = terminal_line(batch, i)
     return out
+
+
+#: set by a test to keep each event's terminal-format line in Event.extra["terminal"]
+TERMINAL_LINES = False
 
 
 def _child_main(r: int, w: int, out: int, fn, comm: str | None) -> None:

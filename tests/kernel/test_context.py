@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from lbd import record
+from lbd.args import UNREADABLE
 from tests.kernel.conftest import LIBC, by_name, one, sched, syscall
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -229,7 +230,7 @@ def test_arguments_in_untouched_pages_after_fork(cap, fork_prog):
     if not core(cap):
         # bcc: the old image's memory is gone at exit and nothing else has the strings: they stay
         # marked unreadable (faulted), not shown as NULL pointers
-        assert x.args["filename"] is None and x.flags & (1 << record.F_FAULT_SHIFT)
+        assert x.args["filename"] is UNREADABLE and x.flags & (1 << record.F_FAULT_SHIFT)
         assert o.flags & record.F_REREAD and d["reread"] >= 1
         return
     assert x.args["filename"] == "/bin/true"

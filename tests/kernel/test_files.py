@@ -242,7 +242,7 @@ def test_output_buffers_getcwd_readlinkat_newfstatat(cap, tmp_path):
     assert n == len(cwd) and m == len("some/where/else")
     cap.expect(one(ev, "chdir"), {"filename": str(tmp_path)}, 0)
     g = one(ev, "getcwd")
-    cap.expect(g, {"buf": cwd[:64], "size": 4096}, n)
+    cap.expect(g, {"buf": cwd[:64].rstrip(b"\0"), "size": 4096}, n)     # the string, as strace shows it
     assert g.truncated == ((0,) if len(cwd) > 64 else ())
     cap.expect(one(ev, "readlinkat"), {"dfd": AT_FDCWD, "pathname": "ln", "buf": b"some/where/else", "bufsiz": 100}, m)
     cap.expect(one(ev, "newfstatat", lambda e: e.args["filename"] == "ln"),

@@ -7,6 +7,7 @@ import ctypes
 import os
 
 from lbd import record
+from lbd.args import UNREADABLE
 from tests.kernel.conftest import AT_FDCWD, delta, one, syscall
 
 STR_MAX = 256   # the session probe's str_max (the default)
@@ -104,9 +105,9 @@ def test_read_fault_flagged_and_counted(cap):
     r_open, r_conn, r_exec = cap.result
     assert r_open == -14 and r_conn == -9 and r_exec < 0   # execve fails on the path first
     o = one(ev, "open", lambda e: e.res == -14)
-    cap.expect(o, {"filename": None, "flags": os.O_RDONLY, "mode": 0}, -14, flags=fault_bit(0))
+    cap.expect(o, {"filename": UNREADABLE, "flags": os.O_RDONLY, "mode": 0}, -14, flags=fault_bit(0))
     c = one(ev, "connect", lambda e: e.args["fd"] == 99)
-    cap.expect(c, {"fd": 99, "uservaddr": None, "addrlen": 16}, -9, flags=fault_bit(1))
+    cap.expect(c, {"fd": 99, "uservaddr": UNREADABLE, "addrlen": 16}, -9, flags=fault_bit(1))
     x = one(ev, "execve", lambda e: e.args["filename"] == "/nonexistent/x")
     # the strings before the bad one are kept; envp NULL is no payload at all
     cap.expect(x, {"filename": "/nonexistent/x", "argv": ["prog"], "envp": None}, r_exec, flags=fault_bit(1))

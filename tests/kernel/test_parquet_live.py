@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -66,6 +67,10 @@ def start_cmd() -> list[str]:
 def test_a_full_file_system_keeps_the_complete_row_groups():
     mnt = tempfile.mkdtemp(prefix="lbd-tiny-")
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt], check=True)
+    # the opens come from a child: the collector never captures its own process
+    opener = subprocess.Popen([sys.executable, "-c", "import os\nwhile True: os.close(os.open('/etc/hostname', "
+                               "os.O_RDONLY))"])
+    w = None
     try:
         path = os.path.join(mnt, "events.parquet")
         w = ParquetWriter(path, row_group_size=1000)
@@ -73,7 +78,6 @@ def test_a_full_file_system_keeps_the_complete_row_groups():
             deadline = time.monotonic() + 120          # bounded: a writer that never fills fails
             for batch in col:
                 w.write_batch(batch)
-                busy(500)
                 if time.monotonic() > deadline:
                     break
         assert str(e.value).startswith(f"cannot write events to {path}: No space left on device (")
@@ -83,5 +87,12 @@ def test_a_full_file_system_keeps_the_complete_row_groups():
         assert t.num_rows == w.events > 0 and w.lost > 0 and w.row_groups >= 1
         assert os.path.getsize(path) == w.bytes
     finally:
+        opener.kill()
+        opener.wait()
+        if w is not None:
+            try:
+                w.close()                               # (a failed test leaves it open: umount needs it shut)
+            except OutputError:
+                pass
         subprocess.run(["umount", mnt], check=True)
         os.rmdir(mnt)

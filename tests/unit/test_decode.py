@@ -8,13 +8,14 @@ import struct
 import pytest
 
 from decode_helpers import DECODERS, Drainer, check_case
+from lbd import args as _args
 from lbd import record, reference
 from lbd import ringimage as ri
 from lbd.args import SockAddr
 from lbd.syscalls import TABLE, BY_NAME
 
 K = record.KINDS
-NR = {n: BY_NAME[n].nr for n in ("openat", "connect", "execve", "pipe2", "accept4", "read", "write",
+NR = {n: BY_NAME[n].nr for n in ("getcwd", "openat", "connect", "execve", "pipe2", "accept4", "read", "write",
                                  "getsockopt", "kill", "setuid", "chown", "mmap", "sendto", "exit_group",
                                  "recvfrom", "close")}
 
@@ -117,18 +118,25 @@ def test_outputs_only_at_successful_exit(decoder):
 
 
 def test_empty_null_and_fault(decoder):
-    """An empty string is "", a NULL pointer None, a failed read None with the fault flag."""
+    """An empty string is "", a NULL pointer None, a failed read UNREADABLE with the fault flag, an
+    output buffer that received 0 bytes b"" (the probe set its slot's offset)."""
     ev = _one(decoder, ri.make_record(NR["openat"], [-100, "", 0, 0]))
     assert ev["decoded"]["filename"] == "" and ev["payloads"][1] is None
     ev = _one(decoder, ri.make_record(NR["openat"], [-100, None, 0, 0]))
     assert ev["decoded"]["filename"] is None and ev["args"][1] == 0
     ev = _one(decoder, ri.make_record(NR["openat"], [-100, "/x", 0, 0], faults=["filename"]))
-    assert ev["decoded"]["filename"] is None
+    assert ev["decoded"]["filename"] is _args.UNREADABLE
     assert ev["flags"] >> (record.F_FAULT_SHIFT + 1) & 1
     ev = _one(decoder, ri.make_record(NR["write"], [1, b"", 0]))
     assert ev["decoded"]["buf"] == b""
     ev = _one(decoder, ri.make_record(NR["execve"], ["/bin/true", [], None]))
     assert ev["decoded"]["argv"] == [] and ev["decoded"]["envp"] is None
+    ev = _one(decoder, ri.make_record(NR["read"], [5, b"", 1], res=0))
+    assert ev["decoded"]["buf"] == b"" and ev["slot"][1][0] != 0
+    ev = _one(decoder, ri.make_record(NR["read"], [5, b"", 1], res=-9))        # failed: not read
+    assert ev["decoded"]["buf"] is None
+    ev = _one(decoder, ri.make_record(NR["getcwd"], [b"/tmp\0", 64], res=5))
+    assert ev["decoded"]["buf"] == b"/tmp"
 
 
 def test_noenter_and_sched(decoder):

@@ -194,7 +194,8 @@ def test_column_every_kind():
     """column() agrees with args(i) for every argument of syscalls covering every kind."""
     names = ["openat", "connect", "execve", "pipe2", "accept4", "read", "write", "getsockopt", "kill",
              "setuid", "chown", "mmap", "sendto", "exit_group", "recvfrom", "socketpair", "lseek",
-             "chmod", "setgid", "pread64", "wait4", "mount", "delete_module"]
+             "chmod", "setgid", "pread64", "wait4", "mount", "delete_module", "bpf", "capget", "setgroups",
+             "writev", "sendmsg", "recvmsg", "getcwd", "prctl"]
     nrs = [BY_NAME[n].nr for n in names]
     cases = ri.random_cases(1500, seed=12, nrs=nrs, noenter=0.1, enter=0.2, faults=0.1)
     b, _ = filled(cases)

@@ -9,6 +9,7 @@ import socket
 
 import pytest
 
+from lbd import layouts
 from lbd import flags, syscalls
 from lbd.flags import FLAG_SETS, names
 
@@ -21,12 +22,20 @@ REQUIRED = {
 
 def test_flag_sets():
     assert REQUIRED <= FLAG_SETS
-    assert FLAG_SETS == frozenset(flags.SETS)
+    assert FLAG_SETS == frozenset(flags.SETS) | frozenset(flags.SWITCHES)
+    for sw in flags.SWITCHES.values():           # a Switch chooses among flag sets
+        assert {s for s in sw.cases.values() if s} | ({sw.default} - {None}) <= set(flags.SETS)
 
 
 def test_every_set_the_table_names_exists_and_every_set_is_used():
     used = {a.flags for s in syscalls.TABLE for a in s.args if a.flags}
     assert used <= FLAG_SETS
+    # sets a Switch chooses, and the sets of structure fields (lbd/layouts.py) are used too
+    used |= {f.flags for lay in layouts.LAYOUTS.values() for f in lay.all_fields().values() if f.flags}
+    for sw in flags.SWITCHES.values():
+        if sw.name in used:
+            used |= {s for s in sw.cases.values() if s} | ({sw.default} - {None})
+    used |= {"scm_type"}                         # the control messages of a msghdr
     assert FLAG_SETS - used == set(), "flag sets nobody uses"
 
 
@@ -131,5 +140,59 @@ def test_typed_constants_agree_with_python():
 def test_no_two_names_for_one_value_in_an_enum():
     for s in flags.SETS.values():
         if s.is_enum:
-            assert len(set(s.field.values())) == len(s.field), s.name
+            # (an enumeration with negative values has each also as unsigned 32 bits: key_spec)
+            assert len(set(s.field.values())) == len({v % (1 << 32) for v in s.field}), s.name
         assert len({n for _, n in s.bits}) == len(s.bits), s.name
+
+
+def test_flagdata_is_generated_from_the_uapi_headers():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, str(root / "tools" / "gen_flags.py"), "--check"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("syscall,arg,value,text", [
+    # the calls that take a few open(2) flags name them as strace does (issue 16)
+    ("dup3", "flags", os.O_CLOEXEC, "O_CLOEXEC"),
+    ("pipe2", "flags", os.O_CLOEXEC | os.O_NONBLOCK, "O_CLOEXEC|O_NONBLOCK"),
+    ("epoll_create1", "flags", os.O_CLOEXEC, "EPOLL_CLOEXEC"),
+    ("inotify_init1", "flags", os.O_CLOEXEC | os.O_NONBLOCK, "IN_NONBLOCK|IN_CLOEXEC"),
+    ("inotify_add_watch", "mask", 0x100 | 0x200, "IN_CREATE|IN_DELETE"),
+    ("fanotify_mark", "flags", 1 | 0x10, "FAN_MARK_ADD|FAN_MARK_MOUNT"),
+    ("fanotify_init", "flags", 4 | 1, "FAN_CLASS_CONTENT|FAN_CLOEXEC"),
+    ("statx", "mask", 0x7FF, "STATX_TYPE|STATX_MODE|STATX_NLINK|STATX_UID|STATX_GID|STATX_ATIME|STATX_MTIME|"
+                             "STATX_CTIME|STATX_INO|STATX_SIZE|STATX_BLOCKS"),
+    ("ioctl", "cmd", 0x5401, "TCGETS"),
+    ("ioctl", "cmd", 0x541B, "FIONREAD"),
+    ("keyctl", "option", 0, "KEYCTL_GET_KEYRING_ID"),
+    ("add_key", "ringid", (-3) & 0xFFFFFFFF, "KEY_SPEC_SESSION_KEYRING"),
+    ("seccomp", "op", 1, "SECCOMP_SET_MODE_FILTER"),
+    ("perf_event_open", "flags", 8, "PERF_FLAG_FD_CLOEXEC"),
+    ("mmap", "prot", 3, "PROT_READ|PROT_WRITE"),
+])
+def test_table_arguments_have_their_names(syscall, arg, value, text):
+    a = next(a for a in syscalls.lookup(syscall).args if a.name == arg)
+    assert flags.names(a.flags, value) == text
+
+
+@pytest.mark.parametrize("syscall,arg,others,value,text", [
+    ("prctl", "arg2", {"option": 24}, 21, "CAP_SYS_ADMIN"),          # PR_CAPBSET_DROP
+    ("prctl", "arg2", {"option": 1}, 9, "SIGKILL"),                  # PR_SET_PDEATHSIG
+    ("prctl", "arg2", {"option": 15}, 0x7FFD0000, None),             # PR_SET_NAME: a pointer
+    ("prctl", "arg3", {"option": 47}, 12, "CAP_NET_ADMIN"),          # PR_CAP_AMBIENT
+    ("socket", "protocol", {"family": 2}, 6, "IPPROTO_TCP"),
+    ("socket", "protocol", {"family": 16}, 9, "NETLINK_AUDIT"),
+    ("socket", "protocol", {"family": 1}, 0, None),
+    ("setsockopt", "optname", {"level": 1}, 2, "SO_REUSEADDR"),
+    ("setsockopt", "optname", {"level": 6}, 1, "TCP_NODELAY"),
+    ("setsockopt", "level", {}, 1, "SOL_SOCKET"),
+    ("keyctl", "arg2", {"option": 0}, (-4) & 0xFFFFFFFF, "KEY_SPEC_USER_KEYRING"),
+])
+def test_names_that_depend_on_another_argument(syscall, arg, others, value, text):
+    a = next(a for a in syscalls.lookup(syscall).args if a.name == arg)
+    assert flags.arg_names(a.flags, value, others) == text

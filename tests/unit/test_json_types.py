@@ -14,7 +14,7 @@ import jsonschema
 import pyarrow.json as pa_json
 import pytest
 
-from lbd import args as _args, syscalls
+from lbd import args as _args, layouts, syscalls
 from lbd._format import Formatter
 from lbd.output import load_schema
 from tests.data import synth
@@ -29,13 +29,16 @@ def table_types() -> dict[str, set[str]]:
     out: dict[str, set[str]] = defaultdict(set)
     for nr in list(syscalls.BY_NR) + list(_args.SCHED_ARGS):
         for a in _args.arg_specs(nr):
-            out[a.name].add(_args.JSON_TYPES[a.kind_id])
+            out[a.name].add(_args.json_type(a))
     return out
 
 
 def test_every_json_name_has_one_type():
     types = _args.json_arg_types()               # raises on a clash
-    assert set(types.values()) <= {"integer", "string", "strings", "fdpair", "sockaddr"}
+    structs = {f"struct:{n}" for n in layouts.LAYOUTS}
+    assert set(types.values()) <= {"integer", "string", "strings", "fdpair", "sockaddr", "integers", "iovec",
+                                   "msghdr"} | structs
+    assert types["bpf_attr"] == "struct:bpf_attr" and types["uattr"] == "integer"        # sched_setattr
     assert types["fildes"] == "fdpair" and types["oldfd"] == "integer"
     assert types["addr"] == "integer" and types["dest_addr"] == types["src_addr"] == "sockaddr"
     assert types["buf"] == "string" and types["buf_ptr"] == "integer"
@@ -46,7 +49,7 @@ def test_each_rename_resolves_a_clash():
     for (sc, arg), new in _args.JSON_RENAMES.items():
         spec = next(a for a in syscalls.lookup(sc).args if a.name == arg)      # the entry names a real arg
         assert arg in clashing, f"{sc}.{arg} does not clash: the rename is not needed"
-        assert new not in table_types() or table_types()[new] == {_args.JSON_TYPES[spec.kind_id]}
+        assert new not in table_types() or table_types()[new] == {_args.json_type(spec)}
 
 
 def test_renames_apply_to_json_only():

@@ -107,7 +107,8 @@ def test_json_lines_validate_and_agree(batch):
             (n["syscall"], n["nr"], n["dir"], n["res"], n["user"], n["comm"], n["pid"], n["tid"], n["ppid"], n["pcomm"])
     assert objs[1]["time"] == "2025-06-12T05:18:10.347508525Z" and objs[1]["ts"] == golden.T0 + 1000
     assert objs[1]["flag_names"] == {"arg": ["flag"], "names": ["AT_REMOVEDIR"]}
-    assert objs[2]["flag_names"] == {"arg": ["family", "type"], "names": ["AF_INET", "SOCK_STREAM|SOCK_CLOEXEC"]}
+    assert objs[2]["flag_names"] == {"arg": ["family", "type", "protocol"],
+                                     "names": ["AF_INET", "SOCK_STREAM|SOCK_CLOEXEC", "IPPROTO_TCP"]}
     assert objs[3]["args"]["uservaddr"] == {"family": "AF_INET", "addr": "127.0.0.1", "port": 80, "path": None,
                                             "raw": None}
     assert objs[3]["latency"] == 41000 and objs[3]["flag_names"] == {"arg": [], "names": []}

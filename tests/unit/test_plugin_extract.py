@@ -51,7 +51,8 @@ def decode_all(records: list[bytes]):
 
 def exact_args(e, payloads, capture_env: bool = False, secret_pattern: str = "") -> dict:
     """The event's arguments as the output formats see them (reference.exact_args)."""
-    return reference.exact_args(int(e["nr"]), int(e["flags"]), e["args"], payloads, capture_env, secret_pattern)
+    return reference.exact_args(int(e["nr"]), int(e["flags"]), e["args"], payloads, capture_env, secret_pattern,
+                                [int(o) for o in e["slot"]["off"]])
 
 
 def plain(s: str) -> str:

@@ -175,7 +175,8 @@ def test_every_tracepoint_of_the_table_exists_on_the_live_kernel():
     events = _tracefs_events()
     live = {p.name[len("sys_enter_"):] for p in events.glob("sys_enter_*")}
     snapshot_release = json.loads(syscalls.TABLE_PATH.read_text())["sources"]["tracefs_kernel"]
-    if os.uname().release != snapshot_release:
+    # the same kernel version in another build (6.18.44-fc-v595, 6.18.44-fc-v1252) has the same syscalls
+    if os.uname().release.split("-")[0] != snapshot_release.split("-")[0]:
         pytest.skip(f"the table's tracepoints come from kernel {snapshot_release}, this is "
                     f"{os.uname().release}")
     assert {s.tracepoint for s in TABLE if s.tracepoint} == live
@@ -203,8 +204,12 @@ def test_every_argument_is_well_formed():
                 assert target.kind in INTEGERISH, f"{where}: length {target.name} is {target.kind}"
                 if a.kind == "out_sockaddr":
                     assert target.kind == "out_int", where
+            elif a.kind_id in record.SIZED_KINDS:
+                assert a.size and a.size % 8 == 0 and a.size <= 2040, where
+                assert a.len_arg is None or sc.args[a.len_arg].kind in INTEGERISH, where
             else:
                 assert a.len_arg is None, where
+            assert (a.layout is not None) == (a.kind in ("struct", "out_struct")), where
             if a.kind == "flags":
                 assert a.flags in flags.FLAG_SETS, where
             else:
@@ -239,7 +244,7 @@ EXPECTED = {
                _a("mode", "mode")],
     "open": [_a("filename", "path"), _a("flags", "flags", fl="open_flags"), _a("mode", "mode")],
     "creat": [_a("pathname", "path"), _a("mode", "mode")],
-    "openat2": [_a("dfd", "dirfd"), _a("filename", "path"), _a("how", "ptr"), _a("usize", "uint")],
+    "openat2": [_a("dfd", "dirfd"), _a("filename", "path"), _a("how", "struct", 3), _a("usize", "uint")],
     "unlinkat": [_a("dfd", "dirfd"), _a("pathname", "path"), _a("flag", "flags", fl="at_flags")],
     "renameat2": [_a("olddfd", "dirfd"), _a("oldname", "path"), _a("newdfd", "dirfd"),
                   _a("newname", "path"), _a("flags", "flags", fl="rename_flags")],
@@ -249,15 +254,15 @@ EXPECTED = {
     "close": [_a("fd", "fd")],
     "dup": [_a("fildes", "fd")],
     "dup2": [_a("oldfd", "fd"), _a("newfd", "fd")],
-    "dup3": [_a("oldfd", "fd"), _a("newfd", "fd"), _a("flags", "flags", fl="open_flags")],
+    "dup3": [_a("oldfd", "fd"), _a("newfd", "fd"), _a("flags", "flags", fl="dup3_flags")],
     "pipe": [_a("fildes", "out_fd2")],
-    "pipe2": [_a("fildes", "out_fd2"), _a("flags", "flags", fl="open_flags")],
+    "pipe2": [_a("fildes", "out_fd2"), _a("flags", "flags", fl="pipe2_flags")],
     "socketpair": [_a("family", "flags", fl="socket_family"),
                    _a("type", "flags", fl="socket_type"), _a("protocol", "int"),
                    _a("usockvec", "out_fd2")],
     "clone": [_a("clone_flags", "flags", fl="clone_flags"), _a("newsp", "ptr"),
               _a("parent_tidptr", "ptr"), _a("child_tidptr", "ptr"), _a("tls", "hex")],
-    "clone3": [_a("uargs", "ptr"), _a("size", "uint")],
+    "clone3": [_a("uargs", "struct", 1), _a("size", "uint")],
     "execve": [_a("filename", "path"), _a("argv", "strarr"), _a("envp", "strarr")],
     "execveat": [_a("fd", "dirfd"), _a("filename", "path"), _a("argv", "strarr"),
                  _a("envp", "strarr"), _a("flags", "flags", fl="at_flags")],
@@ -267,7 +272,7 @@ EXPECTED = {
     "tkill": [_a("pid", "pid"), _a("sig", "flags", fl="signal")],
     "tgkill": [_a("tgid", "pid"), _a("pid", "pid"), _a("sig", "flags", fl="signal")],
     "socket": [_a("family", "flags", fl="socket_family"), _a("type", "flags", fl="socket_type"),
-               _a("protocol", "int")],
+               _a("protocol", "flags", fl="socket_protocol")],
     "connect": [_a("fd", "fd"), _a("uservaddr", "sockaddr", 2), _a("addrlen", "int")],
     "bind": [_a("fd", "fd"), _a("umyaddr", "sockaddr", 2), _a("addrlen", "int")],
     "accept": [_a("fd", "fd"), _a("upeer_sockaddr", "out_sockaddr", 2),
@@ -316,7 +321,8 @@ EXPECTED = {
     "umount2": [_a("name", "path"), _a("flags", "flags", fl="umount_flags")],
     "ptrace": [_a("request", "flags", fl="ptrace_request"), _a("pid", "pid"), _a("addr", "hex"),
                _a("data", "hex")],
-    "prctl": [_a("option", "flags", fl="prctl_option"), _a("arg2", "hex"), _a("arg3", "hex"),
+    "prctl": [_a("option", "flags", fl="prctl_option"), _a("arg2", "flags", fl="prctl_arg2"),
+              _a("arg3", "flags", fl="prctl_arg3"),
               _a("arg4", "hex"), _a("arg5", "hex")],
     "fcntl": [_a("fd", "fd"), _a("cmd", "flags", fl="fcntl_cmd"), _a("arg", "hex")],
     "lseek": [_a("fd", "fd"), _a("offset", "int"), _a("whence", "flags", fl="seek_whence")],
