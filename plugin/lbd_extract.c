@@ -485,8 +485,11 @@ static int64_t view__index(struct lbd_view *v, const ss_plugin_event *e)
     uint32_t h = v->hint;
     if (h < v->n && v->ptrs[h] == a)
         return h;
-    if (h + 1 < v->n && v->ptrs[h + 1] == a)
-        return v->hint = h + 1;
+    /* the next events first: Falco gets the batch less its state records and what the filter
+     * removed, so the next one it extracts is a few events further at most, mostly */
+    for (uint32_t k = h + 1; k < v->n && k <= h + 8; k++)
+        if (v->ptrs[k] == a)
+            return v->hint = k;
     uint32_t lo = 0, hi = v->n;             /* ptrs ascend: events are laid out in arena order */
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
@@ -1098,6 +1101,10 @@ int lbd_view_check(const struct lbd_view *v, char *why, size_t len)
     static const char *const names[] = {"pcomm", "user", "group", "cmdline", "fullpath"};
     for (uint32_t i = 0; i < v->n; i++) {
         const struct lbd_enrich_row *r = &v->enrich[i];
+        /* a row equal to the one before it was checked already (a process's events in a row
+         * mostly share one: the engine copies its cached row) */
+        if (i > 0 && memcmp(r, r - 1, sizeof(*r)) == 0)
+            continue;
         const uint32_t pairs[5][2] = {{r->pcomm_off, r->pcomm_len}, {r->user_off, r->user_len},
                                       {r->group_off, r->group_len}, {r->cmdline_off, r->cmdline_len},
                                       {r->fullpath_off, r->fullpath_len}};

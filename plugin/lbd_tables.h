@@ -594,7 +594,7 @@ static const char lbd_init_schema_json[] =
 #define LBD_PLUGIN_ID 27182u
 #define LBD_PLUGIN_NAME "lbd"
 #define LBD_EVENT_SOURCE "linux_ebpf"
-#define LBD_REQUIRED_API_VERSION "3.0.0"
+#define LBD_REQUIRED_API_VERSION "3.6.0"
 #define LBD_PLUGIN_DESCRIPTION "Linux behavior detection: every Linux system call captured in the kernel with eBPF, arguments decoded (paths, strings, socket addresses, flags, fds), as Falco events"
 #define LBD_PLUGIN_CONTACT "https://github.com/lbd-project/lbd"
 #define LBD_PLUGIN_VERSION "0.1.0"
