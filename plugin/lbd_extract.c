@@ -785,12 +785,22 @@ static const char *idname(struct lbd_extractor *x, const struct ev *e, uint32_t 
     }
 }
 
+/* linux.time: the event's wall clock in the local time zone, as Falco prints its own prefix
+ * (%evt.time: libsinsp's ts_to_string, whose localtime() re-reads TZ and /etc/localtime on every
+ * call).  localtime_r alone reads them once per process (glibc), so a zone set or changed after
+ * the first event (TZ exported later, timedatectl set-timezone) printed linux.time an hour off
+ * Falco's prefix.  Here the zone is read again (tzset) for each new second of event time and at
+ * least once per second of real time; the text of a second is cached. */
 static const char *ev__time(struct lbd_extractor *x, uint64_t ns)
 {
     int64_t sec = (int64_t)(ns / 1000000000ull);
-    if (sec != x->time_sec || !x->time_prefix[0]) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    if (sec != x->time_sec || !x->time_prefix[0] || (int64_t)now.tv_sec != x->tz_read) {
         time_t t = (time_t)sec;
         struct tm tm;
+        tzset();
+        x->tz_read = (int64_t)now.tv_sec;
         if (!localtime_r(&t, &tm))
             return NULL;
         strftime(x->time_prefix, sizeof(x->time_prefix), "%Y-%m-%d %H:%M:%S", &tm);

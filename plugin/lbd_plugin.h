@@ -46,6 +46,7 @@ struct lbd_extractor {
     uint64_t str_max;                       /* init_config str_max_size: 0 = no limit */
     int64_t time_sec;                       /* linux.time cache: the second last formatted */
     char time_prefix[32];                   /* "YYYY-mm-dd HH:MM:SS" of time_sec */
+    int64_t tz_read;                        /* CLOCK_MONOTONIC second the time zone was read */
 };
 
 void lbd_extractor_init(struct lbd_extractor *x, uint64_t str_max);
