@@ -74,7 +74,17 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--top", type=int, default=15, metavar="N")
     st.add_argument("--json", action="store_true", help="one JSON object instead of tables")
 
-    sub.add_parser("falco-config", help="print a falco.yaml fragment that loads lbd's plugin")
+    fc = sub.add_parser("falco-config", help="print a Falco config.d drop-in that adds lbd's plugin",
+                        description="Print a drop-in for /etc/falco/config.d/ that adds lbd's plugin to the "
+                                    "plugins Falco loads (Falco >= 0.41 appends a drop-in's lists), or with "
+                                    "--merge-with the whole plugins and load_plugins lists of a falco.yaml with "
+                                    "lbd added (for Falco 0.38-0.40, or a strategy: override entry).",
+                        epilog="examples:\n"
+                               "  lbd falco-config > /etc/falco/config.d/lbd.yaml\n"
+                               "  lbd falco-config --merge-with /etc/falco/falco.yaml",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    fc.add_argument("--merge-with", metavar="FALCO_YAML",
+                    help="print FALCO_YAML's plugins and load_plugins with lbd added")
     return p
 
 
@@ -399,10 +409,13 @@ def cmd_stats(a) -> int:
 
 def cmd_falco_config(a) -> int:
     try:
-        from lbd.falco import falco_config_fragment
+        from lbd.falco import falco_config_fragment, falco_config_merged
     except ImportError:
         raise CliError("the Falco plugin support is not built yet (see the README's Falco section)") from None
-    sys.stdout.write(falco_config_fragment())
+    if getattr(a, "merge_with", None):
+        sys.stdout.write(falco_config_merged(a.merge_with))
+    else:
+        sys.stdout.write(falco_config_fragment())
     return EXIT_OK
 
 

@@ -41,7 +41,8 @@ from pathlib import Path
 
 __all__ = [
     "PLUGIN_ID", "PLUGIN_NAME", "EVENT_SOURCE", "REQUIRED_API_VERSION", "Field", "FIELDS",
-    "fields_json", "library_path", "falco_config_fragment", "plugin_init", "PluginState", "Instance",
+    "fields_json", "library_path", "falco_config_fragment", "falco_config_merged", "plugin_init", "PluginState",
+    "Instance",
 ]
 
 PLUGIN_ID = 27182
@@ -168,24 +169,76 @@ def library_path() -> Path:
     return Path(env).resolve() if env else _REPO / "build" / "liblbd.so"
 
 
+def _plugin_entry(init_config: dict | None, open_params: dict | None) -> dict:
+    return {"name": PLUGIN_NAME, "library_path": str(library_path()),
+            "init_config": init_config if init_config is not None else {"putfile": False, "str_max_size": 1024},
+            "open_params": json.dumps(open_params if open_params is not None else {"drop_failed": False})}
+
+
+def _yaml(doc: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=100)
+
+
+_RUN_NOTE = (
+    "# Rules for lbd's events name `source: linux_ebpf` (rules/lbd_rules.yaml, examples/falco/rules.yaml).\n"
+    "# Without Falco's own syscall driver: engine.kind nodriver (or --disable-source syscall).\n"
+    "# Each matching rule fires with rule_matching: all (a falco.yaml setting, left to you here).\n")
+
+
 def falco_config_fragment(init_config: dict | None = None, open_params: dict | None = None) -> str:
-    """A falco.yaml fragment that loads lbd's plugin (printed by ``lbd falco-config``)."""
+    """A config.d drop-in that adds lbd's plugin (printed by ``lbd falco-config``).
+
+    Falco 0.41 and later merge the files of ``config_files`` (``/etc/falco/config.d``) with the
+    ``append`` strategy by default: a drop-in's lists are appended to falco.yaml's, its scalars
+    override.  So the drop-in holds only the two lists, ``plugins`` (lbd's entry) and
+    ``load_plugins`` ([lbd]): the plugins falco.yaml loads stay loaded, and no setting of yours is
+    changed.  Where a drop-in replaces lists (Falco 0.38-0.40, or a config_files entry with
+    ``strategy: override``), use falco_config_merged() instead."""
     lib = library_path()
-    init = json.dumps(init_config if init_config is not None else {"putfile": False, "str_max_size": 1024})
-    params = json.dumps(open_params if open_params is not None else {"drop_failed": False})
     note = "" if lib.is_file() else "# NOTE: not built yet: run `make plugin` in the lbd checkout\n"
     return (
-        "# lbd's Falco plugin (event source linux_ebpf, plugin id 27182); run Falco with\n"
-        "#   falco -c falco.yaml -r rules.yaml --disable-source syscall\n"
-        f"{note}"
-        "plugins:\n"
-        f"  - name: {PLUGIN_NAME}\n"
-        f"    library_path: {lib}\n"
-        f"    init_config: {init}\n"
-        f"    open_params: '{params}'\n"
-        "load_plugins: [lbd]\n"
-        "rule_matching: all\n"
-    )
+        "# lbd's Falco plugin (event source linux_ebpf, plugin id 27182): a drop-in for\n"
+        "# /etc/falco/config.d/ (Falco >= 0.41 appends its lists to falco.yaml's `plugins` and\n"
+        "# `load_plugins`: the plugins loaded already stay loaded).  Falco 0.38-0.40, or a config_files\n"
+        "# entry with `strategy: override`, replace the lists instead: there, use\n"
+        "#   lbd falco-config --merge-with /etc/falco/falco.yaml\n"
+        + _RUN_NOTE + note
+        + _yaml({"plugins": [_plugin_entry(init_config, open_params)], "load_plugins": [PLUGIN_NAME]}))
+
+
+def falco_config_merged(falco_yaml: str | os.PathLike, init_config: dict | None = None,
+                        open_params: dict | None = None) -> str:
+    """The ``plugins`` and ``load_plugins`` lists of a falco.yaml with lbd added (an lbd entry it
+    has is replaced): a fragment that keeps every plugin it loads whatever the merge strategy
+    (``lbd falco-config --merge-with FILE``).  ConfigError when FILE cannot be read as YAML."""
+    import yaml
+
+    from lbd.config import ConfigError
+
+    path = os.fspath(falco_yaml)
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f) or {}
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: the top level is not a mapping of Falco settings")
+    plugins = doc.get("plugins") or []
+    loads = doc.get("load_plugins") or []
+    if not isinstance(plugins, list) or not isinstance(loads, list):
+        raise ConfigError(f"{path}: plugins and load_plugins must be lists")
+    plugins = [p for p in plugins if not (isinstance(p, dict) and p.get("name") == PLUGIN_NAME)]
+    plugins.append(_plugin_entry(init_config, open_params))
+    loads = [x for x in loads if x != PLUGIN_NAME] + [PLUGIN_NAME]
+    return (
+        f"# The plugins of {path} with lbd's added: replace that file's `plugins` and `load_plugins`\n"
+        "# with these (or put them in a config.d drop-in whose config_files entry has `strategy:\n"
+        "# override`).  Every plugin it loaded stays loaded.\n" + _RUN_NOTE
+        + _yaml({"plugins": plugins, "load_plugins": loads}))
 
 
 # ---- errors ------------------------------------------------------------------------------------
