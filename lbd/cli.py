@@ -47,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--comm", nargs="+", action="extend", metavar="NAME", help="keep only these command names")
     run.add_argument("--exclude-pid", type=int, nargs="+", action="extend", metavar="PID", help="drop these pids")
     run.add_argument("--exclude-comm", nargs="+", action="extend", metavar="NAME", help="drop these command names")
+    run.add_argument("--filter", metavar="EXPR",
+                     help="write only the events EXPR keeps (README: Filter expressions), e.g. "
+                          "'syscall = openat and arg.filename startswith /etc/'; what the kernel can decide of "
+                          "it (syscalls, pids, comms, uids, failed) is dropped there (open_params.filter)")
     fail = run.add_mutually_exclusive_group()
     fail.add_argument("--failed-only", action="store_true",
                       help="write only failed syscalls (res < 0); filtered in user space: the kernel still "
@@ -171,6 +175,8 @@ def _run_config(a):
         changes["drop_failed"] = True
     if a.enter:
         changes["emit_enter"] = True
+    if getattr(a, "filter", None):
+        changes["filter"] = a.filter
     return cfg.replace(**changes) if changes else cfg
 
 
@@ -192,9 +198,19 @@ class _UserFilter:
         self.only_comms = np.array([c.encode()[:15] for c in o.only_comms], dtype="S16") if o.only_comms else None
         self.drop_pids = np.array(o.filter_pids, dtype=np.uint32) if o.filter_pids else None
         self.drop_comms = np.array([c.encode()[:15] for c in o.filter_comms], dtype="S16") if o.filter_comms else None
+        from lbd.filter.pushdown import compiled
+
+        self.filter = compiled(cfg)         # open_params.filter / --filter: applied whole, here
 
     def mask(self, batch):
         """A bool array (None: every event)."""
+        keep = self._mask(batch)
+        if self.filter is None:
+            return keep
+        f = self.filter(batch)
+        return f if keep is None else keep & f
+
+    def _mask(self, batch):
         import numpy as np
 
         ev = batch.events
@@ -254,7 +270,10 @@ def cmd_run(a) -> int:
     try:
         # Parquet converts a batch at a time: large batches amortise the per-batch work
         bsize = max(cfg.init.batch_size, 16384) if writer.format == "parquet" else None
-        with writer, Collector(cfg, enrich=True, batch_size=bsize) as col:
+        from lbd.filter.pushdown import kernel_config
+
+        # the filter's part the kernel can decide goes into the probe's filters
+        with writer, Collector(kernel_config(cfg), enrich=True, batch_size=bsize) as col:
             if a.metrics:
                 from lbd.metrics import MetricsError, StatsCollector, serve
 
