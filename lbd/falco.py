@@ -132,6 +132,10 @@ FIELDS: tuple[Field, ...] = (
     Field("linux.arg", "string", "One argument by name, as linux.args prints it, e.g. "
           "linux.arg[pathname]; no value when the syscall has no such argument.",
           arg="name", display="Argument"),
+    Field("linux.flags", "string", "The symbolic names of a flags or mode argument, by the argument's "
+          "name, one per flag: linux.flags[flags] of openat(O_WRONLY|O_CREAT) is (O_WRONLY, O_CREAT), "
+          "linux.flags[mode] of chmod 04755 has S_ISUID; use intersects or in; no value for other "
+          "arguments.", is_list=True, arg="name", display="Flags"),
     Field("linux.sockaddr.family", "string", "Family of the syscall's socket address argument "
           "(AF_INET, AF_INET6, AF_UNIX, ...): the peer of connect, sendto, accept, accept4, recvfrom, "
           "the local address of bind.", display="Address family"),

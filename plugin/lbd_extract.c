@@ -669,6 +669,77 @@ static const char *render__arg(struct lbd_extractor *x, const struct ev *e, cons
     return NULL;
 }
 
+static const char *fmt(struct lbd_extractor *x, const char *f, ...) __attribute__((format(printf, 2, 3)));
+
+/* linux.flags[NAME]: the names of a flags or mode argument's value, as lbd.flags.names() joins
+ * them with '|' (an enumeration: its one name or the decimal number; a bit mask: the enumerated
+ * field's name first, the names of the bits set in printing order, the unnamed bits as one hex
+ * number, the set's zero name for 0).  Returns the count (0: the event has no such argument or
+ * it is neither flags nor mode), -1 when out of memory. */
+static int flags__names(struct lbd_extractor *x, const struct ev *e, const char *name, const char ***out)
+{
+    const struct lbd_sc_spec *sp = ev__specs(e);
+    int k = -1;
+    for (int i = 0; sp && i < sp->nargs; i++)
+        if (!strcmp(sp->args[i].name, name)) {
+            k = i;
+            break;
+        }
+    if (k < 0 || !sp->args[k].flagset || sp->args[k].flagset > LBD_N_FLAG_SETS)
+        return 0;
+    const struct lbd_flag_set *fs = &lbd_flag_sets[sp->args[k].flagset];
+    uint64_t v = zext(e->h->args[k], sp->args[k].bits);
+    const char **arr = arena__alloc(&x->arena, (size_t)(fs->nbits + 3) * sizeof(*arr));
+    if (!arr)
+        return -1;
+    *out = arr;
+    int n = 0;
+    if (fs->field_mask == -1) {
+        for (uint16_t i = 0; i < fs->nfield; i++)
+            if (fs->field[i].mask == v) {
+                arr[0] = fs->field[i].name;
+                return 1;
+            }
+        arr[0] = fmt(x, "%" PRIu64, v);
+        return arr[0] ? 1 : -1;
+    }
+    if (fs->field_mask) {
+        uint64_t fv = v & (uint64_t)fs->field_mask;
+        v &= ~(uint64_t)fs->field_mask;
+        const struct lbd_flag_set *names = fs->field_from ? &lbd_flag_sets[fs->field_from] : fs;
+        if (fv || fs->field_zero) {
+            const char *nm = NULL;
+            for (uint16_t i = 0; i < names->nfield; i++)
+                if (names->field[i].mask == fv)
+                    nm = names->field[i].name;
+            arr[n] = nm ? nm : fmt(x, "0x%" PRIx64, fv);
+            if (!arr[n++])
+                return -1;
+        }
+    }
+    uint64_t matched = 0;                   /* bit i: match[i] matched (nbits <= 64) */
+    for (uint16_t i = 0; i < fs->nbits && i < 64; i++)
+        if ((v & fs->match[i].mask) == fs->match[i].mask) {
+            matched |= 1ull << i;
+            v &= ~fs->match[i].mask;
+        }
+    for (uint16_t j = 0; j < fs->nbits; j++)
+        for (uint16_t i = 0; i < fs->nbits && i < 64; i++)
+            if ((matched >> i & 1) && fs->match[i].mask == fs->bits[j].mask && !strcmp(fs->match[i].name, fs->bits[j].name)) {
+                arr[n++] = fs->bits[j].name;
+                break;
+            }
+    if (v) {
+        arr[n] = fmt(x, "0x%" PRIx64, v);
+        if (!arr[n++])
+            return -1;
+    }
+    if (!n)
+        arr[n++] = fs->zero;
+    *out = arr;
+    return n;
+}
+
 /* The first socket address argument with a payload: its bytes, or NULL. */
 static const uint8_t *ev__sockaddr(const struct ev *e, uint32_t *len)
 {
@@ -1056,6 +1127,21 @@ static ss_plugin_rc field__extract(struct lbd_extractor *x, const struct ev *e, 
         const char *v = render__arg(x, e, f->arg_key, &found);
         if (found)
             rc = set_str(x, f, v);
+        break;
+    }
+    case LBD_FLD_FLAGS: {
+        if (!f->arg_key || !f->arg_key[0]) {
+            snprintf(err, errlen, "linux.flags needs an argument name, e.g. linux.flags[flags]");
+            return SS_PLUGIN_FAILURE;
+        }
+        const char **names = NULL;
+        int n = flags__names(x, e, f->arg_key, &names);
+        if (n < 0)
+            rc = -1;
+        else if (n > 0) {
+            f->res.str = names;
+            f->res_len = (uint64_t)n;
+        }
         break;
     }
     case LBD_FLD_SOCKADDR_FAMILY:
