@@ -136,6 +136,10 @@ FIELDS: tuple[Field, ...] = (
           "name, one per flag: linux.flags[flags] of openat(O_WRONLY|O_CREAT) is (O_WRONLY, O_CREAT), "
           "linux.flags[mode] of chmod 04755 has S_ISUID; use intersects or in; no value for other "
           "arguments.", is_list=True, arg="name", display="Flags"),
+    Field("linux.fd", "string", "The name of one open file of the process by its number, as linux.fds "
+          "shows it after the event: linux.fd[0] is stdin, e.g. /dev/null or tcp 10.0.0.5:41067->"
+          "10.0.0.9:443; no value when the process has no such fd or the event is not enriched.",
+          arg="name", display="File"),
     Field("linux.sockaddr.family", "string", "Family of the syscall's socket address argument "
           "(AF_INET, AF_INET6, AF_UNIX, ...): the peer of connect, sendto, accept, accept4, recvfrom, "
           "the local address of bind.", display="Address family"),

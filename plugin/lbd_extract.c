@@ -1129,6 +1129,25 @@ static ss_plugin_rc field__extract(struct lbd_extractor *x, const struct ev *e, 
             rc = set_str(x, f, v);
         break;
     }
+    case LBD_FLD_FD: {
+        char *end = NULL;
+        long fd = f->arg_key ? strtol(f->arg_key, &end, 10) : -1;
+        if (!f->arg_key || !f->arg_key[0]) {
+            snprintf(err, errlen, "linux.fd needs an fd number, e.g. linux.fd[0]");
+            return SS_PLUGIN_FAILURE;
+        }
+        if (*end || fd < 0 || fd > INT32_MAX)
+            break;                          /* no such fd, like linux.arg[nope] */
+        const struct lbd_view *v = e->view;
+        for (uint32_t i = 0; en && i < en->fds_n; i++) {
+            const struct lbd_fd_row *r = &v->fdtab[en->fds_off + i];
+            if (r->fd == (int32_t)fd) {
+                rc = set_str(x, f, strtab__at(v, r->path_off));
+                break;
+            }
+        }
+        break;
+    }
     case LBD_FLD_FLAGS: {
         if (!f->arg_key || !f->arg_key[0]) {
             snprintf(err, errlen, "linux.flags needs an argument name, e.g. linux.flags[flags]");

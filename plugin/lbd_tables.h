@@ -590,15 +590,16 @@ enum lbd_field_id {
     LBD_FLD_PCOMM = 24,  /* linux.pcomm */
     LBD_FLD_ARG = 25,  /* linux.arg */
     LBD_FLD_FLAGS = 26,  /* linux.flags */
-    LBD_FLD_SOCKADDR_FAMILY = 27,  /* linux.sockaddr.family */
-    LBD_FLD_SOCKADDR_IP = 28,  /* linux.sockaddr.ip */
-    LBD_FLD_SOCKADDR_PORT = 29,  /* linux.sockaddr.port */
-    LBD_FLD_SOCKADDR_PATH = 30,  /* linux.sockaddr.path */
-    LBD_FLD_CGROUP_ID = 31,  /* linux.cgroup_id */
-    LBD_FLD_PIDNS = 32,  /* linux.pidns */
-    LBD_FLD_MNTNS = 33,  /* linux.mntns */
-    LBD_FLD_LOGINUID = 34,  /* linux.loginuid */
-    LBD_N_FIELDS = 35
+    LBD_FLD_FD = 27,  /* linux.fd */
+    LBD_FLD_SOCKADDR_FAMILY = 28,  /* linux.sockaddr.family */
+    LBD_FLD_SOCKADDR_IP = 29,  /* linux.sockaddr.ip */
+    LBD_FLD_SOCKADDR_PORT = 30,  /* linux.sockaddr.port */
+    LBD_FLD_SOCKADDR_PATH = 31,  /* linux.sockaddr.path */
+    LBD_FLD_CGROUP_ID = 32,  /* linux.cgroup_id */
+    LBD_FLD_PIDNS = 33,  /* linux.pidns */
+    LBD_FLD_MNTNS = 34,  /* linux.mntns */
+    LBD_FLD_LOGINUID = 35,  /* linux.loginuid */
+    LBD_N_FIELDS = 36
 };
 
 static const char *const lbd_field_names[LBD_N_FIELDS] = {
@@ -629,6 +630,7 @@ static const char *const lbd_field_names[LBD_N_FIELDS] = {
     "linux.pcomm",
     "linux.arg",
     "linux.flags",
+    "linux.fd",
     "linux.sockaddr.family",
     "linux.sockaddr.ip",
     "linux.sockaddr.port",
@@ -681,22 +683,25 @@ static const char lbd_fields_json[] =
     "\"linux.flags\",\"type\":\"string\",\"desc\":\"The symbolic names of a flags or mode argument, by the arg"
     "ument's name, one per flag: linux.flags[flags] of openat(O_WRONLY|O_CREAT) is (O_WRONLY, O_CREAT"
     "), linux.flags[mode] of chmod 04755 has S_ISUID; use intersects or in; no value for other argume"
-    "nts.\",\"display\":\"Flags\",\"isList\":true,\"arg\":{\"isRequired\":true,\"isKey\":true}},{\"name\":\"linux.soc"
-    "kaddr.family\",\"type\":\"string\",\"desc\":\"Family of the syscall's socket address argument (AF_INET, "
-    "AF_INET6, AF_UNIX, ...): the peer of connect, sendto, accept, accept4, recvfrom, the local addre"
-    "ss of bind.\",\"display\":\"Address family\"},{\"name\":\"linux.sockaddr.ip\",\"type\":\"ipaddr\",\"desc\":\"IP "
-    "address of the syscall's socket address argument (IPv4 or IPv6).\",\"display\":\"IP address\"},{\"name"
-    "\":\"linux.sockaddr.port\",\"type\":\"uint64\",\"desc\":\"Port of the syscall's socket address argument (I"
-    "Pv4 or IPv6).\",\"display\":\"Port\"},{\"name\":\"linux.sockaddr.path\",\"type\":\"string\",\"desc\":\"Path of t"
-    "he syscall's AF_UNIX socket address argument (abstract names start with @).\",\"display\":\"Socket p"
-    "ath\"},{\"name\":\"linux.cgroup_id\",\"type\":\"uint64\",\"desc\":\"The task's cgroup v2 id (the inode of it"
-    "s cgroup directory).\",\"display\":\"Cgroup id\"},{\"name\":\"linux.pidns\",\"type\":\"uint64\",\"desc\":\"Inode"
-    " of the task's pid namespace (/proc/PID/ns/pid); no value when the probe cannot read it (bcc loa"
-    "der).\",\"display\":\"PID namespace\"},{\"name\":\"linux.mntns\",\"type\":\"uint64\",\"desc\":\"Inode of the tas"
-    "k's mount namespace (/proc/PID/ns/mnt); no value when the probe cannot read it (bcc loader).\",\"d"
-    "isplay\":\"Mount namespace\"},{\"name\":\"linux.loginuid\",\"type\":\"uint64\",\"desc\":\"The task's audit log"
-    "in uid (4294967295: never set, as for daemons); no value when the probe cannot read it (bcc load"
-    "er).\",\"display\":\"Login UID\"}]";
+    "nts.\",\"display\":\"Flags\",\"isList\":true,\"arg\":{\"isRequired\":true,\"isKey\":true}},{\"name\":\"linux.fd\""
+    ",\"type\":\"string\",\"desc\":\"The name of one open file of the process by its number, as linux.fds sh"
+    "ows it after the event: linux.fd[0] is stdin, e.g. /dev/null or tcp 10.0.0.5:41067->10.0.0.9:443"
+    "; no value when the process has no such fd or the event is not enriched.\",\"display\":\"File\",\"arg\""
+    ":{\"isRequired\":true,\"isKey\":true}},{\"name\":\"linux.sockaddr.family\",\"type\":\"string\",\"desc\":\"Famil"
+    "y of the syscall's socket address argument (AF_INET, AF_INET6, AF_UNIX, ...): the peer of connec"
+    "t, sendto, accept, accept4, recvfrom, the local address of bind.\",\"display\":\"Address family\"},{\""
+    "name\":\"linux.sockaddr.ip\",\"type\":\"ipaddr\",\"desc\":\"IP address of the syscall's socket address arg"
+    "ument (IPv4 or IPv6).\",\"display\":\"IP address\"},{\"name\":\"linux.sockaddr.port\",\"type\":\"uint64\",\"de"
+    "sc\":\"Port of the syscall's socket address argument (IPv4 or IPv6).\",\"display\":\"Port\"},{\"name\":\"l"
+    "inux.sockaddr.path\",\"type\":\"string\",\"desc\":\"Path of the syscall's AF_UNIX socket address argumen"
+    "t (abstract names start with @).\",\"display\":\"Socket path\"},{\"name\":\"linux.cgroup_id\",\"type\":\"uin"
+    "t64\",\"desc\":\"The task's cgroup v2 id (the inode of its cgroup directory).\",\"display\":\"Cgroup id\""
+    "},{\"name\":\"linux.pidns\",\"type\":\"uint64\",\"desc\":\"Inode of the task's pid namespace (/proc/PID/ns/"
+    "pid); no value when the probe cannot read it (bcc loader).\",\"display\":\"PID namespace\"},{\"name\":\""
+    "linux.mntns\",\"type\":\"uint64\",\"desc\":\"Inode of the task's mount namespace (/proc/PID/ns/mnt); no "
+    "value when the probe cannot read it (bcc loader).\",\"display\":\"Mount namespace\"},{\"name\":\"linux.l"
+    "oginuid\",\"type\":\"uint64\",\"desc\":\"The task's audit login uid (4294967295: never set, as for daemo"
+    "ns); no value when the probe cannot read it (bcc loader).\",\"display\":\"Login UID\"}]";
 
 static const char lbd_init_schema_json[] =
     "{\"$schema\":\"http://json-schema.org/draft-07/schema#\",\"title\":\"lbd init_config\",\"type\":\"object\",\""

@@ -114,6 +114,7 @@ def expected(nr: int, e, args: dict, payloads, limit: int, arg_names=ARG_NAMES) 
     for a in arg_names:
         x[f"linux.arg[{a}]"] = [line_safe(format_value(args[a], limit))] if a in args else []
         x[f"linux.flags[{a}]"] = flag_names(nr, a, args)
+        x[f"linux.fd[{a}]"] = []                  # not a number, and no fd table outside a batch
     sa = sockaddr_of(nr, int(e["flags"]), payloads)
     fam = ip = port = path = []
     if sa is not None:
