@@ -356,6 +356,65 @@ cdef class Batch:
         """Address of the arena (for C consumers in the same process, e.g. the Falco plugin)."""
         return <size_t>self.arena_p
 
+    def arena_bytes_used(self):
+        """The events' bytes of the arena: what Batch.load() takes back (a capture's batch)."""
+        return memoryview(self.arena)[ARENA_BASE: self.used]
+
+    def load(self, data, cpu_ring=None, int64_t wall_offset=0, valid_nrs=None):
+        """Replace the events with those of `data`, bytes laid out as arena_bytes_used() gives them
+        (a recorded batch: each event's Falco prefix, its record, padding to 8).  Every record is
+        validated as a fill validates it; the table rows get ts + wall_offset as a fill gives them,
+        and cpu_ring from `cpu_ring` (one value per event, default 0).  Returns the number of
+        events.  Raises ValueError on the first malformed event (a capture file is not trusted)."""
+        cdef const uint8_t[::1] d = data
+        cdef size_t total = d.shape[0], at = 0, n = 0, rlen, need
+        cdef const lbd_falco_prefix *pre
+        cdef const lbd_hdr *h
+        cdef lbd_event *e
+        cdef uint8_t valid[1024]
+        memset(valid, 0, sizeof(valid))
+        if valid_nrs is None:
+            from lbd import syscalls
+            valid_nrs = [sc.nr for sc in syscalls.TABLE] + [
+                _record.NR_SCHED_FORK, _record.NR_SCHED_EXEC, _record.NR_SCHED_EXIT]
+        for nr in valid_nrs:
+            if 0 <= nr < N_VALID:
+                valid[nr] = 1
+        if ARENA_BASE + total > self.arena_bytes:
+            raise ValueError(f"a recorded batch of {total} bytes does not fit an arena of {self.arena_bytes}")
+        rings = None if cpu_ring is None else np.ascontiguousarray(cpu_ring, dtype=np.uint32)
+        self.n = 0
+        self.used = ARENA_BASE
+        self.generation += 1
+        if total:
+            memcpy(self.arena_p + ARENA_BASE, &d[0], total)
+        while at < total:
+            if n >= self.capacity:
+                raise ValueError(f"a recorded batch holds more than {self.capacity} events")
+            if total - at < FALCO_PREFIX:
+                raise ValueError(f"event {n}: {total - at} bytes left, less than a prefix")
+            pre = <const lbd_falco_prefix *>(self.arena_p + ARENA_BASE + at)
+            if pre.len < FALCO_PREFIX or pre.type != PPME_PLUGINEVENT_E:
+                raise ValueError(f"event {n}: not a plugin event (type {pre.type}, length {pre.len})")
+            rlen = pre.len - FALCO_PREFIX
+            need = align8(pre.len)
+            if at + need > total or rlen != pre.plen1:
+                raise ValueError(f"event {n}: length {pre.len} past the batch's {total} bytes")
+            h = <const lbd_hdr *>(self.arena_p + ARENA_BASE + at + FALCO_PREFIX)
+            if not rec__valid(h, <uint32_t>rlen, valid):
+                raise ValueError(f"event {n}: malformed record")
+            e = self.ev_p + n
+            memcpy(&e.h, h, HDR_SIZE)
+            e.h.ts = e.h.ts + <uint64_t>wall_offset
+            e.rec = <uint32_t>(ARENA_BASE + at + FALCO_PREFIX)
+            e.cpu_ring = 0 if rings is None or n >= len(rings) else rings[n]
+            self.ptrs_p[n] = <uint64_t>(self.arena_p + ARENA_BASE + at)
+            at += need
+            n += 1
+        self.n = n
+        self.used = ARENA_BASE + total
+        return n
+
     def release(self):
         """Forget the events; the memory is reused by the next fill."""
         self.n = 0

@@ -21,8 +21,9 @@ come from is equal (a memo per format() call).
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 from libc.stdlib cimport malloc, realloc, free, calloc
-from libc.string cimport memcmp, memcpy, memmove, memset
-from libc.errno cimport errno, EINTR
+from libc.string cimport memchr, memcmp, memcpy, memmove, memset
+from cpython.exc cimport PyErr_CheckSignals
+from libc.errno cimport errno
 
 cimport numpy as cnp
 import numpy as np
@@ -48,6 +49,11 @@ cdef extern from "<time.h>" nogil:
 
 cdef extern from "<unistd.h>" nogil:
     ssize_t c_write "write"(int fd, const void *buf, size_t n)
+
+cdef extern from "lbd_text.h" nogil:
+    bint lbd_text_is_sep(uint8_t c)
+    bint lbd_text_is_c1(const uint8_t *s, size_t len)
+    bint lbd_secret_name(const uint8_t *pats, size_t plen, const uint8_t *s, size_t n, size_t *name_len)
 
 from lbd import args as _args, flags as _flags, record as _record
 from lbd.enrich.layout import ENRICH_DTYPE, FD_DTYPE, has_enrichment
@@ -85,6 +91,7 @@ cdef struct adesc:
     int kind
     int bits
     int flagset             # index into Formatter.flagsets, -1: none
+    int env                 # 1: the environment (envp): capture_env and secret_pattern apply
     const char *name
     size_t name_len
     const char *jname       # the name in JSON (lbd.args.json_arg_names)
@@ -257,13 +264,18 @@ cdef inline int utf8_len(const uint8_t *s, size_t i, size_t n) noexcept nogil:
 
 
 cdef inline char *emit_ascii(char *o, uint8_t c, bint json) noexcept nogil:
-    """One character < 0x80 of a decoded string, escaped for the format."""
+    """One character < 0x80 of a decoded string, escaped for the format (lbd/lbd_text.h)."""
     if json:
         if c >= 0x20 and c != 34 and c != 92:
             o[0] = <char>c
             return o + 1
         o[0] = 92
-        if c == 34 or c == 92:
+        if c == 92:                     # the text's \\ (a backslash of the value), JSON-escaped
+            o[1] = 92
+            o[2] = 92
+            o[3] = 92
+            return o + 4
+        if c == 34:
             o[1] = <char>c
             return o + 2
         if c == 10:
@@ -288,6 +300,10 @@ cdef inline char *emit_ascii(char *o, uint8_t c, bint json) noexcept nogil:
         o[5] = HEX[c & 15]
         return o + 6
     if c >= 0x20 and c != 0x7F:
+        if c == 92 or lbd_text_is_sep(c):
+            o[0] = 92
+            o[1] = <char>c
+            return o + 2
         o[0] = <char>c
         return o + 1
     o[0] = 92
@@ -297,46 +313,68 @@ cdef inline char *emit_ascii(char *o, uint8_t c, bint json) noexcept nogil:
     return o + 4
 
 
-# PLAIN[json][c]: byte c is one character written as is (printable ASCII; json: not " or \\)
+cdef inline char *emit_byte(char *o, uint8_t c, bint json) noexcept nogil:
+    """An undecodable byte: the text \\xNN (JSON-escaped in json)."""
+    o[0] = 92
+    if json:
+        o[1] = 92
+        o += 1
+    o[1] = 120
+    o[2] = HEX[c >> 4]
+    o[3] = HEX[c & 15]
+    return o + 4
+
+
+# PLAIN[json][c]: byte c is one character written as is (printable ASCII but the escaped ones:
+# normal: not \\ , ( ) =; json: not " or \\)
 cdef uint8_t PLAIN[2][256]
 cdef int _c
 for _c in range(256):
-    PLAIN[0][_c] = 0x20 <= _c < 0x7F
+    PLAIN[0][_c] = 0x20 <= _c < 0x7F and _c != 92 and not lbd_text_is_sep(_c)
     PLAIN[1][_c] = 0x20 <= _c < 0x80 and _c != 34 and _c != 92
+
+
+cdef inline bint has_byte(uint64_t w, uint64_t pattern) noexcept nogil:
+    """w holds a byte equal to pattern's (pattern: one byte repeated)."""
+    cdef uint64_t v = w ^ pattern
+    return ((v - 0x0101010101010101ULL) & ~v & 0x8080808080808080ULL) != 0
 
 
 cdef inline bint plain8(uint64_t w, bint json) noexcept nogil:
     """All 8 bytes of w are PLAIN[json] (SWAR: "has a byte < n" is (w - n*0x01..) & ~w & 0x80..)."""
-    cdef uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL, v
+    cdef uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL
     if w & high:
         return False
     if (w - 0x20 * ones) & ~w & high:
         return False                                    # a control character
+    if has_byte(w, 0x5C * ones):
+        return False                                    # backslash
     if json:
-        v = w ^ (0x22 * ones)
-        if (v - ones) & ~v & high:
-            return False                                # "
-        v = w ^ (0x5C * ones)
-        return not ((v - ones) & ~v & high)             # backslash
-    v = w ^ (0x7F * ones)
-    return not ((v - ones) & ~v & high)                 # DEL
+        return not has_byte(w, 0x22 * ones)             # "
+    return not (has_byte(w, 0x7F * ones) or has_byte(w, 0x2C * ones) or has_byte(w, 0x3D * ones)
+                or has_byte(w | ones, 0x29 * ones))     # DEL , = ( )
 
 
-cdef void put_text(obuf *b, const uint8_t *s, size_t n, size_t limit, bint json, bint nul_space) noexcept nogil:
-    """Bytes s as the text Python gets from s.decode("utf-8", "backslashreplace"), cut like
-    reference.truncate (limit characters, then "..."), escaped for the format (normal: control
-    characters as \\xNN; json: a JSON string body).  nul_space: NUL bytes read as spaces.
+cdef bint put_text_at(obuf *b, const uint8_t *s, size_t n, size_t limit, bint json, bint nul_space,
+                      size_t *countp) noexcept nogil:
+    """Bytes s as the text Python gets from s.decode("utf-8", "surrogateescape"), cut like
+    reference.truncate (limit characters, then "..."; an undecodable byte is one character),
+    escaped for the format (reference.escape_text: normal, or a JSON string body).  nul_space:
+    NUL bytes read as spaces.  countp: characters of this value already written (a value made of
+    pieces), updated; returns True once the value was cut (nothing more may follow).
 
-    Fast path: runs of plain ASCII are found with a table and copied with one memcpy."""
-    cdef size_t i = 0, count = 0, j, run
-    cdef int L, k
+    Fast path: runs of plain ASCII are found 8 bytes at a time and copied with one memcpy."""
+    cdef size_t i = 0, count = countp[0], j, run
+    cdef int L
     cdef uint8_t c
-    cdef char esc[4]
     cdef char *o
     cdef const uint8_t *plain = PLAIN[1 if json else 0]
     cdef uint64_t w
-    if not ob_grow(b, 6 * n + 8):
-        return
+    cdef bint cut = False
+    if limit and count > limit:
+        return True
+    if not ob_grow(b, 6 * n + 8):       # at most 6 bytes per byte of s (JSON's \u00NN), and "..."
+        return True
     o = b.p + b.n
     while i < n:
         j = i
@@ -355,6 +393,7 @@ cdef void put_text(obuf *b, const uint8_t *s, size_t n, size_t limit, bint json,
                 o += run
                 memcpy(o, b"...", 3)
                 o += 3
+                cut = True
                 break
             memcpy(o, s + i, run)
             o += run
@@ -362,40 +401,39 @@ cdef void put_text(obuf *b, const uint8_t *s, size_t n, size_t limit, bint json,
             i = j
             if i == n:
                 break
+        if limit and count == limit:
+            memcpy(o, b"...", 3)
+            o += 3
+            cut = True
+            break
         c = s[i]
         if c == 0 and nul_space:
             c = 32
         L = utf8_len(s, i, n) if c >= 0x80 else 1
-        if L:
-            if limit and count == limit:
-                memcpy(o, b"...", 3)
-                o += 3
-                break
-            count += 1
-            if L == 1:
-                o = emit_ascii(o, c, json)
+        count += 1
+        if L == 1:
+            o = emit_ascii(o, c, json)
+            i += 1
+        elif L:
+            if not json and lbd_text_is_c1(s + i, L):
+                for j in range(<size_t>L):
+                    o = emit_byte(o, s[i + j], False)
             else:
                 memcpy(o, s + i, L)
                 o += L
             i += L
         else:
-            # an undecodable byte is four characters, \\xNN, each counted and escaped as text
-            esc[0] = 92
-            esc[1] = 120
-            esc[2] = HEX[c >> 4]
-            esc[3] = HEX[c & 15]
-            for k in range(4):
-                if limit and count == limit:
-                    break
-                count += 1
-                o = emit_ascii(o, <uint8_t>esc[k], json)
-            else:
-                i += 1
-                continue
-            memcpy(o, b"...", 3)
-            o += 3
-            break
+            o = emit_byte(o, c, json)
+            i += 1
     b.n = o - b.p
+    countp[0] = count
+    return cut
+
+
+cdef inline void put_text(obuf *b, const uint8_t *s, size_t n, size_t limit, bint json, bint nul_space) noexcept nogil:
+    """One whole text value (put_text_at from its first character)."""
+    cdef size_t count = 0
+    put_text_at(b, s, n, limit, json, nul_space, &count)
 
 
 cdef inline void put_ascii_cut(obuf *b, const char *s, size_t n, size_t limit) noexcept nogil:
@@ -737,6 +775,11 @@ cdef class Formatter:
     cdef size_t fn_cap, fn_used
     cdef list _fname_keep
     cdef readonly uint64_t events_formatted
+    cdef readonly bint capture_env
+    cdef readonly str secret_pattern
+    cdef bytes _secret                 # secret_pattern in UTF-8 (surrogateescape), owns sp
+    cdef const uint8_t *sp
+    cdef size_t spn
     cdef fdmemo memo[MEMO]             # fd list text already written in this format() call
     cdef uint64_t memo_gen             # bumped by every format() call: older entries are stale
     cdef whomemo who[WHO]              # the who-fields text (user .. ppid) already written, by tid
@@ -758,13 +801,19 @@ cdef class Formatter:
         free(self.fnames)
         free(self.out.p)
 
-    def __init__(self, str format="normal", size_t limit=0):
-        """format: "normal" or "json"; limit: str_max_size (0: no limit)."""
+    def __init__(self, str format="normal", size_t limit=0, *, bint capture_env=False, str secret_pattern=""):
+        """format: "normal" or "json"; limit: str_max_size (0: no limit); capture_env: write envp
+        (else NULL), with the values of names matching secret_pattern as *** (lbd/lbd_text.h)."""
         if format not in ("normal", "json"):
             raise ValueError(f"format {format!r}: 'normal' or 'json'")
         self.format_name = format
         self.fmt = FMT_JSON if format == "json" else FMT_NORMAL
         self.limit = limit
+        self.capture_env = capture_env
+        self.secret_pattern = secret_pattern
+        self._secret = secret_pattern.encode("utf-8", "surrogateescape")
+        self.sp = <const uint8_t *>(<const char *>self._secret)
+        self.spn = len(self._secret)
         self._fname_keep = []
         self.flagsets = []
         keep = []
@@ -794,6 +843,7 @@ cdef class Formatter:
                 self.desc[nr].a[k].bits = a.bits
                 self.desc[nr].a[k].name = an
                 self.desc[nr].a[k].name_len = len(an)
+                self.desc[nr].a[k].env = a.name == "envp" and a.kind == "strarr"
                 if a.flags:
                     if a.flags not in index:
                         index[a.flags] = len(self.flagsets)
@@ -819,30 +869,79 @@ cdef class Formatter:
     def clear(self):
         self.out.n = 0
 
+    @property
+    def buffered_lines(self):
+        """Lines (events) formatted and not yet written, the one partly written included."""
+        cdef size_t k = 0, lines = 0
+        cdef const char *q
+        while k < self.out.n:
+            q = <const char *>memchr(self.out.p + k, 10, self.out.n - k)
+            if q == NULL:
+                break
+            lines += 1
+            k = q - self.out.p + 1
+        return lines
+
     def write_to(self, int fd):
         """Write the whole buffer to fd (GIL released), then empty it.  Raises OSError (with what
-        was not written still buffered)."""
+        was not written still buffered).  An interrupted write returns to Python to run the
+        signal handlers (and raises what they raise) before it goes on."""
         cdef size_t done = 0
-        cdef ssize_t r = 0
+        while self.out.n:
+            try:
+                done += self.write_some(fd, 0, True)[0]
+            except InterruptedError:
+                pass
+            PyErr_CheckSignals()        # a Cython loop: the interpreter would not run the handlers
+        return done
+
+    def line_end(self):
+        """Bytes up to and including the first newline of the buffer (all of it when none)."""
+        cdef const char *q
+        if not self.out.n:
+            return 0
+        q = <const char *>memchr(self.out.p, 10, self.out.n)
+        return self.out.n if q == NULL else q - self.out.p + 1
+
+    def write_some(self, int fd, size_t limit=0, bint partial=False):
+        """One write(2) of the buffer's start: (bytes written, lines completed, bytes of the
+        last line written after its last newline); the bytes written leave the buffer.
+
+        limit: at most this many bytes (0: the whole buffer); unless partial, cut back to the
+        end of a line, and when not even one line fits nothing is written: (0, 0, 0).  A write
+        that takes fewer bytes than asked may still end inside a line (the third value says how
+        far in).  OSError when write(2) fails (EINTR and EAGAIN included: nothing was written);
+        a write that takes nothing at all is ENOSPC."""
+        cdef size_t n = self.out.n, k, lines = 0, last = 0
+        cdef ssize_t r
         cdef int err = 0
-        cdef size_t total = self.out.n
+        cdef const char *q
+        if limit and limit < n:
+            n = limit
+            if not partial:
+                while n and self.out.p[n - 1] != 10:
+                    n -= 1
+        if n == 0:
+            return (0, 0, 0)
         with nogil:
-            while done < total:
-                r = c_write(fd, self.out.p + done, total - done)
-                if r < 0:
-                    if errno == EINTR:
-                        continue
-                    err = errno
-                    break
-                if r == 0:
-                    err = 28     # ENOSPC: a device that takes nothing
-                    break
-                done += r
-        if done:
-            memmove_front(&self.out, done)
+            r = c_write(fd, self.out.p, n)
+            if r < 0:
+                err = errno
+            elif r == 0:
+                err = 28            # ENOSPC: a device that takes nothing
+            else:
+                k = 0
+                while k < <size_t>r:
+                    q = <const char *>memchr(self.out.p + k, 10, <size_t>r - k)
+                    if q == NULL:
+                        break
+                    lines += 1
+                    k = q - self.out.p + 1
+                    last = k
+                memmove_front(&self.out, <size_t>r)
         if err:
             raise OSError(err, os.strerror(err))
-        return done
+        return (<size_t>r, lines, <size_t>r - last)
 
     # ---- flag names --------------------------------------------------------------------------
 
@@ -1179,14 +1278,17 @@ cdef class Formatter:
                 pn = 0                  # outside the arena: never from the decoder
             p = c.arena + e.rec + e.h.slot[k].off if pn else NULL
             present = pn != 0 or (empty_ok(kind) and raw != 0 and not (e.h.flags >> (F_FAULT_SHIFT + k)) & 1)
-            if not present:
+            if not present or (d.a[k].env and not self.capture_env):
                 put(b, b"NULL", 4)
             elif kind == K_STR or kind == K_PATH or kind == K_BUF or kind == K_OUT_BUF:
                 put_text(b, p, pn, c.limit, False, False)
             elif kind == K_STRARR:
                 if pn and p[pn - 1] == 0:
                     pn -= 1
-                put_text(b, p, pn, c.limit, False, True)
+                if d.a[k].env:
+                    self.put_env_normal(p, pn, c.limit)
+                else:
+                    put_text(b, p, pn, c.limit, False, True)
             elif kind == K_SOCKADDR or kind == K_OUT_SOCKADDR:
                 parse_sockaddr(p, pn, &sa)
                 if sa.kind == 0:
@@ -1211,6 +1313,39 @@ cdef class Formatter:
             else:
                 m = u64_digits(raw, num)
                 put_ascii_cut(b, num, m, c.limit)
+
+    # -- the environment (capture_env): NAME=VALUE strings, secret values masked
+
+    cdef void put_env_normal(self, const uint8_t *p, size_t pn, size_t limit) noexcept nogil:
+        """The strings of p[:pn] (NUL-separated) joined by spaces, each secret one as NAME=***,
+        cut at limit characters as one value (reference.format_value of env_value)."""
+        cdef obuf *b = &self.out
+        cdef size_t j, start = 0, count = 0, nl
+        cdef bint first = True
+        for j in range(pn + 1):
+            if j == pn or p[j] == 0:
+                if not first and put_text_at(b, <const uint8_t *>b" ", 1, limit, False, False, &count):
+                    return
+                first = False
+                if lbd_secret_name(self.sp, self.spn, p + start, j - start, &nl):
+                    if (put_text_at(b, p + start, nl, limit, False, False, &count)
+                            or put_text_at(b, <const uint8_t *>b"=***", 4, limit, False, False, &count)):
+                        return
+                elif put_text_at(b, p + start, j - start, limit, False, True, &count):
+                    return
+                start = j + 1
+
+    cdef void put_env_json(self, const uint8_t *s, size_t n, size_t limit) noexcept nogil:
+        """One environment string as a JSON string (NAME=*** when secret), cut at limit."""
+        cdef obuf *b = &self.out
+        cdef size_t count = 0, nl
+        putc(b, 34)
+        if lbd_secret_name(self.sp, self.spn, s, n, &nl):
+            if not put_text_at(b, s, nl, limit, True, False, &count):
+                put_text_at(b, <const uint8_t *>b"=***", 4, limit, True, False, &count)
+        else:
+            put_text(b, s, n, limit, True, False)
+        putc(b, 34)
 
     # -- json
 
@@ -1349,8 +1484,8 @@ cdef class Formatter:
                 pn = 0                  # outside the arena: never from the decoder
             p = c.arena + e.rec + e.h.slot[k].off if pn else NULL
             present = pn != 0 or (empty_ok(kind) and raw != 0 and not (e.h.flags >> (F_FAULT_SHIFT + k)) & 1)
-            if not present:
-                continue                # no value: left out
+            if not present or (d.a[k].env and not self.capture_env):
+                continue                # no value (or the environment, not captured): left out
             if kind == K_SOCKADDR or kind == K_OUT_SOCKADDR:
                 parse_sockaddr(p, pn, &sa)
                 if sa.kind == 0:
@@ -1376,7 +1511,10 @@ cdef class Formatter:
                             if item:
                                 putc(b, 44)
                             item = True
-                            put_jtext(b, p + start, j - start, c.limit)
+                            if d.a[k].env:
+                                self.put_env_json(p + start, j - start, c.limit)
+                            else:
+                                put_jtext(b, p + start, j - start, c.limit)
                             start = j + 1
                 putc(b, 93)
             elif kind == K_SOCKADDR or kind == K_OUT_SOCKADDR:

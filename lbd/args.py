@@ -78,7 +78,7 @@ class SockAddr:
                 "raw": self.raw.hex() if self.raw else None}
 
 
-def decode_sockaddr(b: bytes) -> SockAddr | None:
+def decode_sockaddr(b: bytes, errors: str = "backslashreplace") -> SockAddr | None:
     if len(b) < 2:
         return None
     fam = struct.unpack_from("<H", b)[0]
@@ -92,14 +92,15 @@ def decode_sockaddr(b: bytes) -> SockAddr | None:
     if fam == AF_UNIX:
         p = b[2:]
         if p[:1] == b"\0":  # abstract socket: no terminator, shown with a leading "@"
-            return SockAddr(name, path="@" + p[1:].decode("utf-8", "backslashreplace"))
-        return SockAddr(name, path=p.split(b"\0", 1)[0].decode("utf-8", "backslashreplace"))
+            return SockAddr(name, path="@" + p[1:].decode("utf-8", errors))
+        return SockAddr(name, path=p.split(b"\0", 1)[0].decode("utf-8", errors))
     return SockAddr(name, raw=bytes(b[2:]))
 
 
-def text(b: bytes) -> str:
-    """User bytes as text: UTF-8, undecodable bytes as \\xNN escapes."""
-    return bytes(b).decode("utf-8", "backslashreplace")
+def text(b: bytes, errors: str = "backslashreplace") -> str:
+    """User bytes as text: UTF-8, undecodable bytes as \\xNN escapes (errors="surrogateescape":
+    as U+DC80..U+DCFF, which the output formats need to tell them from a backslash)."""
+    return bytes(b).decode("utf-8", errors)
 
 
 def signed(v: int, bits: int) -> int:
@@ -107,8 +108,9 @@ def signed(v: int, bits: int) -> int:
     return v - (1 << bits) if v >> (bits - 1) else v
 
 
-def decode(kind: int, bits: int, raw: int, payload: bytes | None):
-    """The value of one argument: int, str, bytes, list or SockAddr (None: pointer with no data)."""
+def decode(kind: int, bits: int, raw: int, payload: bytes | None, errors: str = "backslashreplace"):
+    """The value of one argument: int, str, bytes, list or SockAddr (None: pointer with no data).
+    ``errors``: how text decodes undecodable bytes (``text``)."""
     if kind in (K["int"], K["fd"], K["dirfd"], K["pid"]):
         return signed(raw, bits if kind == K["int"] else 32)
     if kind in (K["uint"], K["hex"], K["mode"], K["flags"], K["ptr"]):
@@ -116,9 +118,9 @@ def decode(kind: int, bits: int, raw: int, payload: bytes | None):
     if kind in (K["uid"], K["gid"]):
         return raw & 0xFFFFFFFF
     if kind in (K["str"], K["path"]):
-        return None if payload is None else text(payload)
+        return None if payload is None else text(payload, errors)
     if kind in (K["sockaddr"], K["out_sockaddr"]):
-        return None if not payload else decode_sockaddr(payload)
+        return None if not payload else decode_sockaddr(payload, errors)
     if kind in (K["buf"], K["out_buf"]):
         return None if payload is None else bytes(payload)
     if kind == K["strarr"]:
@@ -127,7 +129,7 @@ def decode(kind: int, bits: int, raw: int, payload: bytes | None):
         parts = bytes(payload).split(b"\0")
         if parts and parts[-1] == b"":
             parts.pop()
-        return [text(p) for p in parts]
+        return [text(p, errors) for p in parts]
     if kind == K["out_fd2"]:
         return list(struct.unpack("<ii", payload)) if payload is not None and len(payload) == 8 else None
     if kind == K["out_int"]:
@@ -183,7 +185,7 @@ def payload_or_empty(kind: int, raw: int, payload: bytes | None, faulted: bool) 
     return payload
 
 
-def decode_args(nr: int, flags: int, raw, payloads) -> dict:
+def decode_args(nr: int, flags: int, raw, payloads, errors: str = "backslashreplace") -> dict:
     """One event's arguments as {name: value}: raw is its six register values, payloads its six
     payloads (bytes, or None for a zero-length slot).  Empty for an event without its enter
     (LBD_F_NOENTER: the arguments are unknown) or of an unknown number."""
@@ -194,7 +196,7 @@ def decode_args(nr: int, flags: int, raw, payloads) -> dict:
     for k, a in enumerate(specs):
         r = int(raw[k])
         p = payload_or_empty(a.kind_id, r, payloads[k], bool(flags >> (record.F_FAULT_SHIFT + k) & 1))
-        out[a.name] = decode(a.kind_id, a.bits, r, p)
+        out[a.name] = decode(a.kind_id, a.bits, r, p, errors)
     return out
 
 

@@ -1,28 +1,64 @@
 """The `lbd` command line: run, doctor, syscalls, stats, falco-config.
 
-Errors are one line on stderr and a non-zero exit code; --debug shows the traceback.
+Errors are one line on stderr (never a Python class name) and a non-zero exit code; --debug shows
+the traceback.  A Ctrl-C at any moment exits 130 without a traceback.
 `lbd run` writes events to stdout or a file (lbd.output), logs per the configuration's
 log_level / log_file (stderr by default), shows a live status line on stderr when stderr is a
 terminal (not with --quiet), and on Ctrl-C, SIGTERM or --duration detaches the probe, writes what
-is buffered and prints a summary (events, drops by reason, top syscalls) on stderr.
+is buffered and prints a summary (events, written, not written, drops by reason, top syscalls) on
+stderr.  SIGHUP reopens the output file and the log file (logrotate's convention).  When the
+output stalls the signals still act within about 0.1 s: what could not be written is counted.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import os
 import signal
 import sys
-import time
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+def _interrupted(signum, frame):
+    """SIGINT before `lbd run` takes it over (start-up, imports, argument parsing): exit 130."""
+    raise SystemExit(130)
+
+
+def _take_sigint() -> bool:
+    """From here on a Ctrl-C is an exit (130), not a traceback.  A SIGINT that a launcher kept
+    blocked while the interpreter started (the one moment lbd cannot handle) is delivered now."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return False                         # ignored (a background job) or someone else's
+    signal.signal(signal.SIGINT, _interrupted)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    return True
+
+
+if __name__ == "__main__":                   # python -m lbd.cli
+    _take_sigint()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import time  # noqa: E402
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+COMM_MAX = 15           # bytes of a command name the kernel keeps (TASK_COMM_LEN - 1)
 
 log = logging.getLogger("lbd.cli")
 
 
 class CliError(Exception):
     """An error to print as one line (no traceback)."""
+
+
+def _seconds(text: str) -> float:
+    """--duration: a positive finite number of seconds."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the duration must be a positive finite number of seconds")
+    return v
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="capture syscalls and write events (stdout by default)",
                          description="Capture syscalls and write one event per line until Ctrl-C, SIGTERM or "
-                                     "--duration; then print a summary on stderr.")
+                                     "--duration; then print a summary on stderr.  SIGHUP reopens the output "
+                                     "and log files (logrotate).")
     run.add_argument("--config", metavar="FILE",
                      help="JSON or YAML configuration (default: /etc/lbd/lbd.yaml when it exists, else the embedded one)")
     run.add_argument("--format", choices=("normal", "json", "parquet"),
@@ -44,7 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     sel.add_argument("--syscalls", metavar="FILE", help="interesting-syscalls JSON file (the seed's format)")
     sel.add_argument("--syscall", metavar="NAME", nargs="+", action="extend", help="capture only these syscalls")
     run.add_argument("--pid", type=int, nargs="+", action="extend", metavar="PID", help="keep only these pids")
-    run.add_argument("--comm", nargs="+", action="extend", metavar="NAME", help="keep only these command names")
+    run.add_argument("--comm", nargs="+", action="extend", metavar="NAME",
+                     help="keep only these command names (any bytes; cut to the kernel's 15)")
     run.add_argument("--exclude-pid", type=int, nargs="+", action="extend", metavar="PID", help="drop these pids")
     run.add_argument("--exclude-comm", nargs="+", action="extend", metavar="NAME", help="drop these command names")
     run.add_argument("--filter", metavar="EXPR",
@@ -59,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--enter", action="store_true", help="also emit enter events (dir '>')")
     run.add_argument("--process-events", action="store_true",
                      help="also write the process-tree records (sched_process_fork/exec/exit)")
-    run.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    run.add_argument("--duration", type=_seconds, metavar="S", help="stop after S seconds (> 0)")
     run.add_argument("--quiet", "-q", action="store_true", help="no live status line on stderr")
     run.add_argument("--metrics", metavar="ADDR:PORT",
                      help="serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9464)")
@@ -73,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     scs.add_argument("--config", metavar="FILE", help="show the selection of this configuration")
 
     st = sub.add_parser("stats", help="count syscalls per name and process for a while (no event output)")
-    st.add_argument("--duration", type=float, default=5.0, metavar="S")
+    st.add_argument("--duration", type=_seconds, default=5.0, metavar="S")
     st.add_argument("--config", metavar="FILE")
     st.add_argument("--top", type=int, default=15, metavar="N")
     st.add_argument("--json", action="store_true", help="one JSON object instead of tables")
@@ -130,12 +168,14 @@ def stderr_is_journal() -> bool:
 def setup_logging(cfg) -> logging.Handler:
     """Log records of the "lbd" loggers at cfg's log_level to log_file (appended) or stderr;
     on stderr as journald wants them when it is the journal (JournalFormatter)."""
+    from lbd.files import PrivateLogHandler
+
     log_file = cfg.init.log_file
     if log_file:
         try:
-            handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
+            handler: logging.Handler = PrivateLogHandler(log_file)
         except OSError as e:
-            raise CliError(f"cannot open log file {log_file}: {e.strerror}") from None
+            raise CliError(str(e)) from None
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)
@@ -153,6 +193,33 @@ def setup_logging(cfg) -> logging.Handler:
 # ---- run ------------------------------------------------------------------------------------
 
 
+def _comms(names: list[str], option: str) -> list[str]:
+    """Command names from the command line: any bytes (Python hands them over surrogate-escaped),
+    cut to the kernel's 15 bytes as the kernel cuts a comm, with a warning."""
+    from lbd.config import name_bytes
+
+    out = []
+    for name in names:
+        b = name_bytes(name)
+        if len(b) > COMM_MAX:
+            shown = b.decode("utf-8", "backslashreplace")
+            name = b[:COMM_MAX].decode("utf-8", "surrogateescape")
+            print(f"lbd: warning: {option} {shown}: {len(b)} bytes, but the kernel keeps a command name's first "
+                  f"{COMM_MAX}: matching {b[:COMM_MAX].decode('utf-8', 'backslashreplace')}", file=sys.stderr)
+        out.append(name)
+    return out
+
+
+def _check_selection(cfg) -> None:
+    """An empty syscall selection is an error: nothing would ever be captured."""
+    from lbd.probe import resolve_selection
+
+    if not resolve_selection(cfg):
+        src = cfg.open.interest_syscall_file or "the packaged selection"
+        raise CliError(f"the syscall selection is empty: {src} marks no syscall interesting (1); "
+                       f"select at least one (--syscall NAME, or a file with an entry set to 1)")
+
+
 def _run_config(a):
     cfg = _load_config(a.config)
     changes = {}
@@ -166,11 +233,11 @@ def _run_config(a):
     if a.pid:
         changes["only_pids"] = a.pid
     if a.comm:
-        changes["only_comms"] = a.comm
+        changes["only_comms"] = _comms(a.comm, "--comm")
     if a.exclude_pid:
         changes["filter_pids"] = list(cfg.open.filter_pids) + a.exclude_pid
     if a.exclude_comm:
-        changes["filter_comms"] = list(cfg.open.filter_comms) + a.exclude_comm
+        changes["filter_comms"] = list(cfg.open.filter_comms) + _comms(a.exclude_comm, "--exclude-comm")
     if a.drop_failed:
         changes["drop_failed"] = True
     if a.enter:
@@ -189,15 +256,18 @@ class _UserFilter:
         import numpy as np
 
         from lbd import record
+        from lbd.config import name_bytes
 
         self.failed_only = failed_only
         self.process_events = process_events
         self.sched_min = record.NR_SCHED_FORK
         o = cfg.open
         self.only_pids = np.array(o.only_pids, dtype=np.uint32) if o.only_pids else None
-        self.only_comms = np.array([c.encode()[:15] for c in o.only_comms], dtype="S16") if o.only_comms else None
+        self.only_comms = (np.array([name_bytes(c)[:COMM_MAX] for c in o.only_comms], dtype="S16")
+                           if o.only_comms else None)
         self.drop_pids = np.array(o.filter_pids, dtype=np.uint32) if o.filter_pids else None
-        self.drop_comms = np.array([c.encode()[:15] for c in o.filter_comms], dtype="S16") if o.filter_comms else None
+        self.drop_comms = (np.array([name_bytes(c)[:COMM_MAX] for c in o.filter_comms], dtype="S16")
+                           if o.filter_comms else None)
         from lbd.filter.pushdown import compiled
 
         self.filter = compiled(cfg)         # open_params.filter / --filter: applied whole, here
@@ -242,15 +312,20 @@ class _UserFilter:
 
 def cmd_run(a) -> int:
     from lbd.collector import Collector
-    from lbd.output.writer import open_writer
+    from lbd.output.writer import OutputClosed, OutputError, open_writer
 
     cfg = _run_config(a)
-    setup_logging(cfg)
+    _check_selection(cfg)
+    log_handler = setup_logging(cfg)
     ufilter = _UserFilter(cfg, a.failed_only, a.process_events)
     stop = {"signal": None}
+    hup = {"n": 0}
 
     def on_signal(signum, frame):
         stop["signal"] = signum
+
+    def on_hup(signum, frame):
+        hup["n"] += 1
 
     status = sys.stderr.isatty() and not a.quiet
     if a.metrics:
@@ -261,11 +336,14 @@ def cmd_run(a) -> int:
         except MetricsError as e:
             raise CliError(str(e)) from None
     # the output first: a file that cannot be opened stops the run before the probe is loaded
-    writer = open_writer(cfg, a.output)
+    writer = open_writer(cfg, a.output, should_stop=lambda: stop["signal"] is not None)
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    old[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hup)
     t0 = time.monotonic()
     final = None
     col = None
+    error: OutputError | None = None
+    closed = False
     metrics = None
     try:
         # Parquet converts a batch at a time: large batches amortise the per-batch work
@@ -273,7 +351,7 @@ def cmd_run(a) -> int:
         from lbd.filter.pushdown import kernel_config
 
         # the filter's part the kernel can decide goes into the probe's filters
-        with writer, Collector(kernel_config(cfg), enrich=True, batch_size=bsize) as col:
+        with Collector(kernel_config(cfg), enrich=True, batch_size=bsize) as col:
             if a.metrics:
                 from lbd.metrics import MetricsError, StatsCollector, serve
 
@@ -291,9 +369,17 @@ def cmd_run(a) -> int:
             t0 = time.monotonic()              # --duration counts from the attach
             last = t0
             last_events = 0
+            hups = 0
             for batch in col:
                 if len(batch):
-                    writer.write_batch(batch, ufilter.mask(batch))
+                    try:
+                        writer.write_batch(batch, ufilter.mask(batch))
+                    except OutputError as e:
+                        error = e
+                        break
+                if hup["n"] != hups:
+                    hups = hup["n"]
+                    _reopen(writer, log_handler)
                 now = time.monotonic()
                 if stop["signal"] is not None or (a.duration is not None and now - t0 >= a.duration):
                     break
@@ -306,7 +392,12 @@ def cmd_run(a) -> int:
                     sys.stderr.flush()
                     last, last_events = now, col.events
             final = col.stats()
-            writer.flush()
+        if error is None:
+            closed = True
+            try:
+                writer.close()                 # what is buffered, after the probe is detached
+            except OutputError as e:
+                error = e
     finally:
         if metrics is not None:
             metrics.close()
@@ -315,24 +406,58 @@ def cmd_run(a) -> int:
         if status:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
-    _summary(final, time.monotonic() - t0, writer, col.enricher if col is not None else None)
+        if not closed:
+            try:
+                writer.close()
+            except OSError:
+                pass
+    _summary(final, time.monotonic() - t0, writer, col.enricher if col is not None else None, error)
     if col is not None and col.enricher is not None:
         log.debug("enrichment: %s", col.enricher.stats())
-    return EXIT_OK
+    if error is not None and not isinstance(error, OutputClosed):
+        print(f"lbd: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_INTERRUPTED if stop["signal"] == signal.SIGINT else EXIT_OK
 
 
-def _summary(st: dict, elapsed: float, writer, enricher=None) -> None:
+def _reopen(writer, log_handler) -> None:
+    """SIGHUP: open the output file and the log file again (after logrotate moved them)."""
+    from lbd.files import PrivateLogHandler
+
+    if isinstance(log_handler, PrivateLogHandler):
+        try:
+            log_handler.reopen()
+        except OSError as e:
+            log.error("cannot reopen the log file, still writing to the one opened before: %s", e)
+    reopen = getattr(writer, "reopen", None)          # the text writer's; Parquet and NATS have none
+    if reopen is not None and reopen():
+        log.info("SIGHUP: %s reopened", writer.name)
+    elif getattr(writer, "file", None) is None:
+        log.info("SIGHUP: the output is %s, not a file: nothing to reopen", writer.name)
+
+
+def _summary(st: dict, elapsed: float, writer, enricher=None, error=None) -> None:
+    from lbd.output.writer import OutputClosed
+
     filtered = {k[2:]: v for k, v in st.items() if k.startswith("f_") and v}
     lost = {"ring full": st.get("dropped", 0), "malformed": st.get("malformed", 0)}
+    not_written = ""
+    if getattr(writer, "unwritten", 0):
+        why = ("the reader went away" if isinstance(error, OutputClosed) else "write error" if error is not None
+               else "the output was blocked when the run stopped")
+        not_written = f", {writer.unwritten} not written ({why})"
     lines = [
-        f"lbd: {st['delivered']} events in {elapsed:.1f}s, {writer.events} written to {writer.name}; "
+        f"lbd: {st['delivered']} events in {elapsed:.1f}s, {writer.events} written to {writer.name}{not_written}; "
         f"dropped: {', '.join(f'{k} {v}' for k, v in lost.items())}; {st['filtered']} filtered in the kernel"
         + (f" ({', '.join(f'{k} {v}' for k, v in sorted(filtered.items()))})" if filtered else ""),
     ]
     top = writer.top_syscalls(8)
     if top:
         lines.append("lbd: top syscalls: " + ", ".join(f"{n} {c}" for n, c in top))
-    print("\n".join(lines), file=sys.stderr)
+    try:
+        print("\n".join(lines), file=sys.stderr)
+    except OSError:
+        pass
 
 
 # ---- other commands -------------------------------------------------------------------------
@@ -378,6 +503,7 @@ def cmd_stats(a) -> int:
     from lbd.collector import Collector
 
     cfg = _load_config(a.config)
+    _check_selection(cfg)
     setup_logging(cfg)
     by_nr: Counter = Counter()
     by_proc: Counter = Counter()
@@ -415,7 +541,7 @@ def cmd_stats(a) -> int:
                    "processes": [{"pid": pid, "comm": comm, "count": c} for (pid, comm), c in by_proc.most_common()]},
                   sys.stdout)
         sys.stdout.write("\n")
-        return EXIT_OK
+        return EXIT_INTERRUPTED if stop["signal"] == signal.SIGINT else EXIT_OK
     print(f"{total} events in {elapsed:.1f}s ({st['dropped']} dropped, {st['filtered']} filtered)")
     print("\nper syscall:")
     for nr, c in by_nr.most_common(a.top):
@@ -423,7 +549,7 @@ def cmd_stats(a) -> int:
     print("\nper process:")
     for (pid, comm), c in by_proc.most_common(a.top):
         print(f"  {c:10d}  {pid:7d}  {comm}")
-    return EXIT_OK
+    return EXIT_INTERRUPTED if stop["signal"] == signal.SIGINT else EXIT_OK
 
 
 def cmd_falco_config(a) -> int:
@@ -442,29 +568,56 @@ COMMANDS = {"run": cmd_run, "doctor": cmd_doctor, "syscalls": cmd_syscalls, "sta
             "falco-config": cmd_falco_config}
 
 
+def _message(e: BaseException) -> str:
+    """One line for an error, without a Python class name: lbd's own errors (configuration,
+    selection, probe, output, files) as they are, anything else marked as unexpected."""
+    from lbd.config import ConfigError
+
+    text = " ".join(str(e).split())
+    known = isinstance(e, (CliError, ConfigError, OSError)) or type(e).__name__ in ("InterestingError", "ProbeError")
+    if known and text:
+        return text
+    return f"unexpected failure: {text or 'no message'} (--debug shows where)"
+
+
 def main(argv: list[str] | None = None) -> int:
     # numpy's OpenBLAS would start a thread per core that spins after use; lbd does no linear
     # algebra, and its cores are better spent on the capture (set before numpy is imported)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    p = _parser()
-    a = p.parse_args(argv)
-    if not a.command:
-        p.print_help(sys.stderr)
-        return EXIT_USAGE
+    early = _take_sigint()                   # the `lbd` script
     try:
-        return COMMANDS[a.command](a)
+        p = _parser()
+        a = p.parse_args(argv)
+        if not a.command:
+            p.print_help(sys.stderr)
+            return EXIT_USAGE
+        try:
+            return COMMANDS[a.command](a)
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
+        except BrokenPipeError:               # stdout closed (lbd syscalls | head): quietly
+            _stdout_to_devnull()
+            return EXIT_OK
+        except Exception as e:  # one line unless --debug
+            if a.debug:
+                raise
+            print(f"lbd: error: {_message(e)}", file=sys.stderr)
+            return EXIT_ERROR
     except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return EXIT_OK
-    except Exception as e:  # one line unless --debug
-        if a.debug:
-            raise
-        from lbd.config import ConfigError
+        return EXIT_INTERRUPTED
+    finally:
+        if early:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
-        kind = "" if isinstance(e, (CliError, ConfigError, OSError)) else f"{type(e).__name__}: "
-        print(f"lbd: error: {kind}{e}", file=sys.stderr)
-        return EXIT_ERROR
+
+def _stdout_to_devnull() -> None:
+    """Python flushes stdout at exit: with its reader gone that would print an error."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -56,11 +56,30 @@ class Collector:
     enrich=True (or an lbd.enrich.Enricher) gives every batch its enrichment (batch.enrich,
     batch.strtab, batch.fdtab: parent, command line, user, group, open files; see lbd.enrich)
     before it is returned; `enricher` is then the Enricher (its stats(), its process table).
+
+    record=PATH also writes every batch the iterator hands out to a capture file (lbd.capture),
+    with what the enrichment asked of the host; replay=PATH loads no probe and hands out the
+    batches of a capture file instead, enriched from the recorded answers, so that every output
+    is what the recording run gave (iteration ends with the file).
     """
 
     def __init__(self, config: Config | dict | None = None, *, batch_size: int | None = None,
                  own_pid: int | None = None, host_pid: int | None = None, own_tids=None, enrich=False,
-                 consumers: int | None = None):
+                 consumers: int | None = None, record: str | os.PathLike | None = None,
+                 replay: str | os.PathLike | None = None, compress: str = "zstd"):
+        self._record_path, self._replay_path, self._compress = record, replay, compress
+        if record is not None and replay is not None:
+            raise ValueError("a collector records a live capture or replays one, not both")
+        self.recorder = None
+        self.reader = None
+        self._chunks = None
+        self.replayed_stats: dict = {}
+        self.wall_offset = 0
+        if replay is not None and config is None:
+            from lbd.capture import CaptureReader
+
+            self.reader = CaptureReader(replay)        # the recording run's configuration
+            config = self.reader.meta.get("config") or None
         self.config = coerce(config)
         self._enrich = enrich
         self.enricher = None
@@ -82,12 +101,14 @@ class Collector:
         self.events = 0
 
     def __enter__(self) -> Collector:
+        if self._replay_path is not None:
+            return self._enter_replay()
         from lbd.probe import Probe
 
         self.probe = Probe(self.config, own_pid=self._own_pid, host_pid=self._host_pid,
                            own_tids=self._own_tids)
         try:
-            wall = wall_offset_ns()
+            wall = self.wall_offset = wall_offset_ns()
             window = self.config.init.merge_window_us * 1000
             self.rings = [Ring(fd, self.probe.ring_size, wall_offset=wall, index=i)
                           for i, fd in enumerate(self.probe.ring_fds)]
@@ -100,12 +121,20 @@ class Collector:
                 for c in range(k):
                     share = Rings(self.rings[c::k], window_ns=window, wall_offset=wall)
                     self._threads.append(_Consumer(self, share, c))
-            if self._enrich is True:
+            if self._enrich is True and self._record_path is not None:
+                from lbd.capture import recording_enricher
+
+                self.enricher = recording_enricher(self.config, selection=self.probe.selection)
+            elif self._enrich is True:
                 from lbd.enrich import Enricher
 
                 self.enricher = Enricher(self.config, selection=self.probe.selection)
             elif self._enrich:
                 self.enricher = self._enrich
+            if self._record_path is not None:
+                from lbd.capture import Recorder
+
+                self.recorder = Recorder(self._record_path, self, compress=self._compress)
             for t in self._threads:
                 t.start()
         except BaseException:
@@ -113,10 +142,63 @@ class Collector:
             raise
         return self
 
+    def _enter_replay(self) -> Collector:
+        from lbd.capture import CaptureReader, replaying_enricher
+
+        if self.reader is None:
+            self.reader = CaptureReader(self._replay_path)
+        self.wall_offset = self.reader.wall_offset
+        self.batch = Batch(self.batch_size)
+        if self._enrich is True:
+            self.enricher = replaying_enricher(self.config)
+        elif self._enrich:
+            self.enricher = self._enrich
+        self._chunks = self.reader.chunks()
+        return self
+
+    def _next_replayed(self) -> Batch:
+        """The capture's next batch (answers fed to the enricher first); an empty batch and the
+        end of iteration when the file is done."""
+        batch = self._rotate()
+        batch.release()
+        for kind, data in self._chunks:
+            if kind == "answers":
+                if hasattr(self.enricher, "feed"):
+                    self.enricher.feed(data)
+            elif kind == "end":
+                self.replayed_stats = data if isinstance(data, dict) else {}
+            else:
+                n, arena, rings = data
+                if n > batch.capacity or len(arena) + 8 > batch.arena_bytes:
+                    batch = Batch(max(n, batch.capacity), len(arena) + 64)
+                    batch.plugin_id = self.batch.plugin_id
+                    self.batch = batch
+                    self._pool = []
+                try:
+                    batch.load(arena, rings, self.wall_offset)
+                except ValueError as e:
+                    from lbd.capture import CaptureError
+
+                    raise CaptureError(f"{self.reader.path}: batch {self.batches + 1}: {e}") from None
+                return self._deliver(batch)
+        self._stopped = True
+        return self._deliver(batch)
+
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def close(self) -> None:
+    def close(self, stats: dict | None = None) -> None:
+        """Stop the consumers, detach the probe, unmap the rings; a recording gets its end chunk
+        (stats: the final counts to keep in it, default this collector's stats())."""
+        recorder, self.recorder = self.recorder, None
+        if recorder is not None:
+            try:
+                recorder.close(stats if stats is not None else (self.stats() if self.probe else {}))
+            except Exception:
+                recorder.writer.closed = True
+        reader, self.reader = self.reader, None
+        if reader is not None:
+            reader.close()
         threads, self._threads = self._threads, []
         for t in threads:
             t.halt()
@@ -149,6 +231,8 @@ class Collector:
         flush=True (capture stopped, e.g. drop_mode): release every record the rings hold, merged
         in order, without holding the newest for the merge window (one consumer only).
         """
+        if self._chunks is not None:
+            return self._next_replayed()
         if self._ready is not None:
             return self._next_threaded(timeout_ms)
         if self.ring is None:
@@ -163,6 +247,8 @@ class Collector:
         self.events += len(batch)
         if self.enricher is not None:
             self.enricher.enrich(batch)
+        if self.recorder is not None:
+            self.recorder.write(batch)
         return batch
 
     def _next_threaded(self, timeout_ms: int | None) -> Batch:
@@ -222,7 +308,17 @@ class Collector:
     def stats(self) -> dict:
         """Counts so far: emitted, dropped, filtered, malformed, delivered, late (and every kernel
         counter); `rings`: per ring, the kernel's counters of its CPUs, what was delivered from it,
-        its fill (pending bytes / size)."""
+        its fill (pending bytes / size).  Replaying: the recording's final counts (once its end is
+        read), with delivered = the events replayed so far."""
+        if self._replay_path is not None:
+            d = dict(self.replayed_stats)
+            d.setdefault("dropped", 0)
+            d.setdefault("filtered", 0)
+            d.setdefault("malformed", 0)
+            d.setdefault("ring_pending_bytes", 0)
+            d.setdefault("ring_fill_max", 0.0)
+            d["delivered"] = self.events
+            return d
         if self.probe is None:
             raise RuntimeError("the collector is not open")
         ks = self.probe.stats()

@@ -50,6 +50,16 @@ Keys (type, range, default; seed keys first, in the order of SPEC.md tables 5 an
   spool_max_bytes        int   0..1099511627776        1073741824 most bytes the spool holds; what
                                                                   does not fit is dropped (counted);
                                                                   0 = no spool
+  secret_pattern         str   <= 256 chars            "*TOKEN*|*SECRET*|*PASSWORD*|*KEY*"
+                                                                  with capture_env: environment
+                                                                  variables whose name matches one
+                                                                  of these |-separated patterns (*
+                                                                  and ?, case-insensitive) are
+                                                                  written NAME=***; "" = none
+  rotate_size            int   0..2^50                 0         rotate a file output once it
+                                                                  holds this many bytes (events.log
+                                                                  -> events.log.1 ...); 0 = never
+  rotate_keep            int   1..1000                 5         rotated files kept
 
   open_params
   filter_own             bool                          true      drop syscalls of lbd's own threads
@@ -73,7 +83,9 @@ Keys (type, range, default; seed keys first, in the order of SPEC.md tables 5 an
   filter_uids            int[] <= 64 items, 0..2^32-2  []        drop these uids
   only_uids              int[] <= 64 items, 0..2^32-2  []        keep ONLY these uids
   failed_only            bool                          false     keep only failed syscalls
-  capture_env            bool                          false     read execve's envp (secrets!)
+  capture_env            bool                          false     read execve's envp (secrets!);
+                                                                  off: written as NULL; on: names
+                                                                  matching secret_pattern masked
   syscall_stats          bool                          false     count every syscall in the kernel
   str_max                int   16..2040                256       bytes captured per string/path
   buf_max                int   0..1024                 32        bytes captured of an I/O buffer
@@ -382,6 +394,13 @@ class _Array(_Kind):
         return list(value)
 
 
+def name_bytes(name: str) -> bytes:
+    """The bytes a command name (comm) stands for: UTF-8, and each undecodable byte that Python
+    read from the command line (os.fsdecode's surrogateescape, U+DC80..U+DCFF) as that byte.
+    What the kernel compares; UnicodeEncodeError for any other lone surrogate."""
+    return name.encode("utf-8", "surrogateescape")
+
+
 class _Name(_Kind):
     """A non-empty string of at most ``max_len`` units (UTF-8 bytes if ``in_bytes``)."""
 
@@ -397,7 +416,14 @@ class _Name(_Kind):
         if not isinstance(value, str):
             raise _Bad(f"{_what(value)}, expected a string of 1..{self.max_len} "
                        f"{self._unit()}")
-        n = len(value.encode("utf-8", "surrogatepass")) if self.in_bytes else len(value)
+        if self.in_bytes:
+            try:
+                n = len(name_bytes(value))
+            except UnicodeEncodeError:
+                raise _Bad(f"{_show(value)} holds a lone surrogate that stands for no byte "
+                           f"(only U+DC80..U+DCFF, undecodable command-line bytes, do)") from None
+        else:
+            n = len(value)
         if n == 0:
             raise _Bad(f"'' is empty, 1..{self.max_len} {self._unit()} required")
         if n > self.max_len:
@@ -453,6 +479,14 @@ _KEYS: dict[str, tuple[str, _Kind, str]] = {
     "spool_max_bytes": (INIT, _Int(0, 1 << 40),
                         "shipping: most bytes the spool holds; batches that do not fit are dropped and "
                         "counted; 0 = no spool"),
+    "secret_pattern": (INIT, _Str(_PATH_MAX),
+                       "with capture_env: environment variables whose NAME matches one of these "
+                       "|-separated patterns (* and ? wildcards, case-insensitive) are written NAME=***; "
+                       "empty = none masked"),
+    "rotate_size": (INIT, _Int(0, 1 << 50),
+                    "a file output (--output, path) is rotated once it holds this many bytes: "
+                    "events.log -> events.log.1 -> ...; 0 = never"),
+    "rotate_keep": (INIT, _Int(1, 1000), "rotated files kept (events.log.1 .. events.log.N)"),
     # open_params: SPEC.md table 6
     "filter_own": (OPEN, _Bool(), "drop syscalls made by lbd's own threads"),
     "filter_falco": (OPEN, _Bool(), "drop syscalls made by the Falco process"),
@@ -481,7 +515,8 @@ _KEYS: dict[str, tuple[str, _Kind, str]] = {
     "failed_only": (OPEN, _Bool(), "keep only failed syscalls (in the kernel)"),
     "capture_env": (OPEN, _Bool(),
                     "read execve's environment (envp) in the kernel; off, it is never read (secrets "
-                    "live there) and shows as cut"),
+                    "live there) and the outputs write it as NULL; on, the values of names matching "
+                    "secret_pattern are written as ***"),
     "syscall_stats": (OPEN, _Bool(),
                       "count every syscall (selected or not) with errors and latency in the kernel "
                       "(lbd stats)"),
@@ -507,13 +542,21 @@ DESCRIPTIONS: dict[str, str] = {k: d for k, (_, _, d) in _KEYS.items()}
 _SECTION_KEYS = {INIT: INIT_KEYS, OPEN: OPEN_KEYS}
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _key_text(key: Any) -> str:
+    """A key as a message shows it: as is when it looks like a key, else its short repr (one line)."""
+    return key if isinstance(key, str) and _PLAIN_KEY.fullmatch(key) else _show(key)
+
+
 def _unknown_key(section: str | None, key: Any) -> str:
     """Message for a key that is not known in ``section`` (None: a flat mapping)."""
-    where = f"{section}.{key}" if section else str(key)
+    where = f"{section}.{_key_text(key)}" if section else _key_text(key)
     if isinstance(key, str) and key in _KEYS and section is not None:
         return f"{where}: unknown key in {section}; '{key}' belongs in {_KEYS[key][0]}"
     pool = _SECTION_KEYS[section] if section else tuple(_KEYS)
-    close = difflib.get_close_matches(str(key), pool, n=1, cutoff=0.6) if isinstance(key, str) else []
+    close = difflib.get_close_matches(key[:64], pool, n=1, cutoff=0.6) if isinstance(key, str) else []
     if close:
         return f"{where}: unknown key; did you mean '{close[0]}'?"
     return f"{where}: unknown key; known keys: {', '.join(pool)}"
@@ -564,6 +607,9 @@ class InitConfig:
     python_home: str
     spool_dir: str
     spool_max_bytes: int
+    secret_pattern: str
+    rotate_size: int
+    rotate_keep: int
 
     def __post_init__(self) -> None:
         _validate(self, INIT)
@@ -686,16 +732,15 @@ class Config:
         if ext not in (".json", ".yaml", ".yml"):
             raise ConfigError(f"{name}: unknown configuration file type {ext or '(no extension)'!r}; "
                               f"use .json, .yaml or .yml")
+        from lbd.files import InputFileError, read_input_file
+
         try:
-            with open(name, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise ConfigError(f"{name}: cannot read: {e.strerror or e}") from None
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"{name}: not UTF-8 text (byte {e.start}: {e.reason})") from None
-        doc = _parse_json(text, name) if ext == ".json" else _parse_yaml(text, name)
+            data = read_input_file(name, "configuration file")
+        except InputFileError as e:
+            raise ConfigError(str(e)) from None
+        bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+        text = _text(data[bom:], name, bom)
+        doc = _parse_json(text, name, bom) if ext == ".json" else _parse_yaml(text, name, bom)
         try:
             return cls.from_dict({} if doc is None else doc)
         except ConfigError as e:
@@ -788,7 +833,7 @@ def _split(d: Any) -> tuple[Mapping, Mapping]:
     if any(k in _SECTIONS for k in d):
         extra = [k for k in d if k not in _SECTIONS]
         if extra:
-            raise ConfigError(*(f"{k}: unknown top-level key; a sectioned configuration has only "
+            raise ConfigError(*(f"{_key_text(k)}: unknown top-level key; a sectioned configuration has only "
                                 f"init_config and open_params" for k in extra))
         return (_section_mapping(d.get(INIT), INIT), _section_mapping(d.get(OPEN), OPEN))
     unknown = [_unknown_key(None, k) for k in d if k not in _KEYS]
@@ -813,15 +858,47 @@ def _section_mapping(raw: Any, section: str) -> Mapping:
     return raw
 
 
-def _text(s: str | bytes, source: str) -> str:
-    if isinstance(s, (bytes, bytearray)):
+#: the largest configuration text (a file, or a plugin's init_config / open_params string)
+MAX_TEXT_BYTES = 1 << 20
+#: the deepest nesting of arrays and mappings a configuration may have (it needs 3)
+MAX_DEPTH = 32
+
+
+def _text(s: str | bytes, source: str, offset: int = 0) -> str:
+    """Text of at most MAX_TEXT_BYTES (bytes: UTF-8; errors name the byte offset)."""
+    if isinstance(s, (bytes, bytearray, memoryview)):
+        s = bytes(s)
+        if len(s) > MAX_TEXT_BYTES:
+            raise ConfigError(f"{source}: {len(s)} bytes, more than the limit of {MAX_TEXT_BYTES} bytes (1 MiB)")
         try:
-            return bytes(s).decode("utf-8")
+            return s.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise ConfigError(f"{source}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+            raise ConfigError(f"{source}: not UTF-8 text at byte {e.start + offset} ({e.reason})") from None
     if not isinstance(s, str):
         raise ConfigError(f"{source}: {_what(s)}, expected a JSON string")
+    if len(s) > MAX_TEXT_BYTES and len(s.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
+        raise ConfigError(f"{source}: more than the limit of {MAX_TEXT_BYTES} bytes (1 MiB)")
     return s
+
+
+def _byte_offset(text: str, pos: int, offset: int) -> int:
+    return len(text[:pos].encode("utf-8", "surrogatepass")) + offset
+
+
+def _check_depth(doc: Any, source: str) -> Any:
+    """doc, or ConfigError when its arrays and mappings nest deeper than MAX_DEPTH."""
+    stack = [(doc, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise ConfigError(_too_deep(source))
+            stack.extend((x, depth + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return doc
+
+
+def _too_deep(source: str) -> str:
+    return f"{source}: arrays and mappings nested more than {MAX_DEPTH} levels deep"
 
 
 def _no_duplicates(source: str):
@@ -835,8 +912,9 @@ def _no_duplicates(source: str):
     return hook
 
 
-def _parse_json(text: str, source: str) -> Any:
-    """The JSON value of ``text``; empty or blank text is None.  Errors name source, line, column."""
+def _parse_json(text: str, source: str, offset: int = 0) -> Any:
+    """The JSON value of ``text``; empty or blank text is None.  Errors name source, line, column
+    and byte offset (``offset``: bytes before ``text`` in its file, a BOM)."""
     if not text.strip():
         return None
 
@@ -844,13 +922,26 @@ def _parse_json(text: str, source: str) -> Any:
         raise ConfigError(f"{source}: malformed JSON: {name} is not a JSON value")
 
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates(source), parse_constant=bad_constant)
+        doc = json.loads(text, object_pairs_hook=_no_duplicates(source), parse_constant=bad_constant)
     except json.JSONDecodeError as e:
-        raise ConfigError(f"{source}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+        raise ConfigError(f"{source}: malformed JSON at line {e.lineno}, column {e.colno} "
+                          f"(byte {_byte_offset(text, e.pos, offset)}): {e.msg}") from None
+    except RecursionError:
+        raise ConfigError(_too_deep(source)) from None
+    return _check_depth(doc, source)
 
 
 class _YamlLoader(yaml.SafeLoader):
-    """SafeLoader where only ``true``/``false`` are booleans and duplicate keys are errors."""
+    """SafeLoader where only ``true``/``false`` are booleans, duplicate keys are errors and aliases
+    (``*name``) are refused: a configuration needs none, and a few nested aliases can stand for an
+    exponential number of values."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.events.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not accepted in a configuration",
+                                              event.start_mark)
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set = set()
@@ -874,15 +965,20 @@ _YamlLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|false)$"), list("tf"))
 
 
-def _parse_yaml(text: str, source: str) -> Any:
+def _parse_yaml(text: str, source: str, offset: int = 0) -> Any:
     try:
-        return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+        doc = yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{source}: malformed YAML{where}: {e.problem or e.context}") from None
+        where = (f" at line {mark.line + 1}, column {mark.column + 1} (byte {_byte_offset(text, mark.index, offset)})"
+                 if mark else "")
+        what = " ".join(str(e.problem or e.context or "not YAML").split())
+        raise ConfigError(f"{source}: malformed YAML{where}: {what}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{source}: malformed YAML: {e}") from None
+        raise ConfigError(f"{source}: malformed YAML: {' '.join(str(e).split())}") from None
+    except RecursionError:
+        raise ConfigError(_too_deep(source)) from None
+    return _check_depth(doc, source)
 
 
 @functools.lru_cache(maxsize=1)

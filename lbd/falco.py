@@ -38,6 +38,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 
 __all__ = [
     "PLUGIN_ID", "PLUGIN_NAME", "EVENT_SOURCE", "REQUIRED_API_VERSION", "Field", "FIELDS",
@@ -252,13 +254,17 @@ def falco_config_merged(falco_yaml: str | os.PathLike, init_config: dict | None 
 # ---- errors ------------------------------------------------------------------------------------
 
 def error_message(exc: BaseException) -> str:
-    """One line for get_last_error: configuration and probe errors as they are, others with their type."""
+    """One line for get_last_error, without a Python class name: lbd's own errors (configuration,
+    selection, probe, files) as they are, anything else marked as unexpected."""
     from lbd.config import ConfigError
 
-    text = str(exc).strip() or type(exc).__name__
-    known = isinstance(exc, (ConfigError, FileNotFoundError)) or type(exc).__name__ in (
-        "ProbeError", "InterestingError")
-    return text if known else f"{type(exc).__name__}: {text}"
+    text = " ".join(str(exc).split())
+    known = isinstance(exc, (ConfigError, OSError)) or type(exc).__name__ in ("ProbeError", "InterestingError")
+    if known and text:
+        return text
+    if isinstance(exc, RecursionError):
+        return "input nested too deep"
+    return f"unexpected failure: {text or 'no message'}"
 
 
 # ---- logging -----------------------------------------------------------------------------------
@@ -269,7 +275,9 @@ _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARN
 
 def _log_handler(init) -> logging.Handler:
     if init.log_file:
-        handler: logging.Handler = logging.FileHandler(init.log_file, encoding="utf-8")
+        from lbd.files import PrivateLogHandler
+
+        handler: logging.Handler = PrivateLogHandler(init.log_file)
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s lbd[%(process)d] %(levelname)s %(name)s: %(message)s"))
@@ -313,6 +321,7 @@ class PluginState:
         self.init_json = init_config or ""
         self.config = Config.from_plugin(self.init_json, "")   # init_config alone; open_params at open
         self.str_max_size = self.config.init.str_max_size
+        self.secret_pattern_bytes = self.config.init.secret_pattern.encode("utf-8", "surrogateescape")
         self.batch_size = self.config.init.batch_size
         if falco_log is not None and not self.config.init.log_file:
             self.handler: logging.Handler = _FalcoLogHandler(falco_log)
@@ -374,7 +383,13 @@ class Instance:
     filter's mask) until the next ``next()`` or ``close()``.  next() and metrics() may run on two
     threads (Falco's source and its metrics): a lock keeps metrics() out of a batch in progress.
     close() is idempotent and also runs on a failed open.
+
+    The putfile output never stops the capture: when it cannot be written (disk full, /dev/full,
+    its reader gone) the error is logged once, its events are counted (``putfile_unwritten``) and
+    the file is opened again PUTFILE_RETRY_S later.
     """
+
+    PUTFILE_RETRY_S = 10.0
 
     def __init__(self, state: PluginState, cfg):
         from lbd.collector import Collector, fill_until
@@ -382,8 +397,13 @@ class Instance:
 
         self.state = state
         self.cfg = cfg
+        self.capture_env = cfg.open.capture_env       # read by liblbd.so for linux.args' envp
         self.collector = None
         self.writer = None
+        self.putfile_unwritten = 0
+        self.putfile_errors = 0
+        self._putfile_retry = 0.0
+        self._putfile_error = ""
         self.enricher = None
         self._engine = None
         self._keep: tuple = ()
@@ -463,11 +483,11 @@ class Instance:
             if self.filter is not None:
                 keep = self.filter(batch)
                 mask = keep.ctypes.data
-            if self.writer is not None:
+            if self.cfg.init.putfile:
                 out = batch.output_mask()
                 if keep is not None:
                     out = keep if out is None else out & keep
-                self.writer.write_batch(batch, out)
+                self._putfile(batch, out)
             self._keep = (batch, keep)
             return (*view, mask)
 
@@ -529,10 +549,57 @@ class Instance:
                     ("enrich_procs", c["procs"], False)]
             if self.enricher is not None and hasattr(self.enricher, "procfs"):
                 out.append(("enrich_procfs_reads", self.enricher.procfs.reads, True))
+        if self.cfg.init.putfile:
+            out += [("putfile_unwritten", self.putfile_unwritten, True), ("putfile_errors", self.putfile_errors, True)]
         return out
 
+    def _putfile(self, batch, mask) -> None:
+        """Write the batch (its events with a true mask entry) to the putfile; on failure count
+        them and try again later."""
+        import time
+
+        from lbd.output.writer import OutputError, open_writer
+
+        n = len(batch) if mask is None else int(np.count_nonzero(mask))
+        if self.writer is None:
+            if time.monotonic() < self._putfile_retry:
+                self.putfile_unwritten += n
+                return
+            try:
+                self.writer = open_writer(self.cfg, None)
+            except OutputError as e:
+                self.putfile_unwritten += n
+                self._putfile_failed(e)
+                return
+            log.info("putfile: writing to %s again (%d events not written meanwhile)", self.writer.name,
+                     self.putfile_unwritten)
+        try:
+            self.writer.write_batch(batch, mask)
+        except OutputError as e:
+            writer, self.writer = self.writer, None
+            try:
+                writer.close()
+            except OSError:
+                pass
+            self.putfile_unwritten += writer.unwritten
+            self._putfile_failed(e)
+
+    def _putfile_failed(self, e) -> None:
+        import time
+
+        self.putfile_errors += 1
+        self._putfile_retry = time.monotonic() + self.PUTFILE_RETRY_S
+        msg = str(e)
+        if msg != self._putfile_error:          # once per distinct error, not once per batch
+            self._putfile_error = msg
+            log.error("putfile: %s; the capture goes on, events are counted as not written and the file "
+                      "is tried again every %.0f s", msg, self.PUTFILE_RETRY_S)
+
     def stats(self) -> dict:
-        return self.collector.stats() if self.collector is not None and self.collector.probe else {}
+        st = self.collector.stats() if self.collector is not None and self.collector.probe else {}
+        if self.cfg.init.putfile:
+            st = {**st, "putfile_unwritten": self.putfile_unwritten, "putfile_errors": self.putfile_errors}
+        return st
 
     def close(self) -> None:
         self._keep = ()
@@ -549,6 +616,9 @@ class Instance:
         try:
             if writer is not None:
                 writer.__exit__(None, None, None)
+                self.putfile_unwritten += writer.unwritten
+                if self.putfile_unwritten:
+                    log.warning("putfile: %d events were not written to %s", self.putfile_unwritten, writer.name)
         finally:
             if collector is not None:
                 collector.close()

@@ -38,6 +38,8 @@ __all__ = [
 
 #: the one top-level key that is not a syscall: a free-text comment
 COMMENT_KEY = "_comment"
+#: the largest selection file read (the packaged one, every syscall listed, is about 20 KiB)
+MAX_BYTES = 1 << 20
 _ENTRY_KEYS = ("syscall_id", "interesting")
 
 
@@ -57,6 +59,30 @@ def _no_duplicates(source: str):
     return hook
 
 
+def _no_constant(source: str):
+    def hook(name: str) -> object:
+        raise InterestingError(f"{source}: malformed JSON: {name} is not a JSON value")
+
+    return hook
+
+
+def _brief(v: object, limit: int = 48) -> str:
+    """A value of the file as JSON for a message: one line, cut at limit characters."""
+    if isinstance(v, (list, dict)):
+        return _json_type(v)
+    text = json.dumps(v)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _json_type(v: object) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    return {int: "a number", float: "a number", str: "a string", list: "an array", dict: "an object"}.get(
+        type(v), "a value")
+
+
 def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -68,15 +94,19 @@ def parse_interesting(text: str, source: str = "<string>") -> frozenset[int]:
     """
     from lbd.syscalls import BY_NAME  # here, so that tools/gen_syscalls.py can import this module
 
+    if len(text) > MAX_BYTES and len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        raise InterestingError(f"{source}: more than the limit of {MAX_BYTES} bytes (1 MiB)")
     try:
-        doc = json.loads(text, object_pairs_hook=_no_duplicates(source))
+        doc = json.loads(text, object_pairs_hook=_no_duplicates(source), parse_constant=_no_constant(source))
     except json.JSONDecodeError as e:
+        byte = len(text[:e.pos].encode("utf-8", "surrogatepass"))
         raise InterestingError(
-            f"{source}: line {e.lineno} column {e.colno}: malformed JSON: {e.msg}") from None
+            f"{source}: line {e.lineno} column {e.colno} (byte {byte}): malformed JSON: {e.msg}") from None
+    except RecursionError:
+        raise InterestingError(f"{source}: arrays and objects nested too deep (a selection file has 2 levels)") from None
     if not isinstance(doc, dict):
         raise InterestingError(
-            f"{source}: the top level must be a JSON object of syscall entries, "
-            f"not {type(doc).__name__ if doc is not None else 'null'}")
+            f"{source}: the top level must be a JSON object of syscall entries, not {_json_type(doc)}")
 
     selected: set[int] = set()
     seen: dict[int, str] = {}
@@ -105,12 +135,12 @@ def parse_interesting(text: str, source: str = "<string>") -> frozenset[int]:
         sid = entry["syscall_id"]
         if not _is_int(sid) or sid != sc.nr:
             raise InterestingError(
-                f"{where}: syscall_id is {json.dumps(sid)}, but {sc.name} is syscall {sc.nr} "
+                f"{where}: syscall_id is {_brief(sid)}, but {sc.name} is syscall {sc.nr} "
                 f"on x86_64: expected \"syscall_id\": {sc.nr}")
         flag = entry["interesting"]
         if not _is_int(flag) or flag not in (0, 1):
             raise InterestingError(
-                f"{where}: interesting is {json.dumps(flag)}; it must be the number 0 or 1")
+                f"{where}: interesting is {_brief(flag)}; it must be the number 0 or 1")
         if sc.nr in seen:
             raise InterestingError(
                 f"{where}: syscall {sc.nr} ({sc.name}) is already listed as {seen[sc.nr]!r}")
@@ -123,16 +153,17 @@ def parse_interesting(text: str, source: str = "<string>") -> frozenset[int]:
 def load_interesting_file(path: str | os.PathLike[str]) -> frozenset[int]:
     """:func:`parse_interesting` of a file.  Raises InterestingError, also when the file cannot
     be read or is not UTF-8."""
+    from lbd.files import InputFileError, read_input_file
+
     source = os.fspath(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise InterestingError(f"{source}: cannot read: {e.strerror or e}") from None
+        data = read_input_file(source, "syscall selection file", MAX_BYTES)
+    except InputFileError as e:
+        raise InterestingError(str(e)) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise InterestingError(f"{source}: not UTF-8 text (byte {e.start})") from None
+        raise InterestingError(f"{source}: not UTF-8 text at byte {e.start} ({e.reason})") from None
     return parse_interesting(text, source)
 
 

@@ -364,7 +364,7 @@ def patch(rec: bytes, **fields) -> bytes:
 
 # ---- random records ----------------------------------------------------------------------------
 
-_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789/._-"
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789/._-,()=\\[]"     # with the normal format's separators
 
 
 def _rand_text(rng: random.Random, n: int) -> bytes:

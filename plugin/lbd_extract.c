@@ -10,9 +10,12 @@
  * record's values only.
  *
  * Argument text is what lbd's `normal` output prints for args (lbd.args.decode_args, then
- * lbd.output.reference.format_args and line_safe): the same kinds, the same empty/NULL rules,
- * UTF-8 with invalid bytes as \xNN, each value cut at str_max_size characters with "...", then
- * control characters as \xNN.  tests/unit/test_plugin_extract.py holds the two to each other.
+ * lbd.output.reference.format_args): the same kinds, the same empty/NULL rules, each value cut at
+ * str_max_size characters with "...", then escaped by lbd/lbd_text.h's rules (undecodable bytes
+ * and control characters as \xNN, a backslash as \\, and in linux.args the separators , ( ) =
+ * with a backslash); envp is NULL unless capture_env, and with it secret values are ***.  Other
+ * text fields (linux.arg[name], linux.comm, socket paths) get the same escapes but the
+ * separators'.  tests/unit/test_plugin_extract.py holds the two to each other.
  */
 #define _GNU_SOURCE
 #include <inttypes.h>
@@ -24,6 +27,7 @@
 
 #include "lbd_plugin.h"
 #include "lbd_tables.h"
+#include "../lbd/lbd_text.h"
 
 /* ---- result memory ---------------------------------------------------------------------------- */
 
@@ -199,6 +203,7 @@ struct vw {
     uint64_t limit;     /* 0: no limit */
     uint64_t count;
     int cut;
+    int sep;            /* escape the normal format's separators , ( ) = (linux.args) */
 };
 
 static inline void vw__cp(struct vw *w, const char *s, size_t n)
@@ -220,20 +225,9 @@ static void vw__ascii(struct vw *w, const char *z, size_t n)
         vw__cp(w, z + i, 1);
 }
 
-/* An undecodable byte: backslashreplace makes it the four characters \xNN. */
-static void vw__escape(struct vw *w, uint8_t byte)
+/* One character written as an escape of several bytes (lbd_text.h): counts as one. */
+static void vw__esc(struct vw *w, const char *e, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
-    char e[4] = {'\\', 'x', hex[byte >> 4], hex[byte & 15]};
-    vw__ascii(w, e, 4);
-}
-
-/* A control character (U+0000..U+001F, U+007F): one character where the value is cut, written as
- * \xNN (line_safe(), applied after the cut, keeps an event on one line; and a C string cannot
- * hold a NUL anyway). */
-static void vw__ctl(struct vw *w, uint8_t c)
-{
-    static const char hex[] = "0123456789abcdef";
     if (w->cut)
         return;
     if (w->limit && w->count == w->limit) {
@@ -241,9 +235,16 @@ static void vw__ctl(struct vw *w, uint8_t c)
         w->cut = 1;
         return;
     }
-    char e[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
-    sb__put(w->sb, e, 4);
+    sb__put(w->sb, e, n);
     w->count++;
+}
+
+/* An undecodable byte or a control character (U+0000..U+001F, U+007F): \xNN. */
+static void vw__hex(struct vw *w, uint8_t byte)
+{
+    static const char hex[] = "0123456789abcdef";
+    char e[4] = {'\\', 'x', hex[byte >> 4], hex[byte & 15]};
+    vw__esc(w, e, 4);
 }
 
 /* Length of the valid UTF-8 sequence at p (at most n bytes), 0 if none starts there
@@ -280,22 +281,40 @@ static size_t utf8__seq(const uint8_t *p, size_t n)
     return len;
 }
 
-/* bytes.decode("utf-8", "backslashreplace"), written through w. */
+/* bytes.decode("utf-8", "surrogateescape"), written through w and escaped (escape_text). */
 static void vw__text(struct vw *w, const uint8_t *p, size_t n)
 {
     size_t i = 0;
     while (i < n && !w->cut) {
-        if (p[i] < 0x20 || p[i] == 0x7F) {
-            vw__ctl(w, p[i]);
+        uint8_t c = p[i];
+        if (c < 0x20 || c == 0x7F) {
+            vw__hex(w, c);
+            i++;
+            continue;
+        }
+        if (c == '\\' || (w->sep && lbd_text_is_sep(c))) {
+            char e[2] = {'\\', (char)c};
+            vw__esc(w, e, 2);
             i++;
             continue;
         }
         size_t k = utf8__seq(p + i, n - i);
-        if (k) {
+        if (k > 1 && lbd_text_is_c1(p + i, k)) {
+            static const char hex[] = "0123456789abcdef";
+            char e[12];
+            for (size_t j = 0; j < k; j++) {
+                e[4 * j] = '\\';
+                e[4 * j + 1] = 'x';
+                e[4 * j + 2] = hex[p[i + j] >> 4];
+                e[4 * j + 3] = hex[p[i + j] & 15];
+            }
+            vw__esc(w, e, 4 * k);
+            i += k;
+        } else if (k) {
             vw__cp(w, (const char *)p + i, k);
             i += k;
         } else {
-            vw__escape(w, p[i]);
+            vw__hex(w, c);
             i++;
         }
     }
@@ -533,8 +552,31 @@ static inline int is_empty_ok(uint8_t kind)
     return kind == LBD_K_STR || kind == LBD_K_PATH || kind == LBD_K_BUF || kind == LBD_K_STRARR;
 }
 
+/* The environment strings of p[:end] (NUL-separated) joined by spaces, each NAME=VALUE whose name
+ * is a secret one as NAME=*** (reference.env_value, format_value). */
+static void vw__env(struct vw *w, const struct lbd_extractor *x, const uint8_t *p, size_t end)
+{
+    size_t start = 0, nl;
+    int first = 1;
+    for (size_t i = 0; i <= end && !w->cut; i++) {
+        if (i == end || p[i] == 0) {
+            if (!first)
+                vw__cp(w, " ", 1);
+            first = 0;
+            if (lbd_secret_name((const uint8_t *)x->secret, x->secret_len, p + start, i - start, &nl)) {
+                vw__text(w, p + start, nl);
+                vw__text(w, (const uint8_t *)"=***", 4);
+            } else {
+                vw__text(w, p + start, i - start);
+            }
+            start = i + 1;
+        }
+    }
+}
+
 /* format_value(decode(kind, bits, raw, payload_or_empty(...)), limit) of argument k. */
-static void vw__arg(struct vw *w, const struct ev *e, int k, const struct lbd_arg_spec *a)
+static void vw__arg(struct vw *w, const struct lbd_extractor *x, const struct ev *e, int k,
+                    const struct lbd_arg_spec *a)
 {
     uint64_t raw = e->h->args[k];
     uint32_t len;
@@ -577,8 +619,9 @@ static void vw__arg(struct vw *w, const struct ev *e, int k, const struct lbd_ar
         return;
     case LBD_K_STRARR: {
         static const uint8_t none[1];
-        if (!present)
-            break;
+        int env = strcmp(a->name, "envp") == 0;
+        if (!present || (env && !x->capture_env))
+            break;                             /* NULL: no array, or the environment not captured */
         if (!p)
             p = none;                          /* an empty array: len 0 */
         /* " ".join(parts), parts = payload.split(b"\0") without one trailing empty part; an
@@ -586,6 +629,10 @@ static void vw__arg(struct vw *w, const struct ev *e, int k, const struct lbd_ar
         size_t end = len;
         if (end && p[end - 1] == 0)
             end--;
+        if (env) {
+            vw__env(w, x, p, end);
+            return;
+        }
         size_t start = 0;
         int first = 1;
         for (size_t i = 0; i <= end && !w->cut; i++) {
@@ -636,7 +683,7 @@ static const struct lbd_sc_spec *ev__specs(const struct ev *e)
 static const char *render__args(struct lbd_extractor *x, const struct ev *e)
 {
     struct sb s;
-    struct vw w = {&s, x->str_max, 0, 0};
+    struct vw w = {&s, x->str_max, 0, 0, 1};
     sb__begin(&s, &x->arena);
     const struct lbd_sc_spec *sp = ev__specs(e);
     for (int k = 0; sp && k < sp->nargs; k++) {
@@ -646,7 +693,7 @@ static const char *render__args(struct lbd_extractor *x, const struct ev *e)
         sb__putc(&s, '=');
         w.count = 0;
         w.cut = 0;
-        vw__arg(&w, e, k, &sp->args[k]);
+        vw__arg(&w, x, e, k, &sp->args[k]);
     }
     return sb__end(&s);
 }
@@ -660,9 +707,9 @@ static const char *render__arg(struct lbd_extractor *x, const struct ev *e, cons
         if (strcmp(sp->args[k].name, name) != 0)
             continue;
         struct sb s;
-        struct vw w = {&s, x->str_max, 0, 0};
+        struct vw w = {&s, x->str_max, 0, 0, 0};
         sb__begin(&s, &x->arena);
-        vw__arg(&w, e, k, &sp->args[k]);
+        vw__arg(&w, x, e, k, &sp->args[k]);
         *found = 1;
         return sb__end(&s);
     }
@@ -818,7 +865,7 @@ static inline const char *strtab__at(const struct lbd_view *v, uint32_t off)
 static const char *text__copy(struct lbd_extractor *x, const uint8_t *p, size_t n)
 {
     struct sb s;
-    struct vw w = {&s, 0, 0, 0};
+    struct vw w = {&s, 0, 0, 0, 0};
     sb__begin(&s, &x->arena);
     vw__text(&w, p, n);
     return sb__end(&s);
@@ -1186,7 +1233,7 @@ static ss_plugin_rc field__extract(struct lbd_extractor *x, const struct ev *e, 
                 rc = set_u64(x, f, (uint64_t)sa[2] << 8 | sa[3]);
         } else if (fam == 1) {
             struct sb s;
-            struct vw w = {&s, 0, 0, 0};
+            struct vw w = {&s, 0, 0, 0, 0};
             sb__begin(&s, &x->arena);
             vw__sockaddr(&w, sa, len);
             rc = set_str(x, f, sb__end(&s));

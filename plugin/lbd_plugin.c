@@ -209,9 +209,10 @@ static const char bootstrap_src[] =
     "def bootstrap(init_config, baked_venv, baked_repo):\n"
     "    home = ''\n"
     "    try:\n"
-    "        doc = json.loads(init_config) if init_config.strip() else None\n"
-    "    except ValueError:\n"
-    "        doc = None\n"
+    "        text = init_config.decode('utf-8')\n"
+    "        doc = json.loads(text) if text.strip() and len(text) <= 1 << 20 else None\n"
+    "    except (ValueError, RecursionError):\n"
+    "        doc = None                  # lbd.config says what is wrong with it\n"
     "    if isinstance(doc, dict) and isinstance(doc.get('python_home'), str):\n"
     "        home = doc['python_home']\n"
     "    loaded = getattr(sys, '_lbd_plugin_home', None)\n"
@@ -326,7 +327,7 @@ static int python_enter_init(const char *init_config, char *err, PyGILState_STAT
     if (res)
         fn = PyDict_GetItemString(ns, "bootstrap");         /* borrowed */
     if (fn)
-        mod = PyObject_CallFunction(fn, "sss", init_config, LBD_VENV, LBD_REPO);
+        mod = PyObject_CallFunction(fn, "yss", init_config, LBD_VENV, LBD_REPO);
     if (mod) {
         if (!g_falco) {
             g_falco = mod;
@@ -400,14 +401,24 @@ EXPORT ss_plugin_t *plugin_init(const ss_plugin_init_input *in, ss_plugin_rc *rc
     Py_XDECREF(cap);
     PyObject *limit = st ? PyObject_GetAttrString(st, "str_max_size") : NULL;
     unsigned long long str_max = limit ? PyLong_AsUnsignedLongLong(limit) : 0;
-    if (!st || !limit || PyErr_Occurred()) {
+    PyObject *secret = st && !PyErr_Occurred() ? PyObject_GetAttrString(st, "secret_pattern_bytes") : NULL;
+    char *sp = NULL;
+    Py_ssize_t spn = 0;
+    if (!st || !limit || !secret || PyErr_Occurred() || PyBytes_AsStringAndSize(secret, &sp, &spn) != 0 ||
+        (size_t)spn > sizeof(s->x.secret)) {
+        if (!PyErr_Occurred() && secret)
+            PyErr_SetString(PyExc_ValueError, "init_config.secret_pattern: too long");
         py_err(s->err, "init");
         Py_XDECREF(st);
         Py_XDECREF(limit);
+        Py_XDECREF(secret);
         PyGILState_Release(gil);
         *rc = SS_PLUGIN_FAILURE;
         return s;
     }
+    memcpy(s->x.secret, sp, (size_t)spn);
+    s->x.secret_len = (size_t)spn;
+    Py_DECREF(secret);
     Py_DECREF(limit);
     s->py = st;
     s->x.str_max = str_max;
@@ -519,7 +530,11 @@ EXPORT ss_instance_t *plugin_open(ss_plugin_t *sp, const char *params, ss_plugin
     PyGILState_STATE gil = PyGILState_Ensure();
     PyObject *inst = PyObject_CallMethod(s->py, "open", "y", params ? params : "");
     PyObject *next = inst ? PyObject_GetAttrString(inst, "next") : NULL;
-    if (!inst || !next) {
+    PyObject *env = next ? PyObject_GetAttrString(inst, "capture_env") : NULL;
+    int capture_env = env ? PyObject_IsTrue(env) : -1;
+    Py_XDECREF(env);
+    if (!inst || !next || capture_env < 0) {
+        Py_XDECREF(next);
         py_err(s->err, "open");
         if (inst) {
             PyObject *r = PyObject_CallMethod(inst, "close", NULL);
@@ -540,6 +555,7 @@ EXPORT ss_instance_t *plugin_open(ss_plugin_t *sp, const char *params, ss_plugin
     s->inst = h;
     memset(&s->c, 0, sizeof(s->c));
     memset(&s->x.view, 0, sizeof(s->x.view));
+    s->x.capture_env = capture_env;
     *rc = SS_PLUGIN_SUCCESS;
     return h;
 }

@@ -44,6 +44,9 @@ struct lbd_extractor {
     struct lbd_view view;
     struct lbd_arena arena;
     uint64_t str_max;                       /* init_config str_max_size: 0 = no limit */
+    int capture_env;                        /* open_params capture_env of the open capture (0 before) */
+    size_t secret_len;
+    char secret[1024];                      /* init_config secret_pattern, UTF-8 (256 characters at most) */
     int64_t time_sec;                       /* linux.time cache: the second last formatted */
     char time_prefix[32];                   /* "YYYY-mm-dd HH:MM:SS" of time_sec */
     int64_t tz_read;                        /* CLOCK_MONOTONIC second the time zone was read */

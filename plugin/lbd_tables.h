@@ -729,8 +729,14 @@ static const char lbd_init_schema_json[] =
     "ir\":{\"type\":\"string\",\"maxLength\":256,\"description\":\"shipping (path nats://...): where batches wa"
     "it on disk while the server is unreachable\",\"default\":\"/var/lib/lbd/spool\"},\"spool_max_bytes\":{\""
     "type\":\"integer\",\"minimum\":0,\"maximum\":1099511627776,\"description\":\"shipping: most bytes the spoo"
-    "l holds; batches that do not fit are dropped and counted; 0 = no spool\",\"default\":1073741824}},\""
-    "additionalProperties\":false}";
+    "l holds; batches that do not fit are dropped and counted; 0 = no spool\",\"default\":1073741824},\"s"
+    "ecret_pattern\":{\"type\":\"string\",\"maxLength\":256,\"description\":\"with capture_env: environment var"
+    "iables whose NAME matches one of these |-separated patterns (* and \077 wildcards, case-insensitive"
+    ") are written NAME=***; empty = none masked\",\"default\":\"*TOKEN*|*SECRET*|*PASSWORD*|*KEY*\"},\"rot"
+    "ate_size\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":1125899906842624,\"description\":\"a file output "
+    "(--output, path) is rotated once it holds this many bytes: events.log -> events.log.1 -> ...; 0 "
+    "= never\",\"default\":0},\"rotate_keep\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000,\"description\":\""
+    "rotated files kept (events.log.1 .. events.log.N)\",\"default\":5}},\"additionalProperties\":false}";
 
 #define LBD_PLUGIN_ID 27182u
 #define LBD_PLUGIN_NAME "lbd"

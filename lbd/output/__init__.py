@@ -1,8 +1,9 @@
 """Event output: the seed's `normal` text lines, JSON Lines, terminal lines and Parquet, a batch at
 a time, to a file, stdout or NATS JetStream.
 
-* lbd.output.writer: `open_writer(cfg, path)` -> Writer (`write_batch`, `flush`, `close`);
-  files are appended to (created 0600), errors are `OutputError` with a one-line message; for
+* lbd.output.writer: `open_writer(cfg, path)` -> Writer (`write_batch`, `flush`, `reopen`, `close`);
+  files are opened by lbd.files' rules (no link followed, mode 0600), appended to, written in
+  whole lines, rotated (rotate_size); errors are `OutputError` with a one-line message; for
   the parquet format a lbd.output.parquet.ParquetWriter, for nats://HOST:PORT/SUBJECT a
   lbd.output.nats.NatsExporter (lbd.output.exporter: the spool, delivery, the counts), all with
   the Writer's methods.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "event.schema.json"
 
-__all__ = ["SCHEMA_PATH", "FORMATS", "OutputError", "Writer", "open_writer", "load_schema"]
+__all__ = ["SCHEMA_PATH", "FORMATS", "OutputError", "OutputClosed", "Writer", "open_writer", "load_schema"]
 
 FORMATS = ("normal", "json", "terminal", "parquet")
 
@@ -33,7 +34,7 @@ def load_schema() -> dict:
 
 def __getattr__(name: str):
     # lazy: importing lbd.output must not need the compiled formatter
-    if name in ("OutputError", "Writer", "open_writer"):
+    if name in ("OutputError", "OutputClosed", "Writer", "open_writer"):
         from lbd.output import writer
 
         return getattr(writer, name)

@@ -329,6 +329,47 @@ class TerminalFormatter:
         self._chunks = []
         self._size = 0
 
+    @property
+    def buffered_lines(self) -> int:
+        """Lines formatted and not yet written (the one partly written included)."""
+        return sum(c.count(b"\n") for c in self._chunks)
+
+    def line_end(self) -> int:
+        """Bytes up to and including the buffer's first newline (all of it when none)."""
+        for c in self._chunks:
+            if c:
+                self._join()
+                k = self._chunks[0].find(b"\n")
+                return self._size if k < 0 else k + 1
+        return 0
+
+    def _join(self) -> None:
+        if len(self._chunks) > 1:
+            self._chunks = [b"".join(self._chunks)]
+
+    def write_some(self, fd: int, limit: int = 0, partial: bool = False) -> tuple[int, int, int]:
+        """One write(2) of the buffer's start, as lbd._format.Formatter.write_some: cut back to a
+        line end unless partial (nothing when not one line fits in limit); (bytes written, lines
+        completed, bytes after the last newline written).  OSError on failure."""
+        if not self._size:
+            return (0, 0, 0)
+        self._join()
+        data = self._chunks[0]
+        n = len(data)
+        if limit and limit < n:
+            n = limit if partial else data.rfind(b"\n", 0, limit) + 1
+        if n <= 0:
+            return (0, 0, 0)
+        w = os.write(fd, memoryview(data)[:n])
+        if w == 0:
+            raise OSError(_errno.ENOSPC, os.strerror(_errno.ENOSPC))
+        done = data[:w]
+        rest = data[w:]
+        self._chunks = [rest] if rest else []
+        self._size = len(rest)
+        last = done.rfind(b"\n") + 1
+        return (w, done.count(b"\n"), w - last)
+
     def write_to(self, fd: int) -> int:
         """Write the whole buffer to fd, then empty it; returns the bytes written.  Raises OSError
         with what was not written still buffered."""

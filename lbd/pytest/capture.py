@@ -348,12 +348,12 @@ class TestCapture:
                 self._resume()
 
     def add_thread(self, tid: int) -> None:
+        """A thread of the test's: its records belong to the test.  The kernel keeps it already
+        when a kept thread created it while recording (follow adds it to only_tids at its fork):
+        rewriting the map here would record this thread's own bpf() calls; the next _resume()
+        names it to the kernel otherwise."""
         with self.session.lock:
-            if tid in self.tids:
-                return
             self.tids.add(tid)
-            if self.on:
-                self.session.keep(self.tids)
 
     # -- blocks --------------------------------------------------------------------------------
 

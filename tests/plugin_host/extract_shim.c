@@ -62,3 +62,15 @@ SHIM int shim_extract(struct lbd_extractor *x, const void *evt, uint32_t field_i
     }
     return (int)f.res_len;
 }
+
+/* capture_env (from open_params) and secret_pattern (from init_config), as plugin_open and
+ * plugin_init set them. */
+SHIM int shim_env(struct lbd_extractor *x, int capture_env, const char *pattern, size_t len)
+{
+    if (len > sizeof(x->secret))
+        return -1;
+    x->capture_env = capture_env;
+    memcpy(x->secret, pattern, len);
+    x->secret_len = len;
+    return 0;
+}

@@ -61,7 +61,7 @@ def run_host(*args: str, lib: Path | str = LIB, framework: str | None = None, ti
     cmd = [str(HOST), "--lib", str(lib)]
     if framework:
         cmd += ["--framework-api", framework]
-    r = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout,
+    r = subprocess.run(cmd + list(args), capture_output=True, text=True, errors="surrogateescape", timeout=timeout,
                        env={**os.environ, **(env or {})})
     return r.returncode, _lines(r.stdout), r.stderr
 
@@ -77,7 +77,7 @@ def validate_init(schema: dict | None, config: str | None) -> str | None:
         return None
     try:
         doc = json.loads(config or "{}", parse_constant=_not_json)      # no NaN / Infinity
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         return f"init config is not a valid json ({e})"
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
     error = jsonschema.exceptions.best_match(cls(schema).iter_errors(doc))

@@ -49,7 +49,7 @@ def test_key_tables():
     assert INIT_KEYS[:7] == ("rich_value_size", "str_max_size", "putfile", "path", "format",
                              "log_level", "log_file")
     assert INIT_KEYS[7:] == ("batch_size", "batch_timeout_ms", "consumers", "merge_window_us", "python_home",
-                             "spool_dir", "spool_max_bytes")
+                             "spool_dir", "spool_max_bytes", "secret_pattern", "rotate_size", "rotate_keep")
     assert OPEN_KEYS[:7] == ("filter_own", "filter_falco", "filter_pids", "filter_comms", "drop_mode",
                              "drop_failed", "interest_syscall_file")
     assert OPEN_KEYS[7:] == ("ring_size", "cpus_per_ring", "loader", "track_state", "follow", "only_tids",
@@ -69,7 +69,7 @@ def test_defaults():
         rich_value_size=65536, str_max_size=1024, putfile=False, path="/var/log/lbd/events.log",
         format="normal", log_level="INFO", log_file="", batch_size=512, batch_timeout_ms=30,
         consumers=1, merge_window_us=1000, python_home="", spool_dir="/var/lib/lbd/spool",
-        spool_max_bytes=1 << 30)
+        spool_max_bytes=1 << 30, secret_pattern="*TOKEN*|*SECRET*|*PASSWORD*|*KEY*", rotate_size=0, rotate_keep=5)
     assert c.open == OpenParams(
         filter_own=True, filter_falco=True, filter_pids=(), filter_comms=(), drop_mode=False,
         drop_failed=False, interest_syscall_file="", ring_size=8 << 20, cpus_per_ring=1, loader="auto",
@@ -375,17 +375,21 @@ def test_unreadable_file(tmp_path, monkeypatch):
     raises(str(missing), "cannot read", "No such file or directory", fn=Config.from_file, path=missing)
     d = tmp_path / "dir.yaml"
     d.mkdir()
-    raises(str(d), "cannot read", "Is a directory", fn=Config.from_file, path=d)
+    raises(str(d), "the configuration file is a directory, not a regular file", fn=Config.from_file, path=d)
     p = tmp_path / "secret.json"
     p.write_text("{}")
     if os.geteuid() != 0:
         p.chmod(0)
     else:  # root reads anything: inject the fault instead
 
-        def denied(name, *a, **kw):
-            raise PermissionError(13, "Permission denied", name)
+        real_open = os.open
 
-        monkeypatch.setattr(C, "open", denied, raising=False)
+        def denied(name, *a, **kw):
+            if os.fspath(name) == str(p):
+                raise PermissionError(13, "Permission denied", name)
+            return real_open(name, *a, **kw)
+
+        monkeypatch.setattr(os, "open", denied)
     raises(str(p), "cannot read", "Permission denied", fn=Config.from_file, path=p)
     monkeypatch.undo()
     b = tmp_path / "bin.json"

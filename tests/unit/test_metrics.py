@@ -115,7 +115,7 @@ def test_run_with_a_bad_metrics_address_is_one_line(tmp_path):
     import sys
 
     p = subprocess.run([sys.executable, "-m", "lbd.cli", "run", "--metrics", "9464", "--output",
-                        str(tmp_path / "e.log"), "--duration", "0"], capture_output=True, text=True, timeout=60)
+                        str(tmp_path / "e.log"), "--duration", "1"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 1
     assert p.stderr == ("lbd: error: --metrics: '9464' is not ADDR:PORT (for example 127.0.0.1:9464; "
                         "port 0-65535)\n")

@@ -20,6 +20,7 @@ from lbd.output import load_schema, reference
 from lbd.output.writer import OutputError, Writer, open_writer
 from lbd.ringimage import random_records, sockaddr_in, sockaddr_in6, sockaddr_un
 from tests.data.fakeproc import FakeHost, batch_of, rec
+from tests.data.normal_parser import parse_line
 
 LIMITS = (0, 1, 4, 17, 1024)
 VALIDATOR = jsonschema.Draft202012Validator(load_schema(), format_checker=jsonschema.FormatChecker())
@@ -89,16 +90,19 @@ def one_line(fmt, limit, *records):
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=40), st.integers(0, 12))
 def test_arbitrary_bytes_cut_and_escaped_like_python(data, limit):
-    """Any bytes in a path: UTF-8 with \\xNN for invalid bytes, cut at limit characters + "...",
-    controls escaped (normal) or JSON-escaped (json): the same as the reference."""
+    """Any bytes in a path: cut at limit characters + "..." (an undecodable byte is one
+    character), escaped (normal: one line a parser reads back; json: a JSON string whose
+    \\xNN and \\\\ escapes give back the bytes): the same as the reference."""
     r = rec("openat", {"dfd": -100, "filename": data, "flags": 0}, res=-2)
+    cut = reference.truncate(data.decode("utf-8", "surrogateescape"), limit).encode("utf-8", "surrogateescape")
     for fmt in ("normal", "json"):
         out = one_line(fmt, limit, r)
         if fmt == "json":
             obj = json.loads(out)
-            assert obj["args"]["filename"] == reference.truncate(data.decode("utf-8", "backslashreplace"), limit)
+            assert reference.unescape_text(obj["args"]["filename"]) == cut
         else:
             assert out.count("\n") == 1
+            assert dict(parse_line(out[:-1])["args"])["filename"] == cut
 
 
 def test_values_as_the_seed_prints_them():

@@ -20,7 +20,8 @@ from lbd import args as _args, flags as lbd_flags, record
 from lbd.args import decode_sockaddr
 from lbd.batch import Batch
 from lbd.falco import FIELDS, PLUGIN_ID
-from lbd.output.reference import format_args, format_time, format_value, line_safe
+from lbd.output import reference
+from lbd.output.reference import escape_text, format_args, format_time, format_value
 from lbd.ringimage import image_of, make_record, random_cases, sockaddr_in, sockaddr_in6, sockaddr_un
 from tests.plugin_host.host import extract
 
@@ -44,9 +45,18 @@ def decode_all(records: list[bytes]):
         for i in range(n):
             e = ev[i].copy()                 # a row of the reused batch: copy it
             payloads = [batch.payload(i, k) for k in range(record.MAX_ARGS)]
-            out.append((bytes(batch.falco_event(i)), int(e["nr"]), e, batch.args(i), payloads))
+            out.append((bytes(batch.falco_event(i)), int(e["nr"]), e, exact_args(e, payloads), payloads))
     assert len(out) == len(records), "the decoder dropped synthetic records"
     return out
+
+
+def exact_args(e, payloads, capture_env: bool = False, secret_pattern: str = "") -> dict:
+    """The event's arguments as the output formats see them (reference.exact_args)."""
+    return reference.exact_args(int(e["nr"]), int(e["flags"]), e["args"], payloads, capture_env, secret_pattern)
+
+
+def plain(s: str) -> str:
+    return escape_text(s, "plain")
 
 
 def sockaddr_of(nr: int, flags: int, payloads) -> tuple | None:
@@ -56,7 +66,7 @@ def sockaddr_of(nr: int, flags: int, payloads) -> tuple | None:
         return None
     for k, a in enumerate(specs):
         if a.kind in ("sockaddr", "out_sockaddr") and payloads[k] is not None and len(payloads[k]) >= 2:
-            return decode_sockaddr(payloads[k]), payloads[k]
+            return decode_sockaddr(payloads[k], "surrogateescape"), payloads[k]
     return None
 
 
@@ -85,7 +95,7 @@ def flag_names(nr: int, name: str, args: dict) -> list[str]:
 def expected(nr: int, e, args: dict, payloads, limit: int, arg_names=ARG_NAMES) -> dict:
     """What every field must hold for an event outside the current batch (record values only)."""
     uid, gid, pid, tid, ppid = (int(e[k]) for k in ("uid", "gid", "pid", "tid", "ppid"))
-    comm = line_safe(bytes(e["comm"]).split(b"\0", 1)[0].decode("utf-8", "backslashreplace"))
+    comm = plain(bytes(e["comm"]).split(b"\0", 1)[0].decode("utf-8", "surrogateescape"))
     name = _args.syscall_name(nr)
     exit_ = chr(int(e["dir"])) == "<"
     res = int(e["res"])
@@ -94,7 +104,7 @@ def expected(nr: int, e, args: dict, payloads, limit: int, arg_names=ARG_NAMES) 
         "linux.user": [f"{uid}({uid})"], "linux.user[key]": [str(uid)], "linux.user[value]": [str(uid)],
         "linux.group": [f"{gid}({gid})"], "linux.group[key]": [str(gid)], "linux.group[value]": [str(gid)],
         "linux.fds": [], "linux.fds[key]": [], "linux.fds[value]": [],
-        "linux.args": [line_safe(format_args(args, limit))],
+        "linux.args": [format_args(args, limit)],
         "linux.time": [format_time(int(e["ts"]))],
         "linux.dir": [chr(int(e["dir"]))], "linux.comm": [comm],
         "linux.pid": [str(pid)], "linux.tid": [str(tid)], "linux.ppid": [str(ppid)],
@@ -112,7 +122,7 @@ def expected(nr: int, e, args: dict, payloads, limit: int, arg_names=ARG_NAMES) 
         "linux.loginuid": [int(e["loginuid"])] if int(e["pidns"]) or int(e["loginuid"]) else [],
     }
     for a in arg_names:
-        x[f"linux.arg[{a}]"] = [line_safe(format_value(args[a], limit))] if a in args else []
+        x[f"linux.arg[{a}]"] = [plain(format_value(args[a], limit))] if a in args else []
         x[f"linux.flags[{a}]"] = flag_names(nr, a, args)
         x[f"linux.fd[{a}]"] = []                  # not a number, and no fd table outside a batch
     sa = sockaddr_of(nr, int(e["flags"]), payloads)
@@ -123,7 +133,7 @@ def expected(nr: int, e, args: dict, payloads, limit: int, arg_names=ARG_NAMES) 
         if s.addr is not None:
             ip, port = [s.addr], [s.port]
         if s.path is not None:
-            path = [line_safe(s.path)]
+            path = [plain(s.path)]
     x.update({"linux.sockaddr.family": fam, "linux.sockaddr.ip": ip, "linux.sockaddr.port": port,
               "linux.sockaddr.path": path})
     return x
@@ -150,10 +160,12 @@ def test_every_field_matches_the_reference(limit):
 
 
 def test_text_edge_cases():
-    """Invalid UTF-8 (each bad byte \\xNN), surrogates, overlongs, control characters and NUL
-    (line_safe), cuts inside an escape, argv joins, empty values behind non-NULL pointers."""
+    """Invalid UTF-8 (each bad byte \\xNN, one character), surrogates, overlongs, control
+    characters and NUL, backslashes and the separators , ( ) = (escaped in linux.args), cuts next to
+    an escape, argv joins, empty values behind non-NULL pointers."""
     texts = [b"plain", "päth/日本/😀".encode(), b"\xe2\x82", b"\xed\xa0\x80x", b"\xc0\xafy", b"\xf4\x90\x80\x80",
-             b"a\tb\nc\x7fd\x00e", b"\xff" * 40, b"x" * 3000, b""]
+             b"a\tb\nc\x7fd\x00e", b"\xff" * 40, b"x" * 3000, b"", b"a\\xff\\\\b", b"/x, comm=(sshd), pid=1",
+             b"[::1]=(a,b)\\"]
     recs = []
     from lbd import syscalls
 
