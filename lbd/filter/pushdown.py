@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from lbd import record, syscalls
 from lbd.config import Config
+from lbd.filter.fields import SYSCALL_NAMES
 from lbd.filter.plan import LIMITS, KernelPlan
 
 __all__ = ["kernel_config", "compiled", "plan_of"]
@@ -74,7 +75,7 @@ def kernel_config(cfg: Config) -> Config:
         sel = _selection(cfg)
         want = sel
         if plan.syscalls is not None:
-            real = {n for n in plan.syscalls if syscalls.lookup(n).nr < record.NR_SCHED_FORK}
+            real = {n for n in plan.syscalls if SYSCALL_NAMES[n] < record.NR_SCHED_FORK}
             only_sched = not real
             want = sel & real if not only_sched else sel
         else:
