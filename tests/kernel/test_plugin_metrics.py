@@ -162,3 +162,44 @@ def test_logs_go_to_falcos_logger(log_fn):
     else:
         assert not logs
         assert "capture open" in err and "capture closed" in err
+
+
+def test_metrics_in_a_real_falco():
+    """With FALCO=/path/to/falco: Falco's metrics snapshot (output_rule) carries lbd's counters."""
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import yaml
+
+    from tests.plugin_host.host import LIB, ensure_built
+
+    falco_bin = os.environ.get("FALCO", "")
+    if not falco_bin:
+        pytest.skip("no real Falco: set FALCO=/path/to/falco (0.38 or later) to check its metrics output")
+    require_bpf()
+    ensure_built()
+    d = Path(tempfile.mkdtemp(prefix="lbd-falco-metrics-"))
+    try:
+        rules = [{"rule": "lbd never", "desc": "x", "condition": "linux.syscall = getppid and linux.comm = lbd-never",
+                  "output": "x", "priority": "DEBUG", "source": "linux_ebpf"}]
+        (d / "rules.yaml").write_text(yaml.safe_dump(rules))
+        conf = {"engine": {"kind": "nodriver"}, "rules_files": [str(d / "rules.yaml")], "config_files": [],
+                "json_output": True, "stdout_output": {"enabled": True}, "log_stderr": True, "log_syslog": False,
+                "metrics": {"enabled": True, "interval": "1s", "output_rule": True, "plugins_metrics_enabled": True},
+                "load_plugins": ["lbd"],
+                "plugins": [{"name": "lbd", "library_path": str(LIB), "init_config": {},
+                             "open_params": json.dumps({"syscalls": ["getppid"]})}]}
+        (d / "falco.yaml").write_text(yaml.safe_dump(conf))
+        with open(d / "out.txt", "w") as out:
+            falco = subprocess.Popen([falco_bin, "-c", str(d / "falco.yaml"), "--disable-source", "syscall"],
+                                     stdout=out, stderr=subprocess.STDOUT)
+            time.sleep(8)
+            falco.terminate()
+            falco.wait(60)
+        text = (d / "out.txt").read_text()
+        assert "events_handed" in text and "drops_ring_full" in text, text[-3000:]
+        assert "capture closed" in text, text[-3000:]          # the summary in Falco's log
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

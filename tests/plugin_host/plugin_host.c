@@ -348,6 +348,7 @@ static int check_plugin(void)
     add_bool(o, "ok", sourcing && extraction && id_ok);
     add_bool(o, "sourcing", sourcing);
     add_bool(o, "extraction", extraction);
+    add_bool(o, "get_metrics", A.get_metrics != NULL);
     add_num(o, "id", id);
     add_str(o, "source", src);
     add_str(o, "name", A.get_name());

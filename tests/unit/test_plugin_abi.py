@@ -29,6 +29,7 @@ def test_falco_would_load_it():
         assert c[name]["ok"], c[name]
     assert c["capabilities"]["id"] == 27182 and c["capabilities"]["source"] == "linux_ebpf"
     assert c["capabilities"]["name"] == "lbd"
+    assert c["capabilities"]["get_metrics"] is True          # get_metrics (plugin API 3.6.0)
     assert c["init_schema_config"]["ok"], c["init_schema_config"]
     listed = next(d["field_list"] for d in lines if "field_list" in d)
     assert [f["name"] for f in listed] == [f.name for f in falco.FIELDS]
