@@ -950,13 +950,15 @@ cdef class Ring:
             self._leave()
         return rc > 0
 
-    def fill(self, Batch batch, size_t max_events=0, bint append=False):
+    def fill(self, Batch batch, size_t max_events=0, bint append=False, bint release_gil=True):
         """Replace batch's events with the ready records (at most max_events, 0 = its capacity).
 
         With append=True the records are added after the batch's current events instead (then
         max_events bounds the batch's total).  Returns the number of events in the batch.  Never
         blocks.  `last_stop` tells why it stopped (STOP_EMPTY, STOP_BUSY, STOP_FULL).  Ring space
-        of the copied records is released before it returns.
+        of the copied records is released before it returns.  release_gil=False copies holding
+        the GIL: the process's other Python threads wait (lbd.pytest's drainer, when the test's own
+        threads fill a ring faster than a copy competing with them empties it).
         """
         cdef size_t n
         cdef int stop = STOP_EMPTY, hp1
@@ -974,7 +976,11 @@ cdef class Ring:
         self.filling = True
         self.active += 1
         try:
-            with nogil:
+            if release_gil:
+                with nogil:
+                    n = merge_drain(&self.v, 1, &hp1, batch, max_events, UINT64_MAX, wall, &self.last_ets,
+                                    &self.late, &stop)
+            else:
                 n = merge_drain(&self.v, 1, &hp1, batch, max_events, UINT64_MAX, wall, &self.last_ets,
                                 &self.late, &stop)
         finally:
@@ -1138,7 +1144,8 @@ cdef class Rings:
             self.active -= 1
         return rc > 0
 
-    def fill(self, Batch batch, size_t max_events=0, bint append=False, horizon_ns=None):
+    def fill(self, Batch batch, size_t max_events=0, bint append=False, horizon_ns=None,
+             bint release_gil=True):
         """Fill batch with the merged ready records (see the class docstring).  As Ring.fill(); also
         stops with STOP_HELD when records wait for the order.  horizon_ns (tests): release records
         of a ring up to this ets while another is empty, instead of now minus the window."""
@@ -1170,7 +1177,11 @@ cdef class Rings:
             horizon = horizon - self.window_ns if horizon > self.window_ns else 0
         self.filling = True
         try:
-            with nogil:
+            if release_gil:
+                with nogil:
+                    n = merge_drain(self.views, self.k, self.heap, batch, max_events, horizon, wall,
+                                    &self.last_ets, &self.late, &stop)
+            else:
                 n = merge_drain(self.views, self.k, self.heap, batch, max_events, horizon, wall,
                                 &self.last_ets, &self.late, &stop)
         finally:

@@ -3,7 +3,7 @@
 cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 
-from lbd._decode cimport lbd_event
+from lbd._decode cimport Batch, lbd_event
 from lbd._layout cimport enrich_row, fd_row
 from lbd._record cimport lbd_hdr, lbd_sock
 
@@ -224,6 +224,8 @@ cdef class Engine:
     cdef void unghost(self, proc *p, const lbd_event *e) noexcept nogil
     cdef void reap(self) noexcept nogil
     cdef int _slow(self, int why) except -1
+    cdef _enrich(self, Batch batch)
+    cdef _attach(self, Batch batch)
     cdef lstr *py_text(self, object b) except NULL
     cdef int id_put(self, idcache *c, uint32_t ident, object name) except -1
     cdef int grow_arena(self, size_t extra) except -1

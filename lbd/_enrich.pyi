@@ -33,6 +33,11 @@ class Engine:
         """Put a process read from procfs in the table: (ppid, comm, cmdline, exe, cwd, fds)."""
     def enrich(self, batch: Any) -> None:
         """Set batch.enrich, batch.strtab and batch.fdtab (batch: an lbd._decode.Batch)."""
+    def plugin_view(self, batch: Any, attach: bool = False) -> tuple[int, int, int, int, int, int, int]:
+        """enrich(batch) for the Falco plugin: (n, ptrs, enrich, strtab, strtab_len, fdtab,
+        fdtab_len) addresses and sizes; attach: also set batch.enrich, strtab, fdtab."""
+    def counters(self) -> dict:
+        """The cheap counters (no walk of the tables): batches, events, hits, misses, ..."""
     def process(self, pid: int) -> dict | None: ...
     def stats(self) -> dict: ...
 

@@ -2139,6 +2139,28 @@ cdef class Engine:
 
     def enrich(self, Batch batch not None):
         """Set batch.enrich, batch.strtab and batch.fdtab for the batch's events (in their order)."""
+        self._enrich(batch)
+        self._attach(batch)
+
+    def plugin_view(self, Batch batch not None, bint attach=False):
+        """enrich(batch) for the Falco plugin: the addresses it reads, without a numpy view made
+        per batch: (n, ptrs, enrich, strtab, strtab_len, fdtab, fdtab_len), the batch's event
+        pointers and this engine's buffers (valid until the next enrich or plugin_view, like the
+        batch).  attach: also set batch.enrich, batch.strtab, batch.fdtab (a filter on enriched
+        fields, the putfile writer)."""
+        self._enrich(batch)
+        if attach:
+            self._attach(batch)
+        return (batch.n, <size_t>batch.ptrs_p, <size_t>self.out, <size_t>self.ar, self.ar_size,
+                <size_t>self.fdr, self.fd_used)
+
+    cdef _attach(self, Batch batch):
+        batch.enrich = self.out_buf[:batch.n]
+        batch.strtab = self.ar_buf[:self.ar_size]
+        batch.fdtab = self.fd_buf[:self.fd_used]
+        batch.enriched_generation = batch.generation
+
+    cdef _enrich(self, Batch batch):
         cdef int r
         cdef Py_ssize_t n = batch.n
         if self.running:
@@ -2174,10 +2196,13 @@ cdef class Engine:
             ls_set(&self.link_name, NULL)
         with nogil:
             self.reap()
-        batch.enrich = self.out_buf[:n]
-        batch.strtab = self.ar_buf[:self.ar_size]
-        batch.fdtab = self.fd_buf[:self.fd_used]
-        batch.enriched_generation = batch.generation
+
+    def counters(self) -> dict:
+        """The counters of stats() that are cheap to read (no walk of the tables): batches,
+        events, state changes applied, table size, hits, misses, evictions, procfs loads."""
+        return {"batches": self.batches, "events": self.events, "applied": self.applied,
+                "procs": self.hcount, "hits": self.hits, "misses": self.misses, "evictions": self.evictions,
+                "loads": self.loads, "slow_calls": self.slow_calls, "epochs": self.epochs}
 
     def process(self, uint32_t pid):
         """The table's entry for pid as a dict (None: not in the table); no look-up counted."""

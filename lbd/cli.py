@@ -85,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="keep only these command names (any bytes; cut to the kernel's 15)")
     run.add_argument("--exclude-pid", type=int, nargs="+", action="extend", metavar="PID", help="drop these pids")
     run.add_argument("--exclude-comm", nargs="+", action="extend", metavar="NAME", help="drop these command names")
+    run.add_argument("--filter", metavar="EXPR",
+                     help="write only the events EXPR keeps (README: Filter expressions), e.g. "
+                          "'syscall = openat and arg.filename startswith /etc/'; what the kernel can decide of "
+                          "it (syscalls, pids, comms, uids, failed) is dropped there (open_params.filter)")
     fail = run.add_mutually_exclusive_group()
     fail.add_argument("--failed-only", action="store_true",
                       help="write only failed syscalls (res < 0); filtered in user space: the kernel still "
@@ -112,7 +116,17 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--top", type=int, default=15, metavar="N")
     st.add_argument("--json", action="store_true", help="one JSON object instead of tables")
 
-    sub.add_parser("falco-config", help="print a falco.yaml fragment that loads lbd's plugin")
+    fc = sub.add_parser("falco-config", help="print a Falco config.d drop-in that adds lbd's plugin",
+                        description="Print a drop-in for /etc/falco/config.d/ that adds lbd's plugin to the "
+                                    "plugins Falco loads (Falco >= 0.41 appends a drop-in's lists), or with "
+                                    "--merge-with the whole plugins and load_plugins lists of a falco.yaml with "
+                                    "lbd added (for Falco 0.38-0.40, or a strategy: override entry).",
+                        epilog="examples:\n"
+                               "  lbd falco-config > /etc/falco/config.d/lbd.yaml\n"
+                               "  lbd falco-config --merge-with /etc/falco/falco.yaml",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    fc.add_argument("--merge-with", metavar="FALCO_YAML",
+                    help="print FALCO_YAML's plugins and load_plugins with lbd added")
     return p
 
 
@@ -228,6 +242,8 @@ def _run_config(a):
         changes["drop_failed"] = True
     if a.enter:
         changes["emit_enter"] = True
+    if getattr(a, "filter", None):
+        changes["filter"] = a.filter
     return cfg.replace(**changes) if changes else cfg
 
 
@@ -252,9 +268,19 @@ class _UserFilter:
         self.drop_pids = np.array(o.filter_pids, dtype=np.uint32) if o.filter_pids else None
         self.drop_comms = (np.array([name_bytes(c)[:COMM_MAX] for c in o.filter_comms], dtype="S16")
                            if o.filter_comms else None)
+        from lbd.filter.pushdown import compiled
+
+        self.filter = compiled(cfg)         # open_params.filter / --filter: applied whole, here
 
     def mask(self, batch):
         """A bool array (None: every event)."""
+        keep = self._mask(batch)
+        if self.filter is None:
+            return keep
+        f = self.filter(batch)
+        return f if keep is None else keep & f
+
+    def _mask(self, batch):
         import numpy as np
 
         ev = batch.events
@@ -322,7 +348,10 @@ def cmd_run(a) -> int:
     try:
         # Parquet converts a batch at a time: large batches amortise the per-batch work
         bsize = max(cfg.init.batch_size, 16384) if writer.format == "parquet" else None
-        with Collector(cfg, enrich=True, batch_size=bsize) as col:
+        from lbd.filter.pushdown import kernel_config
+
+        # the filter's part the kernel can decide goes into the probe's filters
+        with Collector(kernel_config(cfg), enrich=True, batch_size=bsize) as col:
             if a.metrics:
                 from lbd.metrics import MetricsError, StatsCollector, serve
 
@@ -525,10 +554,13 @@ def cmd_stats(a) -> int:
 
 def cmd_falco_config(a) -> int:
     try:
-        from lbd.falco import falco_config_fragment
+        from lbd.falco import falco_config_fragment, falco_config_merged
     except ImportError:
         raise CliError("the Falco plugin support is not built yet (see the README's Falco section)") from None
-    sys.stdout.write(falco_config_fragment())
+    if getattr(a, "merge_with", None):
+        sys.stdout.write(falco_config_merged(a.merge_with))
+    else:
+        sys.stdout.write(falco_config_fragment())
     return EXIT_OK
 
 

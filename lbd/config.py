@@ -98,6 +98,10 @@ Keys (type, range, default; seed keys first, in the order of SPEC.md tables 5 an
   syscalls               str[] <= 512 items, 1..64 chars
                                                        []        syscall names; non-empty overrides
                                                                   interest_syscall_file
+  filter                 str   <= 4096 chars           ""        a filter expression (lbd.filter):
+                                                                  only matching events are output;
+                                                                  what the kernel can decide of it
+                                                                  is pushed into the kernel's filters
 
 Value rules:
 
@@ -322,6 +326,25 @@ class _Str(_Kind):
         return {"type": "string", "maxLength": self.max_len}
 
 
+class _FilterExpr(_Str):
+    """A filter expression (lbd.filter): "" for none; a bad one is reported in one line with the
+    column (the caret diagram of FilterError does not fit a configuration message)."""
+
+    def check(self, value: Any) -> str:
+        text = super().check(value)
+        if text.strip():
+            from lbd.filter import FilterError, compile as compile_filter
+
+            try:
+                compile_filter(text)
+            except FilterError as e:
+                raise _Bad(f"{_show(text)}: {str(e).splitlines()[0]}") from None
+        return text
+
+    def range_text(self) -> str:
+        return f"a filter expression of at most {self.max_len} characters (\"\": none)"
+
+
 class _Enum(_Kind):
     type_text = "enum"
 
@@ -508,6 +531,9 @@ _KEYS: dict[str, tuple[str, _Kind, str]] = {
     "only_comms": (OPEN, _COMMS, "keep ONLY syscalls of these command names (empty = all)"),
     "syscalls": (OPEN, _Array(_Name(64), 512),
                  "syscall names to capture; non-empty overrides interest_syscall_file"),
+    "filter": (OPEN, _FilterExpr(4096),
+               "a filter expression (README: Filter expressions): only events it keeps are output; the "
+               "part the kernel can decide (syscalls, pids, comms, uids, failed) is applied there too"),
 }
 
 INIT_KEYS: tuple[str, ...] = tuple(k for k, (s, _, _) in _KEYS.items() if s == INIT)
@@ -627,6 +653,7 @@ class OpenParams:
     only_pids: tuple[int, ...]
     only_comms: tuple[str, ...]
     syscalls: tuple[str, ...]
+    filter: str
 
     def __post_init__(self) -> None:
         _validate(self, OPEN)

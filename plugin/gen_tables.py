@@ -8,7 +8,9 @@ Inputs (nothing is typed twice):
     names, kinds and bit widths, the process-tree pseudo syscalls, the socket family names;
   * lbd.falco.FIELDS: the field table (get_fields JSON and the C field ids);
   * lbd.config.init_schema(): the init_config JSON schema (get_init_schema is called by Falco
-    before plugin_init, so before Python runs in the process: it is baked in).
+    before plugin_init, so before Python runs in the process: it is baked in);
+  * lbd.flags: the symbolic names of each flag set (linux.flags[NAME]), and Python's stat module
+    for the bits of a mode argument (S_ISUID, S_IRWXU, ...).
 
 --check: exit 1 (and say which) when OUTPUT differs from what would be generated.
 """
@@ -61,7 +63,7 @@ def field_macro(name: str) -> str:
 LAYOUT_IDS = {name: i for i, name in enumerate(layouts.LAYOUTS)}
 
 
-def arg_entry(nr: int, k: int, a, specs) -> str:
+def arg_entry(nr: int, k: int, a, specs, ids: dict) -> str:
     lay, sel = -1, -1
     if a.layout:
         lay = LAYOUT_IDS[a.layout]
@@ -69,11 +71,11 @@ def arg_entry(nr: int, k: int, a, specs) -> str:
         if select:
             sel = next(i for i, b in enumerate(specs) if b.name == select)
     strip = int(_args.strips_nul(nr, k))
-    return f"{{{c_str(a.name)}, {kind_macro(a.kind_id)}, {a.bits}, {lay}, {sel}, {strip}}}"
+    return f"{{{c_str(a.name)}, {kind_macro(a.kind_id)}, {a.bits}, {lay}, {sel}, {strip}, {flagset_id(a, ids)}}}"
 
 
-def sc_entry(nr: int, name: str, specs) -> str:
-    args = ", ".join(arg_entry(nr, k, a, specs) for k, a in enumerate(specs))
+def sc_entry(nr: int, name: str, specs, ids: dict) -> str:
+    args = ", ".join(arg_entry(nr, k, a, specs, ids) for k, a in enumerate(specs))
     return f"    [{nr}] = {{{c_str(name)}, {len(specs)}, {{{args}}}}},"
 
 
@@ -107,6 +109,66 @@ def layout_tables() -> list[str]:
     return out
 
 
+#: the bits of a `mode` argument, named as in <sys/stat.h> (from Python's stat module)
+MODE_SET = "mode"
+
+
+def flag_sets() -> list:
+    """lbd.flags' sets, then the mode bits: (name, FlagSet) in table order (index + 1 = id)."""
+    import stat
+
+    from lbd import flags
+
+    sets = [(n, flags.SETS[n]) for n in sorted(flags.SETS)]
+    bits = tuple((getattr(stat, n), n) for n in ("S_ISUID", "S_ISGID", "S_ISVTX", "S_IRUSR", "S_IWUSR",
+                                                  "S_IXUSR", "S_IRGRP", "S_IWGRP", "S_IXGRP", "S_IROTH",
+                                                  "S_IWOTH", "S_IXOTH"))
+    sets.append((MODE_SET, flags.FlagSet(MODE_SET, {}, 0, bits, zero="0")))
+    return sets
+
+
+def flagset_id(spec, ids: dict) -> int:
+    if record.KIND_NAMES[spec.kind_id] == "mode":
+        return ids[MODE_SET]
+    return ids.get(spec.flags or "", 0)
+
+
+def flag_tables(sets) -> list[str]:
+    out = ["/* flag sets (lbd.flags; the mode bits from <sys/stat.h>): linux.flags[NAME] names a flags or",
+           " * mode argument's value as lbd.flags.names() does, one list entry per name */",
+           "struct lbd_flag_name {", "    uint64_t mask;", "    const char *name;", "};\n",
+           "struct lbd_flag_set {",
+           "    const char *name;",
+           "    int64_t field_mask;                     /* -1: an enumeration; else the enumerated low bits */",
+           "    uint8_t field_zero;                     /* a zero field is named */",
+           "    uint16_t field_from;                    /* id of the set whose field names are used, 0: this one */",
+           "    const struct lbd_flag_name *field;      /* the field's values and names */",
+           "    uint16_t nfield;",
+           "    const struct lbd_flag_name *match;      /* bits, composites first (matching order) */",
+           "    const struct lbd_flag_name *bits;       /* the same, printing order */",
+           "    uint16_t nbits;",
+           "    const char *zero;                       /* the name of 0 */",
+           "};\n"]
+    ids = {n: i + 1 for i, (n, _) in enumerate(sets)}
+    for i, (n, fs) in enumerate(sets):
+        for part, items in (("field", sorted(fs.field.items())), ("match", [(m, nm) for m, nm in fs.match]),
+                            ("bits", [(m, nm) for m, nm in fs.bits])):
+            if part == "field":
+                items = [(v, nm) for v, nm in items]
+            body = ", ".join(f"{{{v & ((1 << 64) - 1)}ull, {c_str(nm)}}}" for v, nm in items) or "{0, 0}"
+            out.append(f"static const struct lbd_flag_name lbd_flags_{i}_{part}[] = {{{body}}};")
+    out.append(f"#define LBD_N_FLAG_SETS {len(sets)}")
+    out.append("static const struct lbd_flag_set lbd_flag_sets[LBD_N_FLAG_SETS + 1] = {")
+    out.append("    {0},")
+    for i, (n, fs) in enumerate(sets):
+        fmask = -1 if fs.is_enum else fs.field_mask
+        out.append(f"    {{{c_str(n)}, {fmask}, {int(fs.field_zero)}, {ids.get(fs.field_names, 0) if fs.field_names else 0}, "
+                   f"lbd_flags_{i}_field, {len(fs.field)}, lbd_flags_{i}_match, lbd_flags_{i}_bits, {len(fs.bits)}, "
+                   f"{c_str(fs.zero)}}},")
+    out.append("};\n")
+    return out
+
+
 def generate() -> str:
     lines = [HEADER]
     lines.append("""/*
@@ -128,6 +190,7 @@ struct lbd_arg_spec {
     int8_t layout;      /* struct, out_struct: index into lbd_layouts; -1 none */
     int8_t select;      /* a union's selector: the index of the argument that picks the variant */
     uint8_t strip_nul;  /* an output string whose length counts its NUL (getcwd) */
+    uint16_t flagset;   /* lbd_flag_sets index of a flags or mode argument, 0: none */
 };
 
 /* A field of a structure (lbd.layouts.Field): kind 'u' unsigned, 's' signed, 'x' hex (printed
@@ -163,11 +226,14 @@ struct lbd_sc_spec {
 };
 """)
     lines += layout_tables()
+    sets = flag_sets()
+    ids = {n: i + 1 for i, (n, _) in enumerate(sets)}
+    lines += flag_tables(sets)
     # syscalls, indexed by number; the sched pseudo syscalls in their own small table
     lines.append(f"#define LBD_SC_TABLE_SIZE {record.MAX_SYSCALLS}")
     lines.append("static const struct lbd_sc_spec lbd_sc_table[LBD_SC_TABLE_SIZE] = {")
     for sc in syscalls.TABLE:
-        lines.append(sc_entry(sc.nr, sc.name, _args.arg_specs(sc.nr)))
+        lines.append(sc_entry(sc.nr, sc.name, _args.arg_specs(sc.nr), ids))
     lines.append("};\n")
     first = min(_args.SCHED_NAMES)
     last = max(_args.SCHED_NAMES)
@@ -176,7 +242,7 @@ struct lbd_sc_spec {
     lines.append("static const struct lbd_sc_spec lbd_sched_table[LBD_SCHED_LAST - LBD_SCHED_FIRST + 1] = {")
     for nr in range(first, last + 1):
         specs = _args.arg_specs(nr)
-        lines.append(sc_entry(nr - first, _args.SCHED_NAMES[nr], specs).replace(f"[{nr - first}]", f"[{nr} - LBD_SCHED_FIRST]"))
+        lines.append(sc_entry(nr - first, _args.SCHED_NAMES[nr], specs, ids).replace(f"[{nr - first}]", f"[{nr} - LBD_SCHED_FIRST]"))
     lines.append("};\n")
 
     fams = sorted(_args._FAMILY_NAMES.items())

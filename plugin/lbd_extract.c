@@ -512,8 +512,11 @@ static int64_t view__index(struct lbd_view *v, const ss_plugin_event *e)
     uint32_t h = v->hint;
     if (h < v->n && v->ptrs[h] == a)
         return h;
-    if (h + 1 < v->n && v->ptrs[h + 1] == a)
-        return v->hint = h + 1;
+    /* the next events first: Falco gets the batch less its state records and what the filter
+     * removed, so the next one it extracts is a few events further at most, mostly */
+    for (uint32_t k = h + 1; k < v->n && k <= h + 8; k++)
+        if (v->ptrs[k] == a)
+            return v->hint = k;
     uint32_t lo = 0, hi = v->n;             /* ptrs ascend: events are laid out in arena order */
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
@@ -950,6 +953,77 @@ static const char *render__arg(struct lbd_extractor *x, const struct ev *e, cons
     return NULL;
 }
 
+static const char *fmt(struct lbd_extractor *x, const char *f, ...) __attribute__((format(printf, 2, 3)));
+
+/* linux.flags[NAME]: the names of a flags or mode argument's value, as lbd.flags.names() joins
+ * them with '|' (an enumeration: its one name or the decimal number; a bit mask: the enumerated
+ * field's name first, the names of the bits set in printing order, the unnamed bits as one hex
+ * number, the set's zero name for 0).  Returns the count (0: the event has no such argument or
+ * it is neither flags nor mode), -1 when out of memory. */
+static int flags__names(struct lbd_extractor *x, const struct ev *e, const char *name, const char ***out)
+{
+    const struct lbd_sc_spec *sp = ev__specs(e);
+    int k = -1;
+    for (int i = 0; sp && i < sp->nargs; i++)
+        if (!strcmp(sp->args[i].name, name)) {
+            k = i;
+            break;
+        }
+    if (k < 0 || !sp->args[k].flagset || sp->args[k].flagset > LBD_N_FLAG_SETS)
+        return 0;
+    const struct lbd_flag_set *fs = &lbd_flag_sets[sp->args[k].flagset];
+    uint64_t v = zext(e->h->args[k], sp->args[k].bits);
+    const char **arr = arena__alloc(&x->arena, (size_t)(fs->nbits + 3) * sizeof(*arr));
+    if (!arr)
+        return -1;
+    *out = arr;
+    int n = 0;
+    if (fs->field_mask == -1) {
+        for (uint16_t i = 0; i < fs->nfield; i++)
+            if (fs->field[i].mask == v) {
+                arr[0] = fs->field[i].name;
+                return 1;
+            }
+        arr[0] = fmt(x, "%" PRIu64, v);
+        return arr[0] ? 1 : -1;
+    }
+    if (fs->field_mask) {
+        uint64_t fv = v & (uint64_t)fs->field_mask;
+        v &= ~(uint64_t)fs->field_mask;
+        const struct lbd_flag_set *names = fs->field_from ? &lbd_flag_sets[fs->field_from] : fs;
+        if (fv || fs->field_zero) {
+            const char *nm = NULL;
+            for (uint16_t i = 0; i < names->nfield; i++)
+                if (names->field[i].mask == fv)
+                    nm = names->field[i].name;
+            arr[n] = nm ? nm : fmt(x, "0x%" PRIx64, fv);
+            if (!arr[n++])
+                return -1;
+        }
+    }
+    uint64_t matched = 0;                   /* bit i: match[i] matched (nbits <= 64) */
+    for (uint16_t i = 0; i < fs->nbits && i < 64; i++)
+        if ((v & fs->match[i].mask) == fs->match[i].mask) {
+            matched |= 1ull << i;
+            v &= ~fs->match[i].mask;
+        }
+    for (uint16_t j = 0; j < fs->nbits; j++)
+        for (uint16_t i = 0; i < fs->nbits && i < 64; i++)
+            if ((matched >> i & 1) && fs->match[i].mask == fs->bits[j].mask && !strcmp(fs->match[i].name, fs->bits[j].name)) {
+                arr[n++] = fs->bits[j].name;
+                break;
+            }
+    if (v) {
+        arr[n] = fmt(x, "0x%" PRIx64, v);
+        if (!arr[n++])
+            return -1;
+    }
+    if (!n)
+        arr[n++] = fs->zero;
+    *out = arr;
+    return n;
+}
+
 /* The first socket address argument with a payload: its bytes, or NULL. */
 static const uint8_t *ev__sockaddr(const struct ev *e, uint32_t *len)
 {
@@ -1066,12 +1140,22 @@ static const char *idname(struct lbd_extractor *x, const struct ev *e, uint32_t 
     }
 }
 
+/* linux.time: the event's wall clock in the local time zone, as Falco prints its own prefix
+ * (%evt.time: libsinsp's ts_to_string, whose localtime() re-reads TZ and /etc/localtime on every
+ * call).  localtime_r alone reads them once per process (glibc), so a zone set or changed after
+ * the first event (TZ exported later, timedatectl set-timezone) printed linux.time an hour off
+ * Falco's prefix.  Here the zone is read again (tzset) for each new second of event time and at
+ * least once per second of real time; the text of a second is cached. */
 static const char *ev__time(struct lbd_extractor *x, uint64_t ns)
 {
     int64_t sec = (int64_t)(ns / 1000000000ull);
-    if (sec != x->time_sec || !x->time_prefix[0]) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    if (sec != x->time_sec || !x->time_prefix[0] || (int64_t)now.tv_sec != x->tz_read) {
         time_t t = (time_t)sec;
         struct tm tm;
+        tzset();
+        x->tz_read = (int64_t)now.tv_sec;
         if (!localtime_r(&t, &tm))
             return NULL;
         strftime(x->time_prefix, sizeof(x->time_prefix), "%Y-%m-%d %H:%M:%S", &tm);
@@ -1329,6 +1413,40 @@ static ss_plugin_rc field__extract(struct lbd_extractor *x, const struct ev *e, 
             rc = set_str(x, f, v);
         break;
     }
+    case LBD_FLD_FD: {
+        char *end = NULL;
+        long fd = f->arg_key ? strtol(f->arg_key, &end, 10) : -1;
+        if (!f->arg_key || !f->arg_key[0]) {
+            snprintf(err, errlen, "linux.fd needs an fd number, e.g. linux.fd[0]");
+            return SS_PLUGIN_FAILURE;
+        }
+        if (*end || fd < 0 || fd > INT32_MAX)
+            break;                          /* no such fd, like linux.arg[nope] */
+        const struct lbd_view *v = e->view;
+        for (uint32_t i = 0; en && i < en->fds_n; i++) {
+            const struct lbd_fd_row *r = &v->fdtab[en->fds_off + i];
+            if (r->fd == (int32_t)fd) {
+                rc = set_str(x, f, strtab__at(v, r->path_off));
+                break;
+            }
+        }
+        break;
+    }
+    case LBD_FLD_FLAGS: {
+        if (!f->arg_key || !f->arg_key[0]) {
+            snprintf(err, errlen, "linux.flags needs an argument name, e.g. linux.flags[flags]");
+            return SS_PLUGIN_FAILURE;
+        }
+        const char **names = NULL;
+        int n = flags__names(x, e, f->arg_key, &names);
+        if (n < 0)
+            rc = -1;
+        else if (n > 0) {
+            f->res.str = names;
+            f->res_len = (uint64_t)n;
+        }
+        break;
+    }
     case LBD_FLD_SOCKADDR_FAMILY:
     case LBD_FLD_SOCKADDR_IP:
     case LBD_FLD_SOCKADDR_PORT:
@@ -1382,6 +1500,10 @@ int lbd_view_check(const struct lbd_view *v, char *why, size_t len)
     static const char *const names[] = {"pcomm", "user", "group", "cmdline", "fullpath"};
     for (uint32_t i = 0; i < v->n; i++) {
         const struct lbd_enrich_row *r = &v->enrich[i];
+        /* a row equal to the one before it was checked already (a process's events in a row
+         * mostly share one: the engine copies its cached row) */
+        if (i > 0 && memcmp(r, r - 1, sizeof(*r)) == 0)
+            continue;
         const uint32_t pairs[5][2] = {{r->pcomm_off, r->pcomm_len}, {r->user_off, r->user_len},
                                       {r->group_off, r->group_len}, {r->cmdline_off, r->cmdline_len},
                                       {r->fullpath_off, r->fullpath_len}};

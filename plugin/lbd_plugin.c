@@ -9,9 +9,15 @@
  *     in at build time, or init_config python_home) and imports lbd.falco.  The GIL is released
  *     right after; every entry point below takes it (PyGILState) only around its Python calls, so
  *     any Falco thread may call in.
- *   - next_batch makes ONE Python call (lbd.falco.Instance.next: fill the batch from the ring,
- *     enrich it, write it when putfile) and hands Falco pointers into the batch arena, where the
- *     decoder already laid out each record behind its 38-byte plugin-event header: no copy.
+ *   - next_batch makes ONE Python call (lbd.falco.Instance.next: fill the batch from the rings,
+ *     run the compiled state engine over it, the filter's mask when open_params has a filter,
+ *     write it when putfile) and hands Falco pointers into the batch arena, where the decoder
+ *     already laid out each record behind its 38-byte plugin-event header: no copy.  Which
+ *     events Falco gets is decided here, in C: not the state records (LBD_F_STATE, for the
+ *     tables only), not those the filter's mask drops.
+ *   - Counters (get_metrics) come from Python (the kernel's, the rings', the engine's) plus this
+ *     file's own (handed over, hidden, filtered); drops are announced through Falco's logger
+ *     (log_fn): Python says when, at most once per interval, and a summary at close.
  *   - extract_fields is C alone (lbd_extract.c), without the GIL and without a Python object per
  *     event.
  *   - No Python exception crosses into Falco: every failure becomes SS_PLUGIN_FAILURE (or NULL)
@@ -34,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lbd_plugin.h"
 #include "lbd_tables.h"
@@ -59,13 +66,30 @@
 struct lbd_instance;
 
 /* One plugin_init.  Invariant: py is set iff init succeeded; inst is the open capture or NULL. */
+/* Counters of the hand-over, kept in C (next_batch writes them, get_metrics may read them from
+ * another thread: relaxed atomics).  Reset at each open. */
+struct lbd_counters {
+    uint64_t handed;                /* events handed to Falco */
+    uint64_t hidden_state;          /* state records applied to the tables, not handed over */
+    uint64_t filtered;              /* events the open_params filter removed */
+    uint64_t batches;               /* next_batch calls that handed events */
+    uint64_t enrich_rejected;       /* batches whose enrichment arrays failed lbd_view_check */
+};
+
+/* One plugin_init.  Invariant: py is set iff init succeeded; inst is the open capture or NULL. */
 struct lbd_state {
     char err[LBD_ERRLEN];           /* get_last_error */
     PyObject *py;                   /* lbd.falco.PluginState */
     char *open_params;              /* list_open_params result (malloc) */
     struct lbd_instance *inst;
     struct lbd_extractor x;         /* extract_fields: results arena + the current batch view */
-    uint64_t enrich_rejected;       /* batches whose enrichment arrays failed lbd_view_check */
+    struct lbd_counters c;
+    ss_plugin_owner_t *owner;       /* init input: for log_fn */
+    ss_plugin_log_fn_t log_fn;      /* Falco's logger, or NULL (then stderr) */
+    pthread_mutex_t metrics_lock;   /* get_metrics' result arrays below */
+    ss_plugin_metric *metrics;      /* the last get_metrics result: valid until the next call */
+    char **metric_names;
+    uint32_t nmetrics;
 };
 
 /* One open capture. */
@@ -73,6 +97,9 @@ struct lbd_instance {
     struct lbd_state *s;
     PyObject *py;                   /* lbd.falco.Instance */
     PyObject *next;                 /* its bound next() */
+    uint64_t *out;                  /* the event pointers handed to Falco (malloc, out_cap) */
+    uint32_t out_cap;
+    long tid;                       /* the thread that called next_batch last (filter_own) */
 };
 
 /* ---- errors ------------------------------------------------------------------------------------- */
@@ -123,6 +150,49 @@ static void py_err(char *err, const char *context)
     Py_XDECREF(value);
     Py_XDECREF(tb);
 }
+
+/* ---- Falco's logger ------------------------------------------------------------------------------- */
+
+/* One message to Falco's log (or stderr when the framework gave no log_fn).  Any thread. */
+static void falco_log(struct lbd_state *s, ss_plugin_log_severity sev, const char *msg)
+{
+    if (s && s->log_fn)
+        s->log_fn(s->owner, NULL, msg, sev);
+    else
+        fprintf(stderr, "lbd: %s\n", msg);
+}
+
+/* Python's logging levels (10 DEBUG .. 50 CRITICAL) as Falco's severities. */
+static ss_plugin_log_severity severity_of(long level)
+{
+    if (level >= 50)
+        return SS_PLUGIN_LOG_SEV_CRITICAL;
+    if (level >= 40)
+        return SS_PLUGIN_LOG_SEV_ERROR;
+    if (level >= 30)
+        return SS_PLUGIN_LOG_SEV_WARNING;
+    if (level >= 20)
+        return SS_PLUGIN_LOG_SEV_INFO;
+    return SS_PLUGIN_LOG_SEV_DEBUG;
+}
+
+/* lbd.falco's logging handler calls this (GIL held): (level, message) -> None.  Its self is a
+ * capsule holding the state; the state outlives it (destroy drops the PluginState first). */
+static PyObject *py_falco_log(PyObject *self, PyObject *args)
+{
+    long level;
+    const char *msg;
+    if (!PyArg_ParseTuple(args, "ls", &level, &msg))
+        return NULL;
+    struct lbd_state *s = PyCapsule_GetPointer(self, "lbd.falco.state");
+    if (!s)
+        return NULL;
+    falco_log(s, severity_of(level), msg);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef falco_log_def = {"falco_log", py_falco_log, METH_VARARGS,
+                                    "falco_log(level, message): one line to Falco's log"};
 
 /* ---- the embedded interpreter ------------------------------------------------------------------ */
 
@@ -313,13 +383,22 @@ EXPORT ss_plugin_t *plugin_init(const ss_plugin_init_input *in, ss_plugin_rc *rc
         return NULL;
     }
     lbd_extractor_init(&s->x, 0);
+    pthread_mutex_init(&s->metrics_lock, NULL);
+    if (in) {
+        s->owner = in->owner;
+        s->log_fn = in->log_fn;             /* API 3.3.0 and later; lbd requires 3.6.0 */
+    }
     const char *config = in && in->config ? in->config : "";
     PyGILState_STATE gil;
     if (python_enter_init(config, s->err, &gil) != 0) {
         *rc = SS_PLUGIN_FAILURE;            /* the state carries the message for get_last_error */
         return s;
     }
-    PyObject *st = PyObject_CallMethod(g_falco, "plugin_init", "y", config);
+    PyObject *cap = PyCapsule_New(s, "lbd.falco.state", NULL);
+    PyObject *logf = cap && s->log_fn ? PyCFunction_New(&falco_log_def, cap) : NULL;
+    PyObject *st = cap ? PyObject_CallMethod(g_falco, "plugin_init", "yO", config, logf ? logf : Py_None) : NULL;
+    Py_XDECREF(logf);
+    Py_XDECREF(cap);
     PyObject *limit = st ? PyObject_GetAttrString(st, "str_max_size") : NULL;
     unsigned long long str_max = limit ? PyLong_AsUnsignedLongLong(limit) : 0;
     PyObject *secret = st && !PyErr_Occurred() ? PyObject_GetAttrString(st, "secret_pattern_bytes") : NULL;
@@ -358,6 +437,7 @@ static void instance_free(struct lbd_instance *h)   /* GIL held */
     Py_XDECREF(h->py);
     memset(&h->s->x.view, 0, sizeof(h->s->x.view));
     h->s->inst = NULL;
+    free(h->out);
     free(h);
 }
 
@@ -380,6 +460,11 @@ EXPORT void plugin_destroy(ss_plugin_t *sp)
         PyGILState_Release(gil);
     }
     lbd_extractor_free(&s->x);
+    for (uint32_t i = 0; i < s->nmetrics; i++)
+        free(s->metric_names[i]);
+    free(s->metric_names);
+    free(s->metrics);
+    pthread_mutex_destroy(&s->metrics_lock);
     free(s->open_params);
     free(s);
 }
@@ -466,7 +551,9 @@ EXPORT ss_instance_t *plugin_open(ss_plugin_t *sp, const char *params, ss_plugin
     h->s = s;
     h->py = inst;
     h->next = next;
+    h->tid = (long)gettid();                /* the thread that opened: Instance knows it already */
     s->inst = h;
+    memset(&s->c, 0, sizeof(s->c));
     memset(&s->x.view, 0, sizeof(s->x.view));
     s->x.capture_env = capture_env;
     *rc = SS_PLUGIN_SUCCESS;
@@ -484,13 +571,29 @@ EXPORT void plugin_close(ss_plugin_t *sp, ss_instance_t *hp)
     PyGILState_Release(gil);
 }
 
+#define RELAXED_ADD(x, v) __atomic_fetch_add(&(x), (v), __ATOMIC_RELAXED)
+
+/* The thread calling next_batch changed (Falco may move the source to another thread): its
+ * syscalls are the plugin's own too (filter_own).  GIL held. */
+static void own_thread(struct lbd_instance *h)
+{
+    long tid = (long)gettid();
+    if (tid == h->tid)
+        return;
+    PyObject *r = PyObject_CallMethod(h->py, "add_own_tid", "l", tid);
+    if (!r)
+        PyErr_Clear();                      /* best effort: the capture goes on */
+    Py_XDECREF(r);
+    h->tid = tid;
+}
+
 EXPORT ss_plugin_rc plugin_next_batch(ss_plugin_t *sp, ss_instance_t *hp, uint32_t *nevts,
                                       ss_plugin_event ***evts)
 {
     struct lbd_state *s = sp;
     struct lbd_instance *h = hp;
     unsigned int n = 0;
-    unsigned long long ptrs = 0, enrich = 0, strtab = 0, strtab_len = 0, fdtab = 0, fdtab_len = 0;
+    unsigned long long ptrs = 0, enrich = 0, strtab = 0, strtab_len = 0, fdtab = 0, fdtab_len = 0, mask = 0;
     *nevts = 0;
     *evts = NULL;
     if (!s || !h) {
@@ -501,9 +604,10 @@ EXPORT ss_plugin_rc plugin_next_batch(ss_plugin_t *sp, ss_instance_t *hp, uint32
     /* the batch is about to be refilled: events of the last one are no longer ours to read */
     memset(&s->x.view, 0, sizeof(s->x.view));
     PyGILState_STATE gil = PyGILState_Ensure();
+    own_thread(h);
     PyObject *r = PyObject_CallNoArgs(h->next);
-    int ok = r && PyArg_ParseTuple(r, "IKKKKKK;Instance.next() returned an unexpected tuple", &n, &ptrs,
-                                   &enrich, &strtab, &strtab_len, &fdtab, &fdtab_len);
+    int ok = r && PyArg_ParseTuple(r, "IKKKKKKK;Instance.next() returned an unexpected tuple", &n, &ptrs,
+                                   &enrich, &strtab, &strtab_len, &fdtab, &fdtab_len, &mask);
     if (!ok)
         py_err(s->err, "next_batch");
     Py_XDECREF(r);
@@ -512,16 +616,140 @@ EXPORT ss_plugin_rc plugin_next_batch(ss_plugin_t *sp, ss_instance_t *hp, uint32
         return SS_PLUGIN_FAILURE;
     if (!n)
         return SS_PLUGIN_TIMEOUT;           /* Instance.next() already waited batch_timeout_ms */
-    char why[256];
-    if (lbd_view_set(&s->x, (const uint64_t *)(uintptr_t)ptrs, n, (const void *)(uintptr_t)enrich,
-                     (const char *)(uintptr_t)strtab, strtab_len, (const void *)(uintptr_t)fdtab, fdtab_len,
-                     why, sizeof(why)) != 0 && !s->enrich_rejected++) {
-        /* not the contract: this batch's events carry the record's values only */
-        fprintf(stderr, "lbd: enrichment arrays rejected (%s); events carry the kernel's values\n", why);
+    if (n > h->out_cap) {
+        uint64_t *out = realloc(h->out, (size_t)n * sizeof(*out));
+        if (!out) {
+            set_err(s->err, "next_batch: out of memory for %u event pointers", n);
+            return SS_PLUGIN_FAILURE;
+        }
+        h->out = out;
+        h->out_cap = n;
     }
-    *nevts = n;
-    *evts = (ss_plugin_event **)(uintptr_t)ptrs;   /* Batch.ptrs: uint64 addresses, one per event */
+    /* Falco's list: the batch's events less the state records and what the filter removed. */
+    const uint64_t *all = (const uint64_t *)(uintptr_t)ptrs;
+    const uint8_t *keep = (const uint8_t *)(uintptr_t)mask;
+    uint32_t m = 0, state = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const struct lbd_hdr *hd = (const struct lbd_hdr *)(uintptr_t)(all[i] + LBD_FALCO_PREFIX);
+        if (hd->flags & LBD_F_STATE)
+            state++;
+        else if (!keep || keep[i])
+            h->out[m++] = all[i];
+    }
+    RELAXED_ADD(s->c.hidden_state, state);
+    RELAXED_ADD(s->c.filtered, n - state - m);
+    if (!m)
+        return SS_PLUGIN_TIMEOUT;           /* nothing for Falco in this batch: ask again */
+    char why[256];
+    /* The view is the whole batch (its enrichment rows follow the batch's events, one each):
+     * the extractor finds an event among all of them. */
+    if (lbd_view_set(&s->x, all, n, (const void *)(uintptr_t)enrich, (const char *)(uintptr_t)strtab,
+                     strtab_len, (const void *)(uintptr_t)fdtab, fdtab_len, why, sizeof(why)) != 0 &&
+        !RELAXED_ADD(s->c.enrich_rejected, 1)) {
+        /* not the contract: this batch's events carry the record's values only */
+        char msg[400];
+        snprintf(msg, sizeof(msg), "enrichment arrays rejected (%s); events carry the kernel's values", why);
+        falco_log(s, SS_PLUGIN_LOG_SEV_ERROR, msg);
+    }
+    RELAXED_ADD(s->c.handed, m);
+    RELAXED_ADD(s->c.batches, 1);
+    *nevts = m;
+    *evts = (ss_plugin_event **)h->out;
     return SS_PLUGIN_SUCCESS;
+}
+
+/* ---- metrics ------------------------------------------------------------------------------------ */
+
+/* The C counters, then Python's (lbd.falco.PluginState.metrics(): [(name, value, monotonic)], the
+ * kernel's, the rings' and the engine's counters of the open capture, or of the last one). */
+static const struct {
+    const char *name;
+    size_t off;
+} c_metrics[] = {
+    {"events_handed", offsetof(struct lbd_counters, handed)},
+    {"events_hidden_state", offsetof(struct lbd_counters, hidden_state)},
+    {"events_filtered_user", offsetof(struct lbd_counters, filtered)},
+    {"batches", offsetof(struct lbd_counters, batches)},
+    {"enrich_rejected_batches", offsetof(struct lbd_counters, enrich_rejected)},
+};
+#define N_C_METRICS (sizeof(c_metrics) / sizeof(c_metrics[0]))
+
+EXPORT ss_plugin_metric *plugin_get_metrics(ss_plugin_t *sp, uint32_t *num_metrics)
+{
+    struct lbd_state *s = sp;
+    *num_metrics = 0;
+    if (!s || !s->py)
+        return NULL;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *list = PyObject_CallMethod(s->py, "metrics", NULL);
+    PyObject *seq = list ? PySequence_Fast(list, "metrics() is not a sequence") : NULL;
+    Py_ssize_t np = seq ? PySequence_Fast_GET_SIZE(seq) : 0;
+    if (!seq)
+        PyErr_Clear();                      /* Falco's metrics go on with the C counters */
+    pthread_mutex_lock(&s->metrics_lock);
+    for (uint32_t i = 0; i < s->nmetrics; i++)
+        free(s->metric_names[i]);
+    s->nmetrics = 0;
+    size_t cap = N_C_METRICS + (size_t)np;
+    ss_plugin_metric *m = realloc(s->metrics, cap * sizeof(*m));
+    if (m)
+        s->metrics = m;
+    char **names = m ? realloc(s->metric_names, cap * sizeof(*names)) : NULL;
+    if (names)
+        s->metric_names = names;
+    if (m && names) {
+        uint32_t k = 0;
+        for (size_t i = 0; i < N_C_METRICS; i++, k++) {
+            names[k] = strdup(c_metrics[i].name);
+            m[k].name = names[k];
+            m[k].type = SS_PLUGIN_METRIC_TYPE_MONOTONIC;
+            m[k].value_type = SS_PLUGIN_METRIC_VALUE_TYPE_U64;
+            m[k].value.u64 = __atomic_load_n((uint64_t *)((char *)&s->c + c_metrics[i].off), __ATOMIC_RELAXED);
+        }
+        for (Py_ssize_t i = 0; i < np; i++) {
+            PyObject *t = PySequence_Fast_GET_ITEM(seq, i);      /* borrowed */
+            const char *name;
+            PyObject *val;
+            int mono;
+            if (!PyArg_ParseTuple(t, "sOp", &name, &val, &mono)) {
+                PyErr_Clear();
+                continue;
+            }
+            memset(&m[k].value, 0, sizeof(m[k].value));
+            if (PyFloat_Check(val)) {
+                m[k].value.d = PyFloat_AsDouble(val);
+                m[k].value_type = SS_PLUGIN_METRIC_VALUE_TYPE_D;
+            } else {
+                m[k].value.u64 = PyLong_AsUnsignedLongLongMask(val);
+                m[k].value_type = SS_PLUGIN_METRIC_VALUE_TYPE_U64;
+            }
+            if (PyErr_Occurred()) {
+                PyErr_Clear();
+                continue;
+            }
+            names[k] = strdup(name);
+            m[k].name = names[k];
+            m[k].type = mono ? SS_PLUGIN_METRIC_TYPE_MONOTONIC : SS_PLUGIN_METRIC_TYPE_NON_MONOTONIC;
+            k++;
+        }
+        int oom = 0;
+        for (uint32_t i = 0; i < k; i++)
+            oom |= !names[i];
+        if (oom) {                          /* out of memory: no metrics this time */
+            for (uint32_t i = 0; i < k; i++)
+                free(names[i]);
+            k = 0;
+        }
+        s->nmetrics = k;
+    }
+    uint32_t count = s->nmetrics;
+    ss_plugin_metric *out = s->metrics;
+    pthread_mutex_unlock(&s->metrics_lock);
+    Py_XDECREF(seq);
+    Py_XDECREF(list);
+    PyGILState_Release(gil);
+    *num_metrics = count;
+    return count ? out : NULL;
 }
 
 /* ---- field extraction ---------------------------------------------------------------------------- */

@@ -3,7 +3,8 @@
  * lbd_plugin_api.h: the part of Falco's plugin ABI that liblbd.so and the test host use.
  *
  * Written for lbd from the facts in /work/shared/FALCO_PLUGIN_ABI.md (the authoritative text is
- * falcosecurity/libs userspace/plugin/plugin_api.h and plugin_types.h, plugin API 3.x).  Only the
+ * falcosecurity/libs userspace/plugin/plugin_api.h and plugin_types.h, plugin API 3.x; log_fn and
+ * the metrics types as of libs 0.25 / API 3.12, where they were added in 3.3.0 and 3.6.0).  Only the
  * types and members lbd touches are declared; struct layouts up to the last member used match the
  * ABI exactly (checked by the _Static_asserts at the end).
  */
@@ -94,13 +95,62 @@ typedef struct ss_plugin_field_extract_input {
     /* table reader vtables follow (unused by lbd) */
 } ss_plugin_field_extract_input;
 
+/* Severities of log_fn (ss_plugin_log_severity, API 3.3.0). */
+typedef enum ss_plugin_log_severity {
+    SS_PLUGIN_LOG_SEV_FATAL = 1,
+    SS_PLUGIN_LOG_SEV_CRITICAL = 2,
+    SS_PLUGIN_LOG_SEV_ERROR = 3,
+    SS_PLUGIN_LOG_SEV_WARNING = 4,
+    SS_PLUGIN_LOG_SEV_NOTICE = 5,
+    SS_PLUGIN_LOG_SEV_INFO = 6,
+    SS_PLUGIN_LOG_SEV_DEBUG = 7,
+    SS_PLUGIN_LOG_SEV_TRACE = 8,
+} ss_plugin_log_severity;
+
+/* The framework's logger (API 3.3.0): component NULL means the plugin's name; msg needs no '\n'. */
+typedef void (*ss_plugin_log_fn_t)(ss_plugin_owner_t *o, const char *component, const char *msg,
+                                   ss_plugin_log_severity sev);
+
 typedef struct ss_plugin_init_input {
     const char *config;          /* init_config as a JSON string */
-    ss_plugin_owner_t *owner;
+    ss_plugin_owner_t *owner;    /* constant for the plugin's life: kept for log_fn */
     const char *(*get_owner_last_error)(ss_plugin_owner_t *o);
     const void *tables;          /* may be NULL; unused by lbd */
-    /* log_fn follows from a later API minor; lbd does not use it (it needs only 3.0.0) */
+    ss_plugin_log_fn_t log_fn;   /* API >= 3.3.0 (lbd requires 3.6.0, so it is there); may be NULL */
 } ss_plugin_init_input;
+
+/* Metrics (API 3.6.0: get_metrics).  Falco names each one "<plugin name>.<name>". */
+typedef enum ss_plugin_metric_value_type {
+    SS_PLUGIN_METRIC_VALUE_TYPE_U32 = 0,
+    SS_PLUGIN_METRIC_VALUE_TYPE_S32 = 1,
+    SS_PLUGIN_METRIC_VALUE_TYPE_U64 = 2,
+    SS_PLUGIN_METRIC_VALUE_TYPE_S64 = 3,
+    SS_PLUGIN_METRIC_VALUE_TYPE_D = 4,
+    SS_PLUGIN_METRIC_VALUE_TYPE_F = 5,
+    SS_PLUGIN_METRIC_VALUE_TYPE_I = 6,
+} ss_plugin_metric_value_type;
+
+typedef union ss_plugin_metric_value {
+    uint32_t u32;
+    int32_t s32;
+    uint64_t u64;
+    int64_t s64;
+    double d;
+    float f;
+    int i;
+} ss_plugin_metric_value;
+
+typedef enum ss_plugin_metric_type {
+    SS_PLUGIN_METRIC_TYPE_MONOTONIC = 0,
+    SS_PLUGIN_METRIC_TYPE_NON_MONOTONIC = 1,
+} ss_plugin_metric_type;
+
+typedef struct ss_plugin_metric {
+    const char *name;                        /* owned by the plugin */
+    ss_plugin_metric_type type;
+    ss_plugin_metric_value value;
+    ss_plugin_metric_value_type value_type;
+} ss_plugin_metric;
 
 /* The functions liblbd.so exports, as Falco looks them up (dlsym "plugin_<name>"). */
 typedef const char *(*plugin_get_str_fn)(void);
@@ -118,6 +168,7 @@ typedef ss_plugin_rc (*plugin_next_batch_fn)(ss_plugin_t *s, ss_instance_t *h, u
                                              ss_plugin_event ***evts);
 typedef ss_plugin_rc (*plugin_extract_fields_fn)(ss_plugin_t *s, const ss_plugin_event_input *evt,
                                                  const ss_plugin_field_extract_input *in);
+typedef ss_plugin_metric *(*plugin_get_metrics_fn)(ss_plugin_t *s, uint32_t *num_metrics);
 
 _Static_assert(sizeof(ss_plugin_event) == 26, "ss_plugin_event is packed, 26 bytes");
 _Static_assert(offsetof(ss_plugin_extract_field, res_len) == 8, "res_len");
@@ -132,5 +183,11 @@ _Static_assert(sizeof(ss_plugin_extract_field) == 64, "ss_plugin_extract_field")
 _Static_assert(offsetof(ss_plugin_field_extract_input, num_fields) == 16, "num_fields");
 _Static_assert(offsetof(ss_plugin_field_extract_input, fields) == 24, "fields");
 _Static_assert(offsetof(ss_plugin_init_input, tables) == 24, "tables");
+_Static_assert(offsetof(ss_plugin_init_input, log_fn) == 32, "log_fn");
+_Static_assert(sizeof(ss_plugin_metric_value) == 8, "ss_plugin_metric_value");
+_Static_assert(offsetof(ss_plugin_metric, type) == 8, "metric type");
+_Static_assert(offsetof(ss_plugin_metric, value) == 16, "metric value");
+_Static_assert(offsetof(ss_plugin_metric, value_type) == 24, "metric value_type");
+_Static_assert(sizeof(ss_plugin_metric) == 32, "ss_plugin_metric");
 
 #endif /* LBD_PLUGIN_API_H */

@@ -19,6 +19,7 @@ struct lbd_arg_spec {
     int8_t layout;      /* struct, out_struct: index into lbd_layouts; -1 none */
     int8_t select;      /* a union's selector: the index of the argument that picks the variant */
     uint8_t strip_nul;  /* an output string whose length counts its NUL (getcwd) */
+    uint16_t flagset;   /* lbd_flag_sets index of a flags or mode argument, 0: none */
 };
 
 /* A field of a structure (lbd.layouts.Field): kind 'u' unsigned, 's' signed, 'x' hex (printed
@@ -122,400 +123,689 @@ static const struct lbd_layout lbd_layouts[] = {
 };
 #define LBD_N_LAYOUTS 10
 
+/* flag sets (lbd.flags; the mode bits from <sys/stat.h>): linux.flags[NAME] names a flags or
+ * mode argument's value as lbd.flags.names() does, one list entry per name */
+struct lbd_flag_name {
+    uint64_t mask;
+    const char *name;
+};
+
+struct lbd_flag_set {
+    const char *name;
+    int64_t field_mask;                     /* -1: an enumeration; else the enumerated low bits */
+    uint8_t field_zero;                     /* a zero field is named */
+    uint16_t field_from;                    /* id of the set whose field names are used, 0: this one */
+    const struct lbd_flag_name *field;      /* the field's values and names */
+    uint16_t nfield;
+    const struct lbd_flag_name *match;      /* bits, composites first (matching order) */
+    const struct lbd_flag_name *bits;       /* the same, printing order */
+    uint16_t nbits;
+    const char *zero;                       /* the name of 0 */
+};
+
+static const struct lbd_flag_name lbd_flags_0_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_0_match[] = {{4ull, "R_OK"}, {2ull, "W_OK"}, {1ull, "X_OK"}};
+static const struct lbd_flag_name lbd_flags_0_bits[] = {{4ull, "R_OK"}, {2ull, "W_OK"}, {1ull, "X_OK"}};
+static const struct lbd_flag_name lbd_flags_1_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_1_match[] = {{256ull, "AT_SYMLINK_NOFOLLOW"}, {512ull, "AT_REMOVEDIR"}, {1024ull, "AT_SYMLINK_FOLLOW"}, {2048ull, "AT_NO_AUTOMOUNT"}, {4096ull, "AT_EMPTY_PATH"}, {8192ull, "AT_STATX_FORCE_SYNC"}, {16384ull, "AT_STATX_DONT_SYNC"}, {32768ull, "AT_RECURSIVE"}};
+static const struct lbd_flag_name lbd_flags_1_bits[] = {{256ull, "AT_SYMLINK_NOFOLLOW"}, {512ull, "AT_REMOVEDIR"}, {1024ull, "AT_SYMLINK_FOLLOW"}, {2048ull, "AT_NO_AUTOMOUNT"}, {4096ull, "AT_EMPTY_PATH"}, {8192ull, "AT_STATX_FORCE_SYNC"}, {16384ull, "AT_STATX_DONT_SYNC"}, {32768ull, "AT_RECURSIVE"}};
+static const struct lbd_flag_name lbd_flags_2_field[] = {{0ull, "BPF_CGROUP_INET_INGRESS"}, {1ull, "BPF_CGROUP_INET_EGRESS"}, {2ull, "BPF_CGROUP_INET_SOCK_CREATE"}, {3ull, "BPF_CGROUP_SOCK_OPS"}, {4ull, "BPF_SK_SKB_STREAM_PARSER"}, {5ull, "BPF_SK_SKB_STREAM_VERDICT"}, {6ull, "BPF_CGROUP_DEVICE"}, {7ull, "BPF_SK_MSG_VERDICT"}, {8ull, "BPF_CGROUP_INET4_BIND"}, {9ull, "BPF_CGROUP_INET6_BIND"}, {10ull, "BPF_CGROUP_INET4_CONNECT"}, {11ull, "BPF_CGROUP_INET6_CONNECT"}, {12ull, "BPF_CGROUP_INET4_POST_BIND"}, {13ull, "BPF_CGROUP_INET6_POST_BIND"}, {14ull, "BPF_CGROUP_UDP4_SENDMSG"}, {15ull, "BPF_CGROUP_UDP6_SENDMSG"}, {16ull, "BPF_LIRC_MODE2"}, {17ull, "BPF_FLOW_DISSECTOR"}, {18ull, "BPF_CGROUP_SYSCTL"}, {19ull, "BPF_CGROUP_UDP4_RECVMSG"}, {20ull, "BPF_CGROUP_UDP6_RECVMSG"}, {21ull, "BPF_CGROUP_GETSOCKOPT"}, {22ull, "BPF_CGROUP_SETSOCKOPT"}, {23ull, "BPF_TRACE_RAW_TP"}, {24ull, "BPF_TRACE_FENTRY"}, {25ull, "BPF_TRACE_FEXIT"}, {26ull, "BPF_MODIFY_RETURN"}, {27ull, "BPF_LSM_MAC"}, {28ull, "BPF_TRACE_ITER"}, {29ull, "BPF_CGROUP_INET4_GETPEERNAME"}, {30ull, "BPF_CGROUP_INET6_GETPEERNAME"}, {31ull, "BPF_CGROUP_INET4_GETSOCKNAME"}, {32ull, "BPF_CGROUP_INET6_GETSOCKNAME"}, {33ull, "BPF_XDP_DEVMAP"}, {34ull, "BPF_CGROUP_INET_SOCK_RELEASE"}, {35ull, "BPF_XDP_CPUMAP"}, {36ull, "BPF_SK_LOOKUP"}, {37ull, "BPF_XDP"}, {38ull, "BPF_SK_SKB_VERDICT"}, {39ull, "BPF_SK_REUSEPORT_SELECT"}, {40ull, "BPF_SK_REUSEPORT_SELECT_OR_MIGRATE"}, {41ull, "BPF_PERF_EVENT"}, {42ull, "BPF_TRACE_KPROBE_MULTI"}, {43ull, "BPF_LSM_CGROUP"}};
+static const struct lbd_flag_name lbd_flags_2_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_2_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_3_field[] = {{0ull, "BPF_MAP_CREATE"}, {1ull, "BPF_MAP_LOOKUP_ELEM"}, {2ull, "BPF_MAP_UPDATE_ELEM"}, {3ull, "BPF_MAP_DELETE_ELEM"}, {4ull, "BPF_MAP_GET_NEXT_KEY"}, {5ull, "BPF_PROG_LOAD"}, {6ull, "BPF_OBJ_PIN"}, {7ull, "BPF_OBJ_GET"}, {8ull, "BPF_PROG_ATTACH"}, {9ull, "BPF_PROG_DETACH"}, {10ull, "BPF_PROG_TEST_RUN"}, {11ull, "BPF_PROG_GET_NEXT_ID"}, {12ull, "BPF_MAP_GET_NEXT_ID"}, {13ull, "BPF_PROG_GET_FD_BY_ID"}, {14ull, "BPF_MAP_GET_FD_BY_ID"}, {15ull, "BPF_OBJ_GET_INFO_BY_FD"}, {16ull, "BPF_PROG_QUERY"}, {17ull, "BPF_RAW_TRACEPOINT_OPEN"}, {18ull, "BPF_BTF_LOAD"}, {19ull, "BPF_BTF_GET_FD_BY_ID"}, {20ull, "BPF_TASK_FD_QUERY"}, {21ull, "BPF_MAP_LOOKUP_AND_DELETE_ELEM"}, {22ull, "BPF_MAP_FREEZE"}, {23ull, "BPF_BTF_GET_NEXT_ID"}, {24ull, "BPF_MAP_LOOKUP_BATCH"}, {25ull, "BPF_MAP_LOOKUP_AND_DELETE_BATCH"}, {26ull, "BPF_MAP_UPDATE_BATCH"}, {27ull, "BPF_MAP_DELETE_BATCH"}, {28ull, "BPF_LINK_CREATE"}, {29ull, "BPF_LINK_UPDATE"}, {30ull, "BPF_LINK_GET_FD_BY_ID"}, {31ull, "BPF_LINK_GET_NEXT_ID"}, {32ull, "BPF_ENABLE_STATS"}, {33ull, "BPF_ITER_CREATE"}, {34ull, "BPF_LINK_DETACH"}, {35ull, "BPF_PROG_BIND_MAP"}, {36ull, "BPF_TOKEN_CREATE"}, {37ull, "BPF_PROG_STREAM_READ_BY_FD"}};
+static const struct lbd_flag_name lbd_flags_3_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_3_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_4_field[] = {{0ull, "BPF_MAP_TYPE_UNSPEC"}, {1ull, "BPF_MAP_TYPE_HASH"}, {2ull, "BPF_MAP_TYPE_ARRAY"}, {3ull, "BPF_MAP_TYPE_PROG_ARRAY"}, {4ull, "BPF_MAP_TYPE_PERF_EVENT_ARRAY"}, {5ull, "BPF_MAP_TYPE_PERCPU_HASH"}, {6ull, "BPF_MAP_TYPE_PERCPU_ARRAY"}, {7ull, "BPF_MAP_TYPE_STACK_TRACE"}, {8ull, "BPF_MAP_TYPE_CGROUP_ARRAY"}, {9ull, "BPF_MAP_TYPE_LRU_HASH"}, {10ull, "BPF_MAP_TYPE_LRU_PERCPU_HASH"}, {11ull, "BPF_MAP_TYPE_LPM_TRIE"}, {12ull, "BPF_MAP_TYPE_ARRAY_OF_MAPS"}, {13ull, "BPF_MAP_TYPE_HASH_OF_MAPS"}, {14ull, "BPF_MAP_TYPE_DEVMAP"}, {15ull, "BPF_MAP_TYPE_SOCKMAP"}, {16ull, "BPF_MAP_TYPE_CPUMAP"}, {17ull, "BPF_MAP_TYPE_XSKMAP"}, {18ull, "BPF_MAP_TYPE_SOCKHASH"}, {19ull, "BPF_MAP_TYPE_CGROUP_STORAGE"}, {20ull, "BPF_MAP_TYPE_REUSEPORT_SOCKARRAY"}, {21ull, "BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE"}, {22ull, "BPF_MAP_TYPE_QUEUE"}, {23ull, "BPF_MAP_TYPE_STACK"}, {24ull, "BPF_MAP_TYPE_SK_STORAGE"}, {25ull, "BPF_MAP_TYPE_DEVMAP_HASH"}, {26ull, "BPF_MAP_TYPE_STRUCT_OPS"}, {27ull, "BPF_MAP_TYPE_RINGBUF"}, {28ull, "BPF_MAP_TYPE_INODE_STORAGE"}, {29ull, "BPF_MAP_TYPE_TASK_STORAGE"}, {30ull, "BPF_MAP_TYPE_BLOOM_FILTER"}, {31ull, "BPF_MAP_TYPE_USER_RINGBUF"}};
+static const struct lbd_flag_name lbd_flags_4_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_4_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_5_field[] = {{0ull, "BPF_PROG_TYPE_UNSPEC"}, {1ull, "BPF_PROG_TYPE_SOCKET_FILTER"}, {2ull, "BPF_PROG_TYPE_KPROBE"}, {3ull, "BPF_PROG_TYPE_SCHED_CLS"}, {4ull, "BPF_PROG_TYPE_SCHED_ACT"}, {5ull, "BPF_PROG_TYPE_TRACEPOINT"}, {6ull, "BPF_PROG_TYPE_XDP"}, {7ull, "BPF_PROG_TYPE_PERF_EVENT"}, {8ull, "BPF_PROG_TYPE_CGROUP_SKB"}, {9ull, "BPF_PROG_TYPE_CGROUP_SOCK"}, {10ull, "BPF_PROG_TYPE_LWT_IN"}, {11ull, "BPF_PROG_TYPE_LWT_OUT"}, {12ull, "BPF_PROG_TYPE_LWT_XMIT"}, {13ull, "BPF_PROG_TYPE_SOCK_OPS"}, {14ull, "BPF_PROG_TYPE_SK_SKB"}, {15ull, "BPF_PROG_TYPE_CGROUP_DEVICE"}, {16ull, "BPF_PROG_TYPE_SK_MSG"}, {17ull, "BPF_PROG_TYPE_RAW_TRACEPOINT"}, {18ull, "BPF_PROG_TYPE_CGROUP_SOCK_ADDR"}, {19ull, "BPF_PROG_TYPE_LWT_SEG6LOCAL"}, {20ull, "BPF_PROG_TYPE_LIRC_MODE2"}, {21ull, "BPF_PROG_TYPE_SK_REUSEPORT"}, {22ull, "BPF_PROG_TYPE_FLOW_DISSECTOR"}, {23ull, "BPF_PROG_TYPE_CGROUP_SYSCTL"}, {24ull, "BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE"}, {25ull, "BPF_PROG_TYPE_CGROUP_SOCKOPT"}, {26ull, "BPF_PROG_TYPE_TRACING"}, {27ull, "BPF_PROG_TYPE_STRUCT_OPS"}, {28ull, "BPF_PROG_TYPE_EXT"}, {29ull, "BPF_PROG_TYPE_LSM"}, {30ull, "BPF_PROG_TYPE_SK_LOOKUP"}, {31ull, "BPF_PROG_TYPE_SYSCALL"}};
+static const struct lbd_flag_name lbd_flags_5_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_5_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_6_field[] = {{1ull, "PR_CAP_AMBIENT_IS_SET"}, {2ull, "PR_CAP_AMBIENT_RAISE"}, {3ull, "PR_CAP_AMBIENT_LOWER"}, {4ull, "PR_CAP_AMBIENT_CLEAR_ALL"}};
+static const struct lbd_flag_name lbd_flags_6_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_6_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_7_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_7_match[] = {{1ull, "CAP_CHOWN"}, {2ull, "CAP_DAC_OVERRIDE"}, {4ull, "CAP_DAC_READ_SEARCH"}, {8ull, "CAP_FOWNER"}, {16ull, "CAP_FSETID"}, {32ull, "CAP_KILL"}, {64ull, "CAP_SETGID"}, {128ull, "CAP_SETUID"}, {256ull, "CAP_SETPCAP"}, {512ull, "CAP_LINUX_IMMUTABLE"}, {1024ull, "CAP_NET_BIND_SERVICE"}, {2048ull, "CAP_NET_BROADCAST"}, {4096ull, "CAP_NET_ADMIN"}, {8192ull, "CAP_NET_RAW"}, {16384ull, "CAP_IPC_LOCK"}, {32768ull, "CAP_IPC_OWNER"}, {65536ull, "CAP_SYS_MODULE"}, {131072ull, "CAP_SYS_RAWIO"}, {262144ull, "CAP_SYS_CHROOT"}, {524288ull, "CAP_SYS_PTRACE"}, {1048576ull, "CAP_SYS_PACCT"}, {2097152ull, "CAP_SYS_ADMIN"}, {4194304ull, "CAP_SYS_BOOT"}, {8388608ull, "CAP_SYS_NICE"}, {16777216ull, "CAP_SYS_RESOURCE"}, {33554432ull, "CAP_SYS_TIME"}, {67108864ull, "CAP_SYS_TTY_CONFIG"}, {134217728ull, "CAP_MKNOD"}, {268435456ull, "CAP_LEASE"}, {536870912ull, "CAP_AUDIT_WRITE"}, {1073741824ull, "CAP_AUDIT_CONTROL"}, {2147483648ull, "CAP_SETFCAP"}, {4294967296ull, "CAP_MAC_OVERRIDE"}, {8589934592ull, "CAP_MAC_ADMIN"}, {17179869184ull, "CAP_SYSLOG"}, {34359738368ull, "CAP_WAKE_ALARM"}, {68719476736ull, "CAP_BLOCK_SUSPEND"}, {137438953472ull, "CAP_AUDIT_READ"}, {274877906944ull, "CAP_PERFMON"}, {549755813888ull, "CAP_BPF"}, {1099511627776ull, "CAP_CHECKPOINT_RESTORE"}};
+static const struct lbd_flag_name lbd_flags_7_bits[] = {{1ull, "CAP_CHOWN"}, {2ull, "CAP_DAC_OVERRIDE"}, {4ull, "CAP_DAC_READ_SEARCH"}, {8ull, "CAP_FOWNER"}, {16ull, "CAP_FSETID"}, {32ull, "CAP_KILL"}, {64ull, "CAP_SETGID"}, {128ull, "CAP_SETUID"}, {256ull, "CAP_SETPCAP"}, {512ull, "CAP_LINUX_IMMUTABLE"}, {1024ull, "CAP_NET_BIND_SERVICE"}, {2048ull, "CAP_NET_BROADCAST"}, {4096ull, "CAP_NET_ADMIN"}, {8192ull, "CAP_NET_RAW"}, {16384ull, "CAP_IPC_LOCK"}, {32768ull, "CAP_IPC_OWNER"}, {65536ull, "CAP_SYS_MODULE"}, {131072ull, "CAP_SYS_RAWIO"}, {262144ull, "CAP_SYS_CHROOT"}, {524288ull, "CAP_SYS_PTRACE"}, {1048576ull, "CAP_SYS_PACCT"}, {2097152ull, "CAP_SYS_ADMIN"}, {4194304ull, "CAP_SYS_BOOT"}, {8388608ull, "CAP_SYS_NICE"}, {16777216ull, "CAP_SYS_RESOURCE"}, {33554432ull, "CAP_SYS_TIME"}, {67108864ull, "CAP_SYS_TTY_CONFIG"}, {134217728ull, "CAP_MKNOD"}, {268435456ull, "CAP_LEASE"}, {536870912ull, "CAP_AUDIT_WRITE"}, {1073741824ull, "CAP_AUDIT_CONTROL"}, {2147483648ull, "CAP_SETFCAP"}, {4294967296ull, "CAP_MAC_OVERRIDE"}, {8589934592ull, "CAP_MAC_ADMIN"}, {17179869184ull, "CAP_SYSLOG"}, {34359738368ull, "CAP_WAKE_ALARM"}, {68719476736ull, "CAP_BLOCK_SUSPEND"}, {137438953472ull, "CAP_AUDIT_READ"}, {274877906944ull, "CAP_PERFMON"}, {549755813888ull, "CAP_BPF"}, {1099511627776ull, "CAP_CHECKPOINT_RESTORE"}};
+static const struct lbd_flag_name lbd_flags_8_field[] = {{429392688ull, "_LINUX_CAPABILITY_VERSION_1"}, {537333798ull, "_LINUX_CAPABILITY_VERSION_2"}, {537396514ull, "_LINUX_CAPABILITY_VERSION_3"}};
+static const struct lbd_flag_name lbd_flags_8_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_8_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_9_field[] = {{0ull, "CAP_CHOWN"}, {1ull, "CAP_DAC_OVERRIDE"}, {2ull, "CAP_DAC_READ_SEARCH"}, {3ull, "CAP_FOWNER"}, {4ull, "CAP_FSETID"}, {5ull, "CAP_KILL"}, {6ull, "CAP_SETGID"}, {7ull, "CAP_SETUID"}, {8ull, "CAP_SETPCAP"}, {9ull, "CAP_LINUX_IMMUTABLE"}, {10ull, "CAP_NET_BIND_SERVICE"}, {11ull, "CAP_NET_BROADCAST"}, {12ull, "CAP_NET_ADMIN"}, {13ull, "CAP_NET_RAW"}, {14ull, "CAP_IPC_LOCK"}, {15ull, "CAP_IPC_OWNER"}, {16ull, "CAP_SYS_MODULE"}, {17ull, "CAP_SYS_RAWIO"}, {18ull, "CAP_SYS_CHROOT"}, {19ull, "CAP_SYS_PTRACE"}, {20ull, "CAP_SYS_PACCT"}, {21ull, "CAP_SYS_ADMIN"}, {22ull, "CAP_SYS_BOOT"}, {23ull, "CAP_SYS_NICE"}, {24ull, "CAP_SYS_RESOURCE"}, {25ull, "CAP_SYS_TIME"}, {26ull, "CAP_SYS_TTY_CONFIG"}, {27ull, "CAP_MKNOD"}, {28ull, "CAP_LEASE"}, {29ull, "CAP_AUDIT_WRITE"}, {30ull, "CAP_AUDIT_CONTROL"}, {31ull, "CAP_SETFCAP"}, {32ull, "CAP_MAC_OVERRIDE"}, {33ull, "CAP_MAC_ADMIN"}, {34ull, "CAP_SYSLOG"}, {35ull, "CAP_WAKE_ALARM"}, {36ull, "CAP_BLOCK_SUSPEND"}, {37ull, "CAP_AUDIT_READ"}, {38ull, "CAP_PERFMON"}, {39ull, "CAP_BPF"}, {40ull, "CAP_CHECKPOINT_RESTORE"}};
+static const struct lbd_flag_name lbd_flags_9_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_9_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_10_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_10_match[] = {{256ull, "CLONE_VM"}, {512ull, "CLONE_FS"}, {1024ull, "CLONE_FILES"}, {2048ull, "CLONE_SIGHAND"}, {4096ull, "CLONE_PIDFD"}, {8192ull, "CLONE_PTRACE"}, {16384ull, "CLONE_VFORK"}, {32768ull, "CLONE_PARENT"}, {65536ull, "CLONE_THREAD"}, {131072ull, "CLONE_NEWNS"}, {262144ull, "CLONE_SYSVSEM"}, {524288ull, "CLONE_SETTLS"}, {1048576ull, "CLONE_PARENT_SETTID"}, {2097152ull, "CLONE_CHILD_CLEARTID"}, {4194304ull, "CLONE_DETACHED"}, {8388608ull, "CLONE_UNTRACED"}, {16777216ull, "CLONE_CHILD_SETTID"}, {33554432ull, "CLONE_NEWCGROUP"}, {67108864ull, "CLONE_NEWUTS"}, {134217728ull, "CLONE_NEWIPC"}, {268435456ull, "CLONE_NEWUSER"}, {536870912ull, "CLONE_NEWPID"}, {1073741824ull, "CLONE_NEWNET"}, {2147483648ull, "CLONE_IO"}, {4294967296ull, "CLONE_CLEAR_SIGHAND"}, {8589934592ull, "CLONE_INTO_CGROUP"}, {128ull, "CLONE_NEWTIME"}};
+static const struct lbd_flag_name lbd_flags_10_bits[] = {{256ull, "CLONE_VM"}, {512ull, "CLONE_FS"}, {1024ull, "CLONE_FILES"}, {2048ull, "CLONE_SIGHAND"}, {4096ull, "CLONE_PIDFD"}, {8192ull, "CLONE_PTRACE"}, {16384ull, "CLONE_VFORK"}, {32768ull, "CLONE_PARENT"}, {65536ull, "CLONE_THREAD"}, {131072ull, "CLONE_NEWNS"}, {262144ull, "CLONE_SYSVSEM"}, {524288ull, "CLONE_SETTLS"}, {1048576ull, "CLONE_PARENT_SETTID"}, {2097152ull, "CLONE_CHILD_CLEARTID"}, {4194304ull, "CLONE_DETACHED"}, {8388608ull, "CLONE_UNTRACED"}, {16777216ull, "CLONE_CHILD_SETTID"}, {33554432ull, "CLONE_NEWCGROUP"}, {67108864ull, "CLONE_NEWUTS"}, {134217728ull, "CLONE_NEWIPC"}, {268435456ull, "CLONE_NEWUSER"}, {536870912ull, "CLONE_NEWPID"}, {1073741824ull, "CLONE_NEWNET"}, {2147483648ull, "CLONE_IO"}, {4294967296ull, "CLONE_CLEAR_SIGHAND"}, {8589934592ull, "CLONE_INTO_CGROUP"}, {128ull, "CLONE_NEWTIME"}};
+static const struct lbd_flag_name lbd_flags_11_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_11_match[] = {{256ull, "CLONE_VM"}, {512ull, "CLONE_FS"}, {1024ull, "CLONE_FILES"}, {2048ull, "CLONE_SIGHAND"}, {4096ull, "CLONE_PIDFD"}, {8192ull, "CLONE_PTRACE"}, {16384ull, "CLONE_VFORK"}, {32768ull, "CLONE_PARENT"}, {65536ull, "CLONE_THREAD"}, {131072ull, "CLONE_NEWNS"}, {262144ull, "CLONE_SYSVSEM"}, {524288ull, "CLONE_SETTLS"}, {1048576ull, "CLONE_PARENT_SETTID"}, {2097152ull, "CLONE_CHILD_CLEARTID"}, {4194304ull, "CLONE_DETACHED"}, {8388608ull, "CLONE_UNTRACED"}, {16777216ull, "CLONE_CHILD_SETTID"}, {33554432ull, "CLONE_NEWCGROUP"}, {67108864ull, "CLONE_NEWUTS"}, {134217728ull, "CLONE_NEWIPC"}, {268435456ull, "CLONE_NEWUSER"}, {536870912ull, "CLONE_NEWPID"}, {1073741824ull, "CLONE_NEWNET"}, {2147483648ull, "CLONE_IO"}};
+static const struct lbd_flag_name lbd_flags_11_bits[] = {{256ull, "CLONE_VM"}, {512ull, "CLONE_FS"}, {1024ull, "CLONE_FILES"}, {2048ull, "CLONE_SIGHAND"}, {4096ull, "CLONE_PIDFD"}, {8192ull, "CLONE_PTRACE"}, {16384ull, "CLONE_VFORK"}, {32768ull, "CLONE_PARENT"}, {65536ull, "CLONE_THREAD"}, {131072ull, "CLONE_NEWNS"}, {262144ull, "CLONE_SYSVSEM"}, {524288ull, "CLONE_SETTLS"}, {1048576ull, "CLONE_PARENT_SETTID"}, {2097152ull, "CLONE_CHILD_CLEARTID"}, {4194304ull, "CLONE_DETACHED"}, {8388608ull, "CLONE_UNTRACED"}, {16777216ull, "CLONE_CHILD_SETTID"}, {33554432ull, "CLONE_NEWCGROUP"}, {67108864ull, "CLONE_NEWUTS"}, {134217728ull, "CLONE_NEWIPC"}, {268435456ull, "CLONE_NEWUSER"}, {536870912ull, "CLONE_NEWPID"}, {1073741824ull, "CLONE_NEWNET"}, {2147483648ull, "CLONE_IO"}};
+static const struct lbd_flag_name lbd_flags_12_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_12_match[] = {{2ull, "CLOSE_RANGE_UNSHARE"}, {4ull, "CLOSE_RANGE_CLOEXEC"}};
+static const struct lbd_flag_name lbd_flags_12_bits[] = {{2ull, "CLOSE_RANGE_UNSHARE"}, {4ull, "CLOSE_RANGE_CLOEXEC"}};
+static const struct lbd_flag_name lbd_flags_13_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_13_match[] = {{524288ull, "O_CLOEXEC"}};
+static const struct lbd_flag_name lbd_flags_13_bits[] = {{524288ull, "O_CLOEXEC"}};
+static const struct lbd_flag_name lbd_flags_14_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_14_match[] = {{524288ull, "EPOLL_CLOEXEC"}};
+static const struct lbd_flag_name lbd_flags_14_bits[] = {{524288ull, "EPOLL_CLOEXEC"}};
+static const struct lbd_flag_name lbd_flags_15_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_15_match[] = {{256ull, "AT_SYMLINK_NOFOLLOW"}, {512ull, "AT_EACCESS"}, {4096ull, "AT_EMPTY_PATH"}};
+static const struct lbd_flag_name lbd_flags_15_bits[] = {{256ull, "AT_SYMLINK_NOFOLLOW"}, {512ull, "AT_EACCESS"}, {4096ull, "AT_EMPTY_PATH"}};
+static const struct lbd_flag_name lbd_flags_16_field[] = {{0ull, "FAN_CLASS_NOTIF"}, {4ull, "FAN_CLASS_CONTENT"}, {8ull, "FAN_CLASS_PRE_CONTENT"}};
+static const struct lbd_flag_name lbd_flags_16_match[] = {{1ull, "FAN_CLOEXEC"}, {2ull, "FAN_NONBLOCK"}, {16ull, "FAN_UNLIMITED_QUEUE"}, {32ull, "FAN_UNLIMITED_MARKS"}, {64ull, "FAN_ENABLE_AUDIT"}, {128ull, "FAN_REPORT_PIDFD"}, {256ull, "FAN_REPORT_TID"}, {512ull, "FAN_REPORT_FID"}, {1024ull, "FAN_REPORT_DIR_FID"}, {2048ull, "FAN_REPORT_NAME"}, {4096ull, "FAN_REPORT_TARGET_FID"}};
+static const struct lbd_flag_name lbd_flags_16_bits[] = {{1ull, "FAN_CLOEXEC"}, {2ull, "FAN_NONBLOCK"}, {16ull, "FAN_UNLIMITED_QUEUE"}, {32ull, "FAN_UNLIMITED_MARKS"}, {64ull, "FAN_ENABLE_AUDIT"}, {128ull, "FAN_REPORT_PIDFD"}, {256ull, "FAN_REPORT_TID"}, {512ull, "FAN_REPORT_FID"}, {1024ull, "FAN_REPORT_DIR_FID"}, {2048ull, "FAN_REPORT_NAME"}, {4096ull, "FAN_REPORT_TARGET_FID"}};
+static const struct lbd_flag_name lbd_flags_17_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_17_match[] = {{1ull, "FAN_MARK_ADD"}, {2ull, "FAN_MARK_REMOVE"}, {4ull, "FAN_MARK_DONT_FOLLOW"}, {8ull, "FAN_MARK_ONLYDIR"}, {32ull, "FAN_MARK_IGNORED_MASK"}, {64ull, "FAN_MARK_IGNORED_SURV_MODIFY"}, {128ull, "FAN_MARK_FLUSH"}, {512ull, "FAN_MARK_EVICTABLE"}, {1024ull, "FAN_MARK_IGNORE"}, {16ull, "FAN_MARK_MOUNT"}, {256ull, "FAN_MARK_FILESYSTEM"}};
+static const struct lbd_flag_name lbd_flags_17_bits[] = {{1ull, "FAN_MARK_ADD"}, {2ull, "FAN_MARK_REMOVE"}, {4ull, "FAN_MARK_DONT_FOLLOW"}, {8ull, "FAN_MARK_ONLYDIR"}, {32ull, "FAN_MARK_IGNORED_MASK"}, {64ull, "FAN_MARK_IGNORED_SURV_MODIFY"}, {128ull, "FAN_MARK_FLUSH"}, {512ull, "FAN_MARK_EVICTABLE"}, {1024ull, "FAN_MARK_IGNORE"}, {16ull, "FAN_MARK_MOUNT"}, {256ull, "FAN_MARK_FILESYSTEM"}};
+static const struct lbd_flag_name lbd_flags_18_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_18_match[] = {{1ull, "FAN_ACCESS"}, {2ull, "FAN_MODIFY"}, {4ull, "FAN_ATTRIB"}, {8ull, "FAN_CLOSE_WRITE"}, {16ull, "FAN_CLOSE_NOWRITE"}, {32ull, "FAN_OPEN"}, {64ull, "FAN_MOVED_FROM"}, {128ull, "FAN_MOVED_TO"}, {256ull, "FAN_CREATE"}, {512ull, "FAN_DELETE"}, {1024ull, "FAN_DELETE_SELF"}, {2048ull, "FAN_MOVE_SELF"}, {4096ull, "FAN_OPEN_EXEC"}, {16384ull, "FAN_Q_OVERFLOW"}, {32768ull, "FAN_FS_ERROR"}, {65536ull, "FAN_OPEN_PERM"}, {131072ull, "FAN_ACCESS_PERM"}, {262144ull, "FAN_OPEN_EXEC_PERM"}, {268435456ull, "FAN_RENAME"}, {1073741824ull, "FAN_ONDIR"}};
+static const struct lbd_flag_name lbd_flags_18_bits[] = {{1ull, "FAN_ACCESS"}, {2ull, "FAN_MODIFY"}, {4ull, "FAN_ATTRIB"}, {8ull, "FAN_CLOSE_WRITE"}, {16ull, "FAN_CLOSE_NOWRITE"}, {32ull, "FAN_OPEN"}, {64ull, "FAN_MOVED_FROM"}, {128ull, "FAN_MOVED_TO"}, {256ull, "FAN_CREATE"}, {512ull, "FAN_DELETE"}, {1024ull, "FAN_DELETE_SELF"}, {2048ull, "FAN_MOVE_SELF"}, {4096ull, "FAN_OPEN_EXEC"}, {16384ull, "FAN_Q_OVERFLOW"}, {32768ull, "FAN_FS_ERROR"}, {65536ull, "FAN_OPEN_PERM"}, {131072ull, "FAN_ACCESS_PERM"}, {262144ull, "FAN_OPEN_EXEC_PERM"}, {268435456ull, "FAN_RENAME"}, {1073741824ull, "FAN_ONDIR"}};
+static const struct lbd_flag_name lbd_flags_19_field[] = {{0ull, "F_DUPFD"}, {1ull, "F_GETFD"}, {2ull, "F_SETFD"}, {3ull, "F_GETFL"}, {4ull, "F_SETFL"}, {5ull, "F_GETLK"}, {6ull, "F_SETLK"}, {7ull, "F_SETLKW"}, {8ull, "F_SETOWN"}, {9ull, "F_GETOWN"}, {10ull, "F_SETSIG"}, {11ull, "F_GETSIG"}, {15ull, "F_SETOWN_EX"}, {16ull, "F_GETOWN_EX"}, {17ull, "F_GETOWNER_UIDS"}, {36ull, "F_OFD_GETLK"}, {37ull, "F_OFD_SETLK"}, {38ull, "F_OFD_SETLKW"}, {1024ull, "F_SETLEASE"}, {1025ull, "F_GETLEASE"}, {1026ull, "F_NOTIFY"}, {1027ull, "F_DUPFD_QUERY"}, {1028ull, "F_CREATED_QUERY"}, {1029ull, "F_CANCELLK"}, {1030ull, "F_DUPFD_CLOEXEC"}, {1031ull, "F_SETPIPE_SZ"}, {1032ull, "F_GETPIPE_SZ"}, {1033ull, "F_ADD_SEALS"}, {1034ull, "F_GET_SEALS"}, {1035ull, "F_GET_RW_HINT"}, {1036ull, "F_SET_RW_HINT"}, {1037ull, "F_GET_FILE_RW_HINT"}, {1038ull, "F_SET_FILE_RW_HINT"}};
+static const struct lbd_flag_name lbd_flags_19_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_19_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_20_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_20_match[] = {{2048ull, "IN_NONBLOCK"}, {524288ull, "IN_CLOEXEC"}};
+static const struct lbd_flag_name lbd_flags_20_bits[] = {{2048ull, "IN_NONBLOCK"}, {524288ull, "IN_CLOEXEC"}};
+static const struct lbd_flag_name lbd_flags_21_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_21_match[] = {{1ull, "IN_ACCESS"}, {2ull, "IN_MODIFY"}, {4ull, "IN_ATTRIB"}, {8ull, "IN_CLOSE_WRITE"}, {16ull, "IN_CLOSE_NOWRITE"}, {32ull, "IN_OPEN"}, {64ull, "IN_MOVED_FROM"}, {128ull, "IN_MOVED_TO"}, {256ull, "IN_CREATE"}, {512ull, "IN_DELETE"}, {1024ull, "IN_DELETE_SELF"}, {2048ull, "IN_MOVE_SELF"}, {8192ull, "IN_UNMOUNT"}, {16384ull, "IN_Q_OVERFLOW"}, {32768ull, "IN_IGNORED"}, {16777216ull, "IN_ONLYDIR"}, {33554432ull, "IN_DONT_FOLLOW"}, {67108864ull, "IN_EXCL_UNLINK"}, {268435456ull, "IN_MASK_CREATE"}, {536870912ull, "IN_MASK_ADD"}, {1073741824ull, "IN_ISDIR"}, {2147483648ull, "IN_ONESHOT"}};
+static const struct lbd_flag_name lbd_flags_21_bits[] = {{1ull, "IN_ACCESS"}, {2ull, "IN_MODIFY"}, {4ull, "IN_ATTRIB"}, {8ull, "IN_CLOSE_WRITE"}, {16ull, "IN_CLOSE_NOWRITE"}, {32ull, "IN_OPEN"}, {64ull, "IN_MOVED_FROM"}, {128ull, "IN_MOVED_TO"}, {256ull, "IN_CREATE"}, {512ull, "IN_DELETE"}, {1024ull, "IN_DELETE_SELF"}, {2048ull, "IN_MOVE_SELF"}, {8192ull, "IN_UNMOUNT"}, {16384ull, "IN_Q_OVERFLOW"}, {32768ull, "IN_IGNORED"}, {16777216ull, "IN_ONLYDIR"}, {33554432ull, "IN_DONT_FOLLOW"}, {67108864ull, "IN_EXCL_UNLINK"}, {268435456ull, "IN_MASK_CREATE"}, {536870912ull, "IN_MASK_ADD"}, {1073741824ull, "IN_ISDIR"}, {2147483648ull, "IN_ONESHOT"}};
+static const struct lbd_flag_name lbd_flags_22_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_22_match[] = {{1ull, "IORING_SETUP_IOPOLL"}, {2ull, "IORING_SETUP_SQPOLL"}, {4ull, "IORING_SETUP_SQ_AFF"}, {8ull, "IORING_SETUP_CQSIZE"}, {16ull, "IORING_SETUP_CLAMP"}, {32ull, "IORING_SETUP_ATTACH_WQ"}, {64ull, "IORING_SETUP_R_DISABLED"}, {128ull, "IORING_SETUP_SUBMIT_ALL"}, {256ull, "IORING_SETUP_COOP_TASKRUN"}, {512ull, "IORING_SETUP_TASKRUN_FLAG"}, {1024ull, "IORING_SETUP_SQE128"}, {2048ull, "IORING_SETUP_CQE32"}, {4096ull, "IORING_SETUP_SINGLE_ISSUER"}, {8192ull, "IORING_SETUP_DEFER_TASKRUN"}};
+static const struct lbd_flag_name lbd_flags_22_bits[] = {{1ull, "IORING_SETUP_IOPOLL"}, {2ull, "IORING_SETUP_SQPOLL"}, {4ull, "IORING_SETUP_SQ_AFF"}, {8ull, "IORING_SETUP_CQSIZE"}, {16ull, "IORING_SETUP_CLAMP"}, {32ull, "IORING_SETUP_ATTACH_WQ"}, {64ull, "IORING_SETUP_R_DISABLED"}, {128ull, "IORING_SETUP_SUBMIT_ALL"}, {256ull, "IORING_SETUP_COOP_TASKRUN"}, {512ull, "IORING_SETUP_TASKRUN_FLAG"}, {1024ull, "IORING_SETUP_SQE128"}, {2048ull, "IORING_SETUP_CQE32"}, {4096ull, "IORING_SETUP_SINGLE_ISSUER"}, {8192ull, "IORING_SETUP_DEFER_TASKRUN"}};
+static const struct lbd_flag_name lbd_flags_23_field[] = {{0ull, "TIOCPKT_DATA"}, {1ull, "TIOCPKT_FLUSHREAD"}, {2ull, "TIOCPKT_FLUSHWRITE"}, {4ull, "TIOCPKT_STOP"}, {8ull, "TIOCPKT_START"}, {16ull, "TIOCPKT_NOSTOP"}, {32ull, "TIOCPKT_DOSTOP"}, {64ull, "TIOCPKT_IOCTL"}, {4712ull, "BLKSSZGET"}, {9216ull, "PERF_EVENT_IOC_ENABLE"}, {9217ull, "PERF_EVENT_IOC_DISABLE"}, {9218ull, "PERF_EVENT_IOC_REFRESH"}, {9219ull, "PERF_EVENT_IOC_RESET"}, {19251ull, "KDGKBTYPE"}, {19456ull, "LOOP_SET_FD"}, {19457ull, "LOOP_CLR_FD"}, {19586ull, "LOOP_CTL_GET_FREE"}, {21505ull, "TCGETS"}, {21506ull, "TCSETS"}, {21507ull, "TCSETSW"}, {21508ull, "TCSETSF"}, {21509ull, "TCGETA"}, {21510ull, "TCSETA"}, {21511ull, "TCSETAW"}, {21512ull, "TCSETAF"}, {21513ull, "TCSBRK"}, {21514ull, "TCXONC"}, {21515ull, "TCFLSH"}, {21516ull, "TIOCEXCL"}, {21517ull, "TIOCNXCL"}, {21518ull, "TIOCSCTTY"}, {21519ull, "TIOCGPGRP"}, {21520ull, "TIOCSPGRP"}, {21521ull, "TIOCOUTQ"}, {21522ull, "TIOCSTI"}, {21523ull, "TIOCGWINSZ"}, {21524ull, "TIOCSWINSZ"}, {21525ull, "TIOCMGET"}, {21526ull, "TIOCMBIS"}, {21527ull, "TIOCMBIC"}, {21528ull, "TIOCMSET"}, {21529ull, "TIOCGSOFTCAR"}, {21530ull, "TIOCSSOFTCAR"}, {21531ull, "FIONREAD"}, {21532ull, "TIOCLINUX"}, {21533ull, "TIOCCONS"}, {21534ull, "TIOCGSERIAL"}, {21535ull, "TIOCSSERIAL"}, {21536ull, "TIOCPKT"}, {21537ull, "FIONBIO"}, {21538ull, "TIOCNOTTY"}, {21539ull, "TIOCSETD"}, {21540ull, "TIOCGETD"}, {21541ull, "TCSBRKP"}, {21543ull, "TIOCSBRK"}, {21544ull, "TIOCCBRK"}, {21545ull, "TIOCGSID"}, {21550ull, "TIOCGRS485"}, {21551ull, "TIOCSRS485"}, {21554ull, "TCGETX"}, {21555ull, "TCSETX"}, {21556ull, "TCSETXF"}, {21557ull, "TCSETXW"}, {21559ull, "TIOCVHANGUP"}, {21569ull, "TIOCGPTPEER"}, {21584ull, "FIONCLEX"}, {21585ull, "FIOCLEX"}, {21586ull, "FIOASYNC"}, {21587ull, "TIOCSERCONFIG"}, {21588ull, "TIOCSERGWILD"}, {21589ull, "TIOCSERSWILD"}, {21590ull, "TIOCGLCKTRMIOS"}, {21591ull, "TIOCSLCKTRMIOS"}, {21592ull, "TIOCSERGSTRUCT"}, {21593ull, "TIOCSERGETLSR"}, {21594ull, "TIOCSERGETMULTI"}, {21595ull, "TIOCSERSETMULTI"}, {21596ull, "TIOCMIWAIT"}, {21597ull, "TIOCGICOUNT"}, {21600ull, "FIOQSIZE"}, {22019ull, "VT_GETSTATE"}, {35083ull, "SIOCADDRT"}, {35084ull, "SIOCDELRT"}, {35085ull, "SIOCRTMSG"}, {35088ull, "SIOCGIFNAME"}, {35089ull, "SIOCSIFLINK"}, {35090ull, "SIOCGIFCONF"}, {35091ull, "SIOCGIFFLAGS"}, {35092ull, "SIOCSIFFLAGS"}, {35093ull, "SIOCGIFADDR"}, {35094ull, "SIOCSIFADDR"}, {35095ull, "SIOCGIFDSTADDR"}, {35096ull, "SIOCSIFDSTADDR"}, {35097ull, "SIOCGIFBRDADDR"}, {35098ull, "SIOCSIFBRDADDR"}, {35099ull, "SIOCGIFNETMASK"}, {35100ull, "SIOCSIFNETMASK"}, {35101ull, "SIOCGIFMETRIC"}, {35102ull, "SIOCSIFMETRIC"}, {35103ull, "SIOCGIFMEM"}, {35104ull, "SIOCSIFMEM"}, {35105ull, "SIOCGIFMTU"}, {35106ull, "SIOCSIFMTU"}, {35107ull, "SIOCSIFNAME"}, {35108ull, "SIOCSIFHWADDR"}, {35109ull, "SIOCGIFENCAP"}, {35110ull, "SIOCSIFENCAP"}, {35111ull, "SIOCGIFHWADDR"}, {35113ull, "SIOCGIFSLAVE"}, {35120ull, "SIOCSIFSLAVE"}, {35121ull, "SIOCADDMULTI"}, {35122ull, "SIOCDELMULTI"}, {35123ull, "SIOCGIFINDEX"}, {35124ull, "SIOCSIFPFLAGS"}, {35125ull, "SIOCGIFPFLAGS"}, {35126ull, "SIOCDIFADDR"}, {35127ull, "SIOCSIFHWBROADCAST"}, {35128ull, "SIOCGIFCOUNT"}, {35136ull, "SIOCGIFBR"}, {35137ull, "SIOCSIFBR"}, {35138ull, "SIOCGIFTXQLEN"}, {35139ull, "SIOCSIFTXQLEN"}, {35142ull, "SIOCETHTOOL"}, {35143ull, "SIOCGMIIPHY"}, {35144ull, "SIOCGMIIREG"}, {35145ull, "SIOCSMIIREG"}, {35146ull, "SIOCWANDEV"}, {35147ull, "SIOCOUTQNSD"}, {35148ull, "SIOCGSKNS"}, {35155ull, "SIOCDARP"}, {35156ull, "SIOCGARP"}, {35157ull, "SIOCSARP"}, {35168ull, "SIOCDRARP"}, {35169ull, "SIOCGRARP"}, {35170ull, "SIOCSRARP"}, {35184ull, "SIOCGIFMAP"}, {35185ull, "SIOCSIFMAP"}, {35200ull, "SIOCADDDLCI"}, {35201ull, "SIOCDELDLCI"}, {35202ull, "SIOCGIFVLAN"}, {35203ull, "SIOCSIFVLAN"}, {35216ull, "SIOCBONDENSLAVE"}, {35217ull, "SIOCBONDRELEASE"}, {35218ull, "SIOCBONDSETHWADDR"}, {35219ull, "SIOCBONDSLAVEINFOQUERY"}, {35220ull, "SIOCBONDINFOQUERY"}, {35221ull, "SIOCBONDCHANGEACTIVE"}, {35232ull, "SIOCBRADDBR"}, {35233ull, "SIOCBRDELBR"}, {35234ull, "SIOCBRADDIF"}, {35235ull, "SIOCBRDELIF"}, {35248ull, "SIOCSHWTSTAMP"}, {35249ull, "SIOCGHWTSTAMP"}, {46849ull, "NS_GET_USERNS"}, {46850ull, "NS_GET_PARENT"}, {46851ull, "NS_GET_NSTYPE"}, {46852ull, "NS_GET_OWNER_UID"}, {1074013192ull, "PERF_EVENT_IOC_SET_BPF"}, {1074025521ull, "TIOCSPTLCK"}, {1074041865ull, "FICLONE"}, {1074287107ull, "RNDADDENTROPY"}, {1074292226ull, "FS_IOC_SETFLAGS"}, {1075876877ull, "FICLONERANGE"}, {2147766784ull, "RNDGETENTCNT"}, {2147767344ull, "TIOCGPTN"}, {2148012658ull, "BLKGETSIZE64"}, {2148017159ull, "PERF_EVENT_IOC_ID"}, {2148034049ull, "FS_IOC_GETFLAGS"}, {3222806785ull, "SECCOMP_IOCTL_NOTIF_SEND"}, {3222836278ull, "FIDEDUPERANGE"}, {3226476800ull, "SECCOMP_IOCTL_NOTIF_RECV"}};
+static const struct lbd_flag_name lbd_flags_23_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_23_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_24_field[] = {{1ull, "IP_TOS"}, {2ull, "IP_TTL"}, {3ull, "IP_HDRINCL"}, {4ull, "IP_OPTIONS"}, {5ull, "IP_ROUTER_ALERT"}, {6ull, "IP_RECVOPTS"}, {7ull, "IP_RETOPTS"}, {8ull, "IP_PKTINFO"}, {9ull, "IP_PKTOPTIONS"}, {10ull, "IP_MTU_DISCOVER"}, {11ull, "IP_RECVERR"}, {12ull, "IP_RECVTTL"}, {13ull, "IP_RECVTOS"}, {14ull, "IP_MTU"}, {15ull, "IP_FREEBIND"}, {16ull, "IP_IPSEC_POLICY"}, {17ull, "IP_XFRM_POLICY"}, {19ull, "IP_TRANSPARENT"}, {20ull, "IP_ORIGDSTADDR"}, {21ull, "IP_MINTTL"}, {32ull, "IP_MULTICAST_IF"}, {33ull, "IP_MULTICAST_TTL"}, {34ull, "IP_MULTICAST_LOOP"}};
+static const struct lbd_flag_name lbd_flags_24_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_24_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_25_field[] = {{0ull, "IPPROTO_IP"}, {1ull, "IPPROTO_ICMP"}, {2ull, "IPPROTO_IGMP"}, {4ull, "IPPROTO_IPIP"}, {6ull, "IPPROTO_TCP"}, {8ull, "IPPROTO_EGP"}, {12ull, "IPPROTO_PUP"}, {17ull, "IPPROTO_UDP"}, {22ull, "IPPROTO_IDP"}, {29ull, "IPPROTO_TP"}, {33ull, "IPPROTO_DCCP"}, {41ull, "IPPROTO_IPV6"}, {46ull, "IPPROTO_RSVP"}, {47ull, "IPPROTO_GRE"}, {50ull, "IPPROTO_ESP"}, {51ull, "IPPROTO_AH"}, {92ull, "IPPROTO_MTP"}, {94ull, "IPPROTO_BEETPH"}, {98ull, "IPPROTO_ENCAP"}, {103ull, "IPPROTO_PIM"}, {108ull, "IPPROTO_COMP"}, {115ull, "IPPROTO_L2TP"}, {132ull, "IPPROTO_SCTP"}, {136ull, "IPPROTO_UDPLITE"}, {137ull, "IPPROTO_MPLS"}, {143ull, "IPPROTO_ETHERNET"}, {255ull, "IPPROTO_RAW"}, {262ull, "IPPROTO_MPTCP"}};
+static const struct lbd_flag_name lbd_flags_25_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_25_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_26_field[] = {{7ull, "IPV6_CHECKSUM"}, {9ull, "IPV6_NEXTHOP"}, {16ull, "IPV6_UNICAST_HOPS"}, {17ull, "IPV6_MULTICAST_IF"}, {18ull, "IPV6_MULTICAST_HOPS"}, {19ull, "IPV6_MULTICAST_LOOP"}, {20ull, "IPV6_JOIN_GROUP"}, {21ull, "IPV6_LEAVE_GROUP"}, {26ull, "IPV6_V6ONLY"}, {49ull, "IPV6_RECVPKTINFO"}, {50ull, "IPV6_PKTINFO"}, {51ull, "IPV6_RECVHOPLIMIT"}, {52ull, "IPV6_HOPLIMIT"}, {53ull, "IPV6_RECVHOPOPTS"}, {54ull, "IPV6_HOPOPTS"}, {55ull, "IPV6_RTHDRDSTOPTS"}, {56ull, "IPV6_RECVRTHDR"}, {57ull, "IPV6_RTHDR"}, {58ull, "IPV6_RECVDSTOPTS"}, {59ull, "IPV6_DSTOPTS"}, {60ull, "IPV6_RECVPATHMTU"}, {61ull, "IPV6_PATHMTU"}, {62ull, "IPV6_DONTFRAG"}, {66ull, "IPV6_RECVTCLASS"}, {67ull, "IPV6_TCLASS"}};
+static const struct lbd_flag_name lbd_flags_26_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_26_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_27_field[] = {{18446744073709551608ull, "KEY_SPEC_REQUESTOR_KEYRING"}, {18446744073709551609ull, "KEY_SPEC_REQKEY_AUTH_KEY"}, {18446744073709551610ull, "KEY_SPEC_GROUP_KEYRING"}, {18446744073709551611ull, "KEY_SPEC_USER_SESSION_KEYRING"}, {18446744073709551612ull, "KEY_SPEC_USER_KEYRING"}, {18446744073709551613ull, "KEY_SPEC_SESSION_KEYRING"}, {18446744073709551614ull, "KEY_SPEC_PROCESS_KEYRING"}, {18446744073709551615ull, "KEY_SPEC_THREAD_KEYRING"}, {4294967288ull, "KEY_SPEC_REQUESTOR_KEYRING"}, {4294967289ull, "KEY_SPEC_REQKEY_AUTH_KEY"}, {4294967290ull, "KEY_SPEC_GROUP_KEYRING"}, {4294967291ull, "KEY_SPEC_USER_SESSION_KEYRING"}, {4294967292ull, "KEY_SPEC_USER_KEYRING"}, {4294967293ull, "KEY_SPEC_SESSION_KEYRING"}, {4294967294ull, "KEY_SPEC_PROCESS_KEYRING"}, {4294967295ull, "KEY_SPEC_THREAD_KEYRING"}};
+static const struct lbd_flag_name lbd_flags_27_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_27_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_28_field[] = {{0ull, "KEYCTL_GET_KEYRING_ID"}, {1ull, "KEYCTL_JOIN_SESSION_KEYRING"}, {2ull, "KEYCTL_UPDATE"}, {3ull, "KEYCTL_REVOKE"}, {4ull, "KEYCTL_CHOWN"}, {5ull, "KEYCTL_SETPERM"}, {6ull, "KEYCTL_DESCRIBE"}, {7ull, "KEYCTL_CLEAR"}, {8ull, "KEYCTL_LINK"}, {9ull, "KEYCTL_UNLINK"}, {10ull, "KEYCTL_SEARCH"}, {11ull, "KEYCTL_READ"}, {12ull, "KEYCTL_INSTANTIATE"}, {13ull, "KEYCTL_NEGATE"}, {14ull, "KEYCTL_SET_REQKEY_KEYRING"}, {15ull, "KEYCTL_SET_TIMEOUT"}, {16ull, "KEYCTL_ASSUME_AUTHORITY"}, {17ull, "KEYCTL_GET_SECURITY"}, {18ull, "KEYCTL_SESSION_TO_PARENT"}, {19ull, "KEYCTL_REJECT"}, {20ull, "KEYCTL_INSTANTIATE_IOV"}, {21ull, "KEYCTL_INVALIDATE"}, {22ull, "KEYCTL_GET_PERSISTENT"}, {23ull, "KEYCTL_DH_COMPUTE"}, {24ull, "KEYCTL_PKEY_QUERY"}, {25ull, "KEYCTL_PKEY_ENCRYPT"}, {26ull, "KEYCTL_PKEY_DECRYPT"}, {27ull, "KEYCTL_PKEY_SIGN"}, {28ull, "KEYCTL_PKEY_VERIFY"}, {29ull, "KEYCTL_RESTRICT_KEYRING"}, {30ull, "KEYCTL_MOVE"}, {31ull, "KEYCTL_CAPABILITIES"}, {32ull, "KEYCTL_WATCH_KEY"}};
+static const struct lbd_flag_name lbd_flags_28_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_28_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_29_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_29_match[] = {{1ull, "MFD_CLOEXEC"}, {2ull, "MFD_ALLOW_SEALING"}, {4ull, "MFD_HUGETLB"}, {8ull, "MFD_NOEXEC_SEAL"}, {16ull, "MFD_EXEC"}};
+static const struct lbd_flag_name lbd_flags_29_bits[] = {{1ull, "MFD_CLOEXEC"}, {2ull, "MFD_ALLOW_SEALING"}, {4ull, "MFD_HUGETLB"}, {8ull, "MFD_NOEXEC_SEAL"}, {16ull, "MFD_EXEC"}};
+static const struct lbd_flag_name lbd_flags_30_field[] = {{1ull, "MAP_SHARED"}, {2ull, "MAP_PRIVATE"}, {3ull, "MAP_SHARED_VALIDATE"}};
+static const struct lbd_flag_name lbd_flags_30_match[] = {{32ull, "MAP_ANONYMOUS"}, {2048ull, "MAP_DENYWRITE"}, {4096ull, "MAP_EXECUTABLE"}, {32768ull, "MAP_POPULATE"}, {131072ull, "MAP_STACK"}, {16ull, "MAP_FIXED"}, {64ull, "MAP_32BIT"}, {256ull, "MAP_GROWSDOWN"}, {8192ull, "MAP_LOCKED"}, {16384ull, "MAP_NORESERVE"}, {65536ull, "MAP_NONBLOCK"}, {262144ull, "MAP_HUGETLB"}, {524288ull, "MAP_SYNC"}, {1048576ull, "MAP_FIXED_NOREPLACE"}, {67108864ull, "MAP_UNINITIALIZED"}};
+static const struct lbd_flag_name lbd_flags_30_bits[] = {{32ull, "MAP_ANONYMOUS"}, {2048ull, "MAP_DENYWRITE"}, {4096ull, "MAP_EXECUTABLE"}, {32768ull, "MAP_POPULATE"}, {131072ull, "MAP_STACK"}, {16ull, "MAP_FIXED"}, {64ull, "MAP_32BIT"}, {256ull, "MAP_GROWSDOWN"}, {8192ull, "MAP_LOCKED"}, {16384ull, "MAP_NORESERVE"}, {65536ull, "MAP_NONBLOCK"}, {262144ull, "MAP_HUGETLB"}, {524288ull, "MAP_SYNC"}, {1048576ull, "MAP_FIXED_NOREPLACE"}, {67108864ull, "MAP_UNINITIALIZED"}};
+static const struct lbd_flag_name lbd_flags_31_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_31_match[] = {{1ull, "PROT_READ"}, {2ull, "PROT_WRITE"}, {4ull, "PROT_EXEC"}, {8ull, "PROT_SEM"}, {16777216ull, "PROT_GROWSDOWN"}, {33554432ull, "PROT_GROWSUP"}};
+static const struct lbd_flag_name lbd_flags_31_bits[] = {{1ull, "PROT_READ"}, {2ull, "PROT_WRITE"}, {4ull, "PROT_EXEC"}, {8ull, "PROT_SEM"}, {16777216ull, "PROT_GROWSDOWN"}, {33554432ull, "PROT_GROWSUP"}};
+static const struct lbd_flag_name lbd_flags_32_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_32_match[] = {{1ull, "MODULE_INIT_IGNORE_MODVERSIONS"}, {2ull, "MODULE_INIT_IGNORE_VERMAGIC"}, {4ull, "MODULE_INIT_COMPRESSED_FILE"}};
+static const struct lbd_flag_name lbd_flags_32_bits[] = {{1ull, "MODULE_INIT_IGNORE_MODVERSIONS"}, {2ull, "MODULE_INIT_IGNORE_VERMAGIC"}, {4ull, "MODULE_INIT_COMPRESSED_FILE"}};
+static const struct lbd_flag_name lbd_flags_33_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_33_match[] = {{3236757504ull, "MS_MGC_VAL"}, {1ull, "MS_RDONLY"}, {2ull, "MS_NOSUID"}, {4ull, "MS_NODEV"}, {8ull, "MS_NOEXEC"}, {16ull, "MS_SYNCHRONOUS"}, {32ull, "MS_REMOUNT"}, {64ull, "MS_MANDLOCK"}, {128ull, "MS_DIRSYNC"}, {256ull, "MS_NOSYMFOLLOW"}, {1024ull, "MS_NOATIME"}, {2048ull, "MS_NODIRATIME"}, {4096ull, "MS_BIND"}, {8192ull, "MS_MOVE"}, {16384ull, "MS_REC"}, {32768ull, "MS_SILENT"}, {65536ull, "MS_POSIXACL"}, {131072ull, "MS_UNBINDABLE"}, {262144ull, "MS_PRIVATE"}, {524288ull, "MS_SLAVE"}, {1048576ull, "MS_SHARED"}, {2097152ull, "MS_RELATIME"}, {4194304ull, "MS_KERNMOUNT"}, {8388608ull, "MS_I_VERSION"}, {16777216ull, "MS_STRICTATIME"}, {33554432ull, "MS_LAZYTIME"}};
+static const struct lbd_flag_name lbd_flags_33_bits[] = {{3236757504ull, "MS_MGC_VAL"}, {1ull, "MS_RDONLY"}, {2ull, "MS_NOSUID"}, {4ull, "MS_NODEV"}, {8ull, "MS_NOEXEC"}, {16ull, "MS_SYNCHRONOUS"}, {32ull, "MS_REMOUNT"}, {64ull, "MS_MANDLOCK"}, {128ull, "MS_DIRSYNC"}, {256ull, "MS_NOSYMFOLLOW"}, {1024ull, "MS_NOATIME"}, {2048ull, "MS_NODIRATIME"}, {4096ull, "MS_BIND"}, {8192ull, "MS_MOVE"}, {16384ull, "MS_REC"}, {32768ull, "MS_SILENT"}, {65536ull, "MS_POSIXACL"}, {131072ull, "MS_UNBINDABLE"}, {262144ull, "MS_PRIVATE"}, {524288ull, "MS_SLAVE"}, {1048576ull, "MS_SHARED"}, {2097152ull, "MS_RELATIME"}, {4194304ull, "MS_KERNMOUNT"}, {8388608ull, "MS_I_VERSION"}, {16777216ull, "MS_STRICTATIME"}, {33554432ull, "MS_LAZYTIME"}};
+static const struct lbd_flag_name lbd_flags_34_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_34_match[] = {{1ull, "MSG_OOB"}, {2ull, "MSG_PEEK"}, {4ull, "MSG_DONTROUTE"}, {8ull, "MSG_CTRUNC"}, {32ull, "MSG_TRUNC"}, {64ull, "MSG_DONTWAIT"}, {128ull, "MSG_EOR"}, {256ull, "MSG_WAITALL"}, {2048ull, "MSG_CONFIRM"}, {8192ull, "MSG_ERRQUEUE"}, {16384ull, "MSG_NOSIGNAL"}, {32768ull, "MSG_MORE"}, {1073741824ull, "MSG_CMSG_CLOEXEC"}, {536870912ull, "MSG_FASTOPEN"}, {16ull, "MSG_PROXY"}, {512ull, "MSG_FIN"}, {1024ull, "MSG_SYN"}, {4096ull, "MSG_RST"}, {65536ull, "MSG_WAITFORONE"}, {262144ull, "MSG_BATCH"}, {33554432ull, "MSG_SOCK_DEVMEM"}, {67108864ull, "MSG_ZEROCOPY"}};
+static const struct lbd_flag_name lbd_flags_34_bits[] = {{1ull, "MSG_OOB"}, {2ull, "MSG_PEEK"}, {4ull, "MSG_DONTROUTE"}, {8ull, "MSG_CTRUNC"}, {32ull, "MSG_TRUNC"}, {64ull, "MSG_DONTWAIT"}, {128ull, "MSG_EOR"}, {256ull, "MSG_WAITALL"}, {2048ull, "MSG_CONFIRM"}, {8192ull, "MSG_ERRQUEUE"}, {16384ull, "MSG_NOSIGNAL"}, {32768ull, "MSG_MORE"}, {1073741824ull, "MSG_CMSG_CLOEXEC"}, {536870912ull, "MSG_FASTOPEN"}, {16ull, "MSG_PROXY"}, {512ull, "MSG_FIN"}, {1024ull, "MSG_SYN"}, {4096ull, "MSG_RST"}, {65536ull, "MSG_WAITFORONE"}, {262144ull, "MSG_BATCH"}, {33554432ull, "MSG_SOCK_DEVMEM"}, {67108864ull, "MSG_ZEROCOPY"}};
+static const struct lbd_flag_name lbd_flags_35_field[] = {{0ull, "NETLINK_ROUTE"}, {1ull, "NETLINK_UNUSED"}, {2ull, "NETLINK_USERSOCK"}, {3ull, "NETLINK_FIREWALL"}, {4ull, "NETLINK_SOCK_DIAG"}, {5ull, "NETLINK_NFLOG"}, {6ull, "NETLINK_XFRM"}, {7ull, "NETLINK_SELINUX"}, {8ull, "NETLINK_ISCSI"}, {9ull, "NETLINK_AUDIT"}, {10ull, "NETLINK_FIB_LOOKUP"}, {11ull, "NETLINK_CONNECTOR"}, {12ull, "NETLINK_NETFILTER"}, {13ull, "NETLINK_IP6_FW"}, {14ull, "NETLINK_DNRTMSG"}, {15ull, "NETLINK_KOBJECT_UEVENT"}, {16ull, "NETLINK_GENERIC"}, {18ull, "NETLINK_SCSITRANSPORT"}, {19ull, "NETLINK_ECRYPTFS"}, {20ull, "NETLINK_RDMA"}, {21ull, "NETLINK_CRYPTO"}, {22ull, "NETLINK_SMC"}};
+static const struct lbd_flag_name lbd_flags_35_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_35_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_36_field[] = {{0ull, "O_RDONLY"}, {1ull, "O_WRONLY"}, {2ull, "O_RDWR"}};
+static const struct lbd_flag_name lbd_flags_36_match[] = {{1052672ull, "O_SYNC"}, {4259840ull, "O_TMPFILE"}, {64ull, "O_CREAT"}, {128ull, "O_EXCL"}, {256ull, "O_NOCTTY"}, {512ull, "O_TRUNC"}, {1024ull, "O_APPEND"}, {2048ull, "O_NONBLOCK"}, {4096ull, "O_DSYNC"}, {8192ull, "O_ASYNC"}, {16384ull, "O_DIRECT"}, {65536ull, "O_DIRECTORY"}, {131072ull, "O_NOFOLLOW"}, {262144ull, "O_NOATIME"}, {524288ull, "O_CLOEXEC"}, {2097152ull, "O_PATH"}, {32768ull, "O_LARGEFILE"}};
+static const struct lbd_flag_name lbd_flags_36_bits[] = {{64ull, "O_CREAT"}, {128ull, "O_EXCL"}, {256ull, "O_NOCTTY"}, {512ull, "O_TRUNC"}, {1024ull, "O_APPEND"}, {2048ull, "O_NONBLOCK"}, {4096ull, "O_DSYNC"}, {8192ull, "O_ASYNC"}, {16384ull, "O_DIRECT"}, {65536ull, "O_DIRECTORY"}, {131072ull, "O_NOFOLLOW"}, {262144ull, "O_NOATIME"}, {524288ull, "O_CLOEXEC"}, {1052672ull, "O_SYNC"}, {2097152ull, "O_PATH"}, {4259840ull, "O_TMPFILE"}, {32768ull, "O_LARGEFILE"}};
+static const struct lbd_flag_name lbd_flags_37_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_37_match[] = {{1ull, "PERF_FLAG_FD_NO_GROUP"}, {2ull, "PERF_FLAG_FD_OUTPUT"}, {4ull, "PERF_FLAG_PID_CGROUP"}, {8ull, "PERF_FLAG_FD_CLOEXEC"}};
+static const struct lbd_flag_name lbd_flags_37_bits[] = {{1ull, "PERF_FLAG_FD_NO_GROUP"}, {2ull, "PERF_FLAG_FD_OUTPUT"}, {4ull, "PERF_FLAG_PID_CGROUP"}, {8ull, "PERF_FLAG_FD_CLOEXEC"}};
+static const struct lbd_flag_name lbd_flags_38_field[] = {{0ull, "PERF_COUNT_HW_CPU_CYCLES"}, {1ull, "PERF_COUNT_HW_INSTRUCTIONS"}, {2ull, "PERF_COUNT_HW_CACHE_REFERENCES"}, {3ull, "PERF_COUNT_HW_CACHE_MISSES"}, {4ull, "PERF_COUNT_HW_BRANCH_INSTRUCTIONS"}, {5ull, "PERF_COUNT_HW_BRANCH_MISSES"}, {6ull, "PERF_COUNT_HW_BUS_CYCLES"}, {7ull, "PERF_COUNT_HW_STALLED_CYCLES_FRONTEND"}, {8ull, "PERF_COUNT_HW_STALLED_CYCLES_BACKEND"}, {9ull, "PERF_COUNT_HW_REF_CPU_CYCLES"}};
+static const struct lbd_flag_name lbd_flags_38_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_38_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_39_field[] = {{0ull, "PERF_COUNT_SW_CPU_CLOCK"}, {1ull, "PERF_COUNT_SW_TASK_CLOCK"}, {2ull, "PERF_COUNT_SW_PAGE_FAULTS"}, {3ull, "PERF_COUNT_SW_CONTEXT_SWITCHES"}, {4ull, "PERF_COUNT_SW_CPU_MIGRATIONS"}, {5ull, "PERF_COUNT_SW_PAGE_FAULTS_MIN"}, {6ull, "PERF_COUNT_SW_PAGE_FAULTS_MAJ"}, {7ull, "PERF_COUNT_SW_ALIGNMENT_FAULTS"}, {8ull, "PERF_COUNT_SW_EMULATION_FAULTS"}, {9ull, "PERF_COUNT_SW_DUMMY"}, {10ull, "PERF_COUNT_SW_BPF_OUTPUT"}, {11ull, "PERF_COUNT_SW_CGROUP_SWITCHES"}};
+static const struct lbd_flag_name lbd_flags_39_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_39_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_40_field[] = {{0ull, "PERF_TYPE_HARDWARE"}, {1ull, "PERF_TYPE_SOFTWARE"}, {2ull, "PERF_TYPE_TRACEPOINT"}, {3ull, "PERF_TYPE_HW_CACHE"}, {4ull, "PERF_TYPE_RAW"}, {5ull, "PERF_TYPE_BREAKPOINT"}};
+static const struct lbd_flag_name lbd_flags_40_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_40_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_41_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_41_match[] = {{524288ull, "O_CLOEXEC"}, {16384ull, "O_DIRECT"}, {2048ull, "O_NONBLOCK"}, {128ull, "O_NOTIFICATION_PIPE"}};
+static const struct lbd_flag_name lbd_flags_41_bits[] = {{524288ull, "O_CLOEXEC"}, {16384ull, "O_DIRECT"}, {2048ull, "O_NONBLOCK"}, {128ull, "O_NOTIFICATION_PIPE"}};
+static const struct lbd_flag_name lbd_flags_42_field[] = {{1ull, "PR_SET_MM_START_CODE"}, {2ull, "PR_SET_MM_END_CODE"}, {3ull, "PR_SET_MM_START_DATA"}, {4ull, "PR_SET_MM_END_DATA"}, {5ull, "PR_SET_MM_START_STACK"}, {6ull, "PR_SET_MM_START_BRK"}, {7ull, "PR_SET_MM_BRK"}, {8ull, "PR_SET_MM_ARG_START"}, {9ull, "PR_SET_MM_ARG_END"}, {10ull, "PR_SET_MM_ENV_START"}, {11ull, "PR_SET_MM_ENV_END"}, {12ull, "PR_SET_MM_AUXV"}, {13ull, "PR_SET_MM_EXE_FILE"}, {14ull, "PR_SET_MM_MAP"}, {15ull, "PR_SET_MM_MAP_SIZE"}};
+static const struct lbd_flag_name lbd_flags_42_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_42_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_43_field[] = {{1ull, "PR_SET_PDEATHSIG"}, {2ull, "PR_GET_PDEATHSIG"}, {3ull, "PR_GET_DUMPABLE"}, {4ull, "PR_SET_DUMPABLE"}, {5ull, "PR_GET_UNALIGN"}, {6ull, "PR_SET_UNALIGN"}, {7ull, "PR_GET_KEEPCAPS"}, {8ull, "PR_SET_KEEPCAPS"}, {9ull, "PR_GET_FPEMU"}, {10ull, "PR_SET_FPEMU"}, {11ull, "PR_GET_FPEXC"}, {12ull, "PR_SET_FPEXC"}, {13ull, "PR_GET_TIMING"}, {14ull, "PR_SET_TIMING"}, {15ull, "PR_SET_NAME"}, {16ull, "PR_GET_NAME"}, {19ull, "PR_GET_ENDIAN"}, {20ull, "PR_SET_ENDIAN"}, {21ull, "PR_GET_SECCOMP"}, {22ull, "PR_SET_SECCOMP"}, {23ull, "PR_CAPBSET_READ"}, {24ull, "PR_CAPBSET_DROP"}, {25ull, "PR_GET_TSC"}, {26ull, "PR_SET_TSC"}, {27ull, "PR_GET_SECUREBITS"}, {28ull, "PR_SET_SECUREBITS"}, {29ull, "PR_SET_TIMERSLACK"}, {30ull, "PR_GET_TIMERSLACK"}, {31ull, "PR_TASK_PERF_EVENTS_DISABLE"}, {32ull, "PR_TASK_PERF_EVENTS_ENABLE"}, {33ull, "PR_MCE_KILL"}, {34ull, "PR_MCE_KILL_GET"}, {35ull, "PR_SET_MM"}, {36ull, "PR_SET_CHILD_SUBREAPER"}, {37ull, "PR_GET_CHILD_SUBREAPER"}, {38ull, "PR_SET_NO_NEW_PRIVS"}, {39ull, "PR_GET_NO_NEW_PRIVS"}, {40ull, "PR_GET_TID_ADDRESS"}, {41ull, "PR_SET_THP_DISABLE"}, {42ull, "PR_GET_THP_DISABLE"}, {43ull, "PR_MPX_ENABLE_MANAGEMENT"}, {44ull, "PR_MPX_DISABLE_MANAGEMENT"}, {45ull, "PR_SET_FP_MODE"}, {46ull, "PR_GET_FP_MODE"}, {47ull, "PR_CAP_AMBIENT"}, {50ull, "PR_SVE_SET_VL"}, {51ull, "PR_SVE_GET_VL"}, {52ull, "PR_GET_SPECULATION_CTRL"}, {53ull, "PR_SET_SPECULATION_CTRL"}, {54ull, "PR_PAC_RESET_KEYS"}, {55ull, "PR_SET_TAGGED_ADDR_CTRL"}, {56ull, "PR_GET_TAGGED_ADDR_CTRL"}, {57ull, "PR_SET_IO_FLUSHER"}, {58ull, "PR_GET_IO_FLUSHER"}, {59ull, "PR_SET_SYSCALL_USER_DISPATCH"}, {60ull, "PR_PAC_SET_ENABLED_KEYS"}, {61ull, "PR_PAC_GET_ENABLED_KEYS"}, {62ull, "PR_SCHED_CORE"}, {63ull, "PR_SME_SET_VL"}, {64ull, "PR_SME_GET_VL"}, {65ull, "PR_SET_MDWE"}, {66ull, "PR_GET_MDWE"}, {67ull, "PR_SET_MEMORY_MERGE"}, {68ull, "PR_GET_MEMORY_MERGE"}, {69ull, "PR_RISCV_V_SET_CONTROL"}, {70ull, "PR_RISCV_V_GET_CONTROL"}, {71ull, "PR_RISCV_SET_ICACHE_FLUSH_CTX"}, {72ull, "PR_PPC_GET_DEXCR"}, {73ull, "PR_PPC_SET_DEXCR"}, {74ull, "PR_GET_SHADOW_STACK_STATUS"}, {75ull, "PR_SET_SHADOW_STACK_STATUS"}, {76ull, "PR_LOCK_SHADOW_STACK_STATUS"}, {77ull, "PR_TIMER_CREATE_RESTORE_IDS"}, {78ull, "PR_FUTEX_HASH"}, {1096112214ull, "PR_GET_AUXV"}, {1398164801ull, "PR_SET_VMA"}, {1499557217ull, "PR_SET_PTRACER"}};
+static const struct lbd_flag_name lbd_flags_43_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_43_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_44_field[] = {{0ull, "PTRACE_TRACEME"}, {1ull, "PTRACE_PEEKTEXT"}, {2ull, "PTRACE_PEEKDATA"}, {3ull, "PTRACE_PEEKUSER"}, {4ull, "PTRACE_POKETEXT"}, {5ull, "PTRACE_POKEDATA"}, {6ull, "PTRACE_POKEUSER"}, {7ull, "PTRACE_CONT"}, {8ull, "PTRACE_KILL"}, {9ull, "PTRACE_SINGLESTEP"}, {12ull, "PTRACE_GETREGS"}, {13ull, "PTRACE_SETREGS"}, {14ull, "PTRACE_GETFPREGS"}, {15ull, "PTRACE_SETFPREGS"}, {16ull, "PTRACE_ATTACH"}, {17ull, "PTRACE_DETACH"}, {18ull, "PTRACE_GETFPXREGS"}, {19ull, "PTRACE_SETFPXREGS"}, {24ull, "PTRACE_SYSCALL"}, {25ull, "PTRACE_GET_THREAD_AREA"}, {26ull, "PTRACE_SET_THREAD_AREA"}, {30ull, "PTRACE_ARCH_PRCTL"}, {31ull, "PTRACE_SYSEMU"}, {32ull, "PTRACE_SYSEMU_SINGLESTEP"}, {33ull, "PTRACE_SINGLEBLOCK"}, {16896ull, "PTRACE_SETOPTIONS"}, {16897ull, "PTRACE_GETEVENTMSG"}, {16898ull, "PTRACE_GETSIGINFO"}, {16899ull, "PTRACE_SETSIGINFO"}, {16900ull, "PTRACE_GETREGSET"}, {16901ull, "PTRACE_SETREGSET"}, {16902ull, "PTRACE_SEIZE"}, {16903ull, "PTRACE_INTERRUPT"}, {16904ull, "PTRACE_LISTEN"}, {16905ull, "PTRACE_PEEKSIGINFO"}, {16906ull, "PTRACE_GETSIGMASK"}, {16907ull, "PTRACE_SETSIGMASK"}, {16908ull, "PTRACE_SECCOMP_GET_FILTER"}, {16909ull, "PTRACE_SECCOMP_GET_METADATA"}, {16910ull, "PTRACE_GET_SYSCALL_INFO"}, {16911ull, "PTRACE_GET_RSEQ_CONFIGURATION"}, {16912ull, "PTRACE_SET_SYSCALL_USER_DISPATCH_CONFIG"}, {16913ull, "PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG"}, {16914ull, "PTRACE_SET_SYSCALL_INFO"}};
+static const struct lbd_flag_name lbd_flags_44_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_44_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_45_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_45_match[] = {{1ull, "RENAME_NOREPLACE"}, {2ull, "RENAME_EXCHANGE"}, {4ull, "RENAME_WHITEOUT"}};
+static const struct lbd_flag_name lbd_flags_45_bits[] = {{1ull, "RENAME_NOREPLACE"}, {2ull, "RENAME_EXCHANGE"}, {4ull, "RENAME_WHITEOUT"}};
+static const struct lbd_flag_name lbd_flags_46_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_46_match[] = {{1ull, "RESOLVE_NO_XDEV"}, {2ull, "RESOLVE_NO_MAGICLINKS"}, {4ull, "RESOLVE_NO_SYMLINKS"}, {8ull, "RESOLVE_BENEATH"}, {16ull, "RESOLVE_IN_ROOT"}, {32ull, "RESOLVE_CACHED"}};
+static const struct lbd_flag_name lbd_flags_46_bits[] = {{1ull, "RESOLVE_NO_XDEV"}, {2ull, "RESOLVE_NO_MAGICLINKS"}, {4ull, "RESOLVE_NO_SYMLINKS"}, {8ull, "RESOLVE_BENEATH"}, {16ull, "RESOLVE_IN_ROOT"}, {32ull, "RESOLVE_CACHED"}};
+static const struct lbd_flag_name lbd_flags_47_field[] = {{1ull, "SCM_RIGHTS"}, {2ull, "SCM_CREDENTIALS"}, {3ull, "SCM_SECURITY"}, {4ull, "SCM_PIDFD"}};
+static const struct lbd_flag_name lbd_flags_47_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_47_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_48_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_48_match[] = {{1ull, "SECCOMP_FILTER_FLAG_TSYNC"}, {2ull, "SECCOMP_FILTER_FLAG_LOG"}, {4ull, "SECCOMP_FILTER_FLAG_SPEC_ALLOW"}, {8ull, "SECCOMP_FILTER_FLAG_NEW_LISTENER"}, {16ull, "SECCOMP_FILTER_FLAG_TSYNC_ESRCH"}, {32ull, "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"}};
+static const struct lbd_flag_name lbd_flags_48_bits[] = {{1ull, "SECCOMP_FILTER_FLAG_TSYNC"}, {2ull, "SECCOMP_FILTER_FLAG_LOG"}, {4ull, "SECCOMP_FILTER_FLAG_SPEC_ALLOW"}, {8ull, "SECCOMP_FILTER_FLAG_NEW_LISTENER"}, {16ull, "SECCOMP_FILTER_FLAG_TSYNC_ESRCH"}, {32ull, "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"}};
+static const struct lbd_flag_name lbd_flags_49_field[] = {{0ull, "SECCOMP_MODE_DISABLED"}, {1ull, "SECCOMP_MODE_STRICT"}, {2ull, "SECCOMP_MODE_FILTER"}};
+static const struct lbd_flag_name lbd_flags_49_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_49_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_50_field[] = {{0ull, "SECCOMP_SET_MODE_STRICT"}, {1ull, "SECCOMP_SET_MODE_FILTER"}, {2ull, "SECCOMP_GET_ACTION_AVAIL"}, {3ull, "SECCOMP_GET_NOTIF_SIZES"}};
+static const struct lbd_flag_name lbd_flags_50_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_50_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_51_field[] = {{0ull, "SEEK_SET"}, {1ull, "SEEK_CUR"}, {2ull, "SEEK_END"}, {3ull, "SEEK_DATA"}, {4ull, "SEEK_HOLE"}};
+static const struct lbd_flag_name lbd_flags_51_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_51_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_52_field[] = {{0ull, "SHUT_RD"}, {1ull, "SHUT_WR"}, {2ull, "SHUT_RDWR"}};
+static const struct lbd_flag_name lbd_flags_52_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_52_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_53_field[] = {{18446744073709551556ull, "SI_ASYNCNL"}, {18446744073709551609ull, "SI_DETHREAD"}, {18446744073709551610ull, "SI_TKILL"}, {18446744073709551611ull, "SI_SIGIO"}, {18446744073709551612ull, "SI_ASYNCIO"}, {18446744073709551613ull, "SI_MESGQ"}, {18446744073709551614ull, "SI_TIMER"}, {18446744073709551615ull, "SI_QUEUE"}, {0ull, "SI_USER"}, {128ull, "SI_KERNEL"}, {4294967236ull, "SI_ASYNCNL"}, {4294967289ull, "SI_DETHREAD"}, {4294967290ull, "SI_TKILL"}, {4294967291ull, "SI_SIGIO"}, {4294967292ull, "SI_ASYNCIO"}, {4294967293ull, "SI_MESGQ"}, {4294967294ull, "SI_TIMER"}, {4294967295ull, "SI_QUEUE"}};
+static const struct lbd_flag_name lbd_flags_53_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_53_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_54_field[] = {{1ull, "SIGHUP"}, {2ull, "SIGINT"}, {3ull, "SIGQUIT"}, {4ull, "SIGILL"}, {5ull, "SIGTRAP"}, {6ull, "SIGABRT"}, {7ull, "SIGBUS"}, {8ull, "SIGFPE"}, {9ull, "SIGKILL"}, {10ull, "SIGUSR1"}, {11ull, "SIGSEGV"}, {12ull, "SIGUSR2"}, {13ull, "SIGPIPE"}, {14ull, "SIGALRM"}, {15ull, "SIGTERM"}, {16ull, "SIGSTKFLT"}, {17ull, "SIGCHLD"}, {18ull, "SIGCONT"}, {19ull, "SIGSTOP"}, {20ull, "SIGTSTP"}, {21ull, "SIGTTIN"}, {22ull, "SIGTTOU"}, {23ull, "SIGURG"}, {24ull, "SIGXCPU"}, {25ull, "SIGXFSZ"}, {26ull, "SIGVTALRM"}, {27ull, "SIGPROF"}, {28ull, "SIGWINCH"}, {29ull, "SIGIO"}, {30ull, "SIGPWR"}, {31ull, "SIGSYS"}, {32ull, "SIGRTMIN"}, {33ull, "SIGRTMIN+1"}, {34ull, "SIGRTMIN+2"}, {35ull, "SIGRTMIN+3"}, {36ull, "SIGRTMIN+4"}, {37ull, "SIGRTMIN+5"}, {38ull, "SIGRTMIN+6"}, {39ull, "SIGRTMIN+7"}, {40ull, "SIGRTMIN+8"}, {41ull, "SIGRTMIN+9"}, {42ull, "SIGRTMIN+10"}, {43ull, "SIGRTMIN+11"}, {44ull, "SIGRTMIN+12"}, {45ull, "SIGRTMIN+13"}, {46ull, "SIGRTMIN+14"}, {47ull, "SIGRTMIN+15"}, {48ull, "SIGRTMIN+16"}, {49ull, "SIGRTMIN+17"}, {50ull, "SIGRTMIN+18"}, {51ull, "SIGRTMIN+19"}, {52ull, "SIGRTMIN+20"}, {53ull, "SIGRTMIN+21"}, {54ull, "SIGRTMIN+22"}, {55ull, "SIGRTMIN+23"}, {56ull, "SIGRTMIN+24"}, {57ull, "SIGRTMIN+25"}, {58ull, "SIGRTMIN+26"}, {59ull, "SIGRTMIN+27"}, {60ull, "SIGRTMIN+28"}, {61ull, "SIGRTMIN+29"}, {62ull, "SIGRTMIN+30"}, {63ull, "SIGRTMIN+31"}, {64ull, "SIGRTMAX"}};
+static const struct lbd_flag_name lbd_flags_54_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_54_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_55_field[] = {{1ull, "SO_DEBUG"}, {2ull, "SO_REUSEADDR"}, {3ull, "SO_TYPE"}, {4ull, "SO_ERROR"}, {5ull, "SO_DONTROUTE"}, {6ull, "SO_BROADCAST"}, {7ull, "SO_SNDBUF"}, {8ull, "SO_RCVBUF"}, {9ull, "SO_KEEPALIVE"}, {10ull, "SO_OOBINLINE"}, {11ull, "SO_NO_CHECK"}, {12ull, "SO_PRIORITY"}, {13ull, "SO_LINGER"}, {14ull, "SO_BSDCOMPAT"}, {15ull, "SO_REUSEPORT"}, {16ull, "SO_PASSCRED"}, {17ull, "SO_PEERCRED"}, {18ull, "SO_RCVLOWAT"}, {19ull, "SO_SNDLOWAT"}, {20ull, "SO_RCVTIMEO_OLD"}, {21ull, "SO_SNDTIMEO_OLD"}, {25ull, "SO_BINDTODEVICE"}, {26ull, "SO_ATTACH_FILTER"}, {27ull, "SO_DETACH_FILTER"}, {28ull, "SO_PEERNAME"}, {29ull, "SO_TIMESTAMP_OLD"}, {30ull, "SO_ACCEPTCONN"}, {31ull, "SO_PEERSEC"}, {32ull, "SO_SNDBUFFORCE"}, {33ull, "SO_RCVBUFFORCE"}, {34ull, "SO_PASSSEC"}, {35ull, "SO_TIMESTAMPNS_OLD"}, {36ull, "SO_MARK"}, {37ull, "SO_TIMESTAMPING_OLD"}, {38ull, "SO_PROTOCOL"}, {39ull, "SO_DOMAIN"}, {40ull, "SO_RXQ_OVFL"}, {41ull, "SO_WIFI_STATUS"}, {42ull, "SO_PEEK_OFF"}, {43ull, "SO_NOFCS"}, {44ull, "SO_LOCK_FILTER"}, {45ull, "SO_SELECT_ERR_QUEUE"}, {46ull, "SO_BUSY_POLL"}, {47ull, "SO_MAX_PACING_RATE"}, {48ull, "SO_BPF_EXTENSIONS"}, {49ull, "SO_INCOMING_CPU"}, {50ull, "SO_ATTACH_BPF"}, {51ull, "SO_ATTACH_REUSEPORT_CBPF"}, {52ull, "SO_ATTACH_REUSEPORT_EBPF"}, {53ull, "SO_CNX_ADVICE"}, {55ull, "SO_MEMINFO"}, {56ull, "SO_INCOMING_NAPI_ID"}, {57ull, "SO_COOKIE"}, {59ull, "SO_PEERGROUPS"}, {60ull, "SO_ZEROCOPY"}, {61ull, "SO_TXTIME"}, {62ull, "SO_BINDTOIFINDEX"}, {63ull, "SO_TIMESTAMP_NEW"}, {64ull, "SO_TIMESTAMPNS_NEW"}, {65ull, "SO_TIMESTAMPING_NEW"}, {66ull, "SO_RCVTIMEO_NEW"}, {67ull, "SO_SNDTIMEO_NEW"}, {68ull, "SO_DETACH_REUSEPORT_BPF"}, {69ull, "SO_PREFER_BUSY_POLL"}, {70ull, "SO_BUSY_POLL_BUDGET"}, {71ull, "SO_NETNS_COOKIE"}, {72ull, "SO_BUF_LOCK"}, {73ull, "SO_RESERVE_MEM"}, {74ull, "SO_TXREHASH"}, {75ull, "SO_RCVMARK"}};
+static const struct lbd_flag_name lbd_flags_55_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_55_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_56_field[] = {{0ull, "AF_UNSPEC"}, {1ull, "AF_UNIX"}, {2ull, "AF_INET"}, {3ull, "AF_AX25"}, {4ull, "AF_IPX"}, {5ull, "AF_APPLETALK"}, {6ull, "AF_NETROM"}, {7ull, "AF_BRIDGE"}, {8ull, "AF_ATMPVC"}, {9ull, "AF_X25"}, {10ull, "AF_INET6"}, {11ull, "AF_ROSE"}, {12ull, "AF_DECnet"}, {13ull, "AF_NETBEUI"}, {14ull, "AF_SECURITY"}, {15ull, "AF_KEY"}, {16ull, "AF_NETLINK"}, {17ull, "AF_PACKET"}, {18ull, "AF_ASH"}, {19ull, "AF_ECONET"}, {20ull, "AF_ATMSVC"}, {21ull, "AF_RDS"}, {22ull, "AF_SNA"}, {23ull, "AF_IRDA"}, {24ull, "AF_PPPOX"}, {25ull, "AF_WANPIPE"}, {26ull, "AF_LLC"}, {27ull, "AF_IB"}, {28ull, "AF_MPLS"}, {29ull, "AF_CAN"}, {30ull, "AF_TIPC"}, {31ull, "AF_BLUETOOTH"}, {32ull, "AF_IUCV"}, {33ull, "AF_RXRPC"}, {34ull, "AF_ISDN"}, {35ull, "AF_PHONET"}, {36ull, "AF_IEEE802154"}, {37ull, "AF_CAIF"}, {38ull, "AF_ALG"}, {39ull, "AF_NFC"}, {40ull, "AF_VSOCK"}, {41ull, "AF_KCM"}, {42ull, "AF_QIPCRTR"}, {43ull, "AF_SMC"}, {44ull, "AF_XDP"}, {45ull, "AF_MCTP"}};
+static const struct lbd_flag_name lbd_flags_56_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_56_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_57_field[] = {{1ull, "SOCK_STREAM"}, {2ull, "SOCK_DGRAM"}, {3ull, "SOCK_RAW"}, {4ull, "SOCK_RDM"}, {5ull, "SOCK_SEQPACKET"}, {6ull, "SOCK_DCCP"}, {10ull, "SOCK_PACKET"}};
+static const struct lbd_flag_name lbd_flags_57_match[] = {{2048ull, "SOCK_NONBLOCK"}, {524288ull, "SOCK_CLOEXEC"}};
+static const struct lbd_flag_name lbd_flags_57_bits[] = {{2048ull, "SOCK_NONBLOCK"}, {524288ull, "SOCK_CLOEXEC"}};
+static const struct lbd_flag_name lbd_flags_58_field[] = {{0ull, "SOL_IP"}, {1ull, "SOL_SOCKET"}, {6ull, "SOL_TCP"}, {17ull, "SOL_UDP"}, {41ull, "SOL_IPV6"}, {58ull, "SOL_ICMPV6"}, {255ull, "SOL_RAW"}, {263ull, "SOL_PACKET"}, {270ull, "SOL_NETLINK"}, {279ull, "SOL_ALG"}, {282ull, "SOL_TLS"}};
+static const struct lbd_flag_name lbd_flags_58_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_58_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_59_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_59_match[] = {{1ull, "STATX_TYPE"}, {2ull, "STATX_MODE"}, {4ull, "STATX_NLINK"}, {8ull, "STATX_UID"}, {16ull, "STATX_GID"}, {32ull, "STATX_ATIME"}, {64ull, "STATX_MTIME"}, {128ull, "STATX_CTIME"}, {256ull, "STATX_INO"}, {512ull, "STATX_SIZE"}, {1024ull, "STATX_BLOCKS"}, {2048ull, "STATX_BTIME"}, {4096ull, "STATX_MNT_ID"}, {8192ull, "STATX_DIOALIGN"}};
+static const struct lbd_flag_name lbd_flags_59_bits[] = {{1ull, "STATX_TYPE"}, {2ull, "STATX_MODE"}, {4ull, "STATX_NLINK"}, {8ull, "STATX_UID"}, {16ull, "STATX_GID"}, {32ull, "STATX_ATIME"}, {64ull, "STATX_MTIME"}, {128ull, "STATX_CTIME"}, {256ull, "STATX_INO"}, {512ull, "STATX_SIZE"}, {1024ull, "STATX_BLOCKS"}, {2048ull, "STATX_BTIME"}, {4096ull, "STATX_MNT_ID"}, {8192ull, "STATX_DIOALIGN"}};
+static const struct lbd_flag_name lbd_flags_60_field[] = {{0ull, "SUID_DUMP_DISABLE"}, {1ull, "SUID_DUMP_USER"}};
+static const struct lbd_flag_name lbd_flags_60_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_60_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_61_field[] = {{1ull, "TCP_NODELAY"}, {2ull, "TCP_MAXSEG"}, {3ull, "TCP_CORK"}, {4ull, "TCP_KEEPIDLE"}, {5ull, "TCP_KEEPINTVL"}, {6ull, "TCP_KEEPCNT"}, {7ull, "TCP_SYNCNT"}, {8ull, "TCP_LINGER2"}, {9ull, "TCP_DEFER_ACCEPT"}, {10ull, "TCP_WINDOW_CLAMP"}, {11ull, "TCP_INFO"}, {12ull, "TCP_QUICKACK"}, {13ull, "TCP_CONGESTION"}, {14ull, "TCP_MD5SIG"}, {16ull, "TCP_THIN_LINEAR_TIMEOUTS"}, {17ull, "TCP_THIN_DUPACK"}, {18ull, "TCP_USER_TIMEOUT"}, {19ull, "TCP_REPAIR"}, {20ull, "TCP_REPAIR_QUEUE"}, {21ull, "TCP_QUEUE_SEQ"}, {22ull, "TCP_REPAIR_OPTIONS"}, {23ull, "TCP_FASTOPEN"}, {24ull, "TCP_TIMESTAMP"}, {25ull, "TCP_NOTSENT_LOWAT"}, {26ull, "TCP_CC_INFO"}, {27ull, "TCP_SAVE_SYN"}, {28ull, "TCP_SAVED_SYN"}, {29ull, "TCP_REPAIR_WINDOW"}, {30ull, "TCP_FASTOPEN_CONNECT"}, {31ull, "TCP_ULP"}, {32ull, "TCP_MD5SIG_EXT"}, {33ull, "TCP_FASTOPEN_KEY"}, {34ull, "TCP_FASTOPEN_NO_COOKIE"}, {35ull, "TCP_ZEROCOPY_RECEIVE"}, {36ull, "TCP_INQ"}, {37ull, "TCP_TX_DELAY"}, {80ull, "TCP_MD5SIG_MAXKEYLEN"}};
+static const struct lbd_flag_name lbd_flags_61_match[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_61_bits[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_62_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_62_match[] = {{1ull, "MNT_FORCE"}, {2ull, "MNT_DETACH"}, {4ull, "MNT_EXPIRE"}, {8ull, "UMOUNT_NOFOLLOW"}};
+static const struct lbd_flag_name lbd_flags_62_bits[] = {{1ull, "MNT_FORCE"}, {2ull, "MNT_DETACH"}, {4ull, "MNT_EXPIRE"}, {8ull, "UMOUNT_NOFOLLOW"}};
+static const struct lbd_flag_name lbd_flags_63_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_63_match[] = {{256ull, "CLONE_VM"}, {512ull, "CLONE_FS"}, {1024ull, "CLONE_FILES"}, {2048ull, "CLONE_SIGHAND"}, {4096ull, "CLONE_PIDFD"}, {8192ull, "CLONE_PTRACE"}, {16384ull, "CLONE_VFORK"}, {32768ull, "CLONE_PARENT"}, {65536ull, "CLONE_THREAD"}, {131072ull, "CLONE_NEWNS"}, {262144ull, "CLONE_SYSVSEM"}, {524288ull, "CLONE_SETTLS"}, {1048576ull, "CLONE_PARENT_SETTID"}, {2097152ull, "CLONE_CHILD_CLEARTID"}, {4194304ull, "CLONE_DETACHED"}, {8388608ull, "CLONE_UNTRACED"}, {16777216ull, "CLONE_CHILD_SETTID"}, {33554432ull, "CLONE_NEWCGROUP"}, {67108864ull, "CLONE_NEWUTS"}, {134217728ull, "CLONE_NEWIPC"}, {268435456ull, "CLONE_NEWUSER"}, {536870912ull, "CLONE_NEWPID"}, {1073741824ull, "CLONE_NEWNET"}, {2147483648ull, "CLONE_IO"}, {128ull, "CLONE_NEWTIME"}};
+static const struct lbd_flag_name lbd_flags_63_bits[] = {{256ull, "CLONE_VM"}, {512ull, "CLONE_FS"}, {1024ull, "CLONE_FILES"}, {2048ull, "CLONE_SIGHAND"}, {4096ull, "CLONE_PIDFD"}, {8192ull, "CLONE_PTRACE"}, {16384ull, "CLONE_VFORK"}, {32768ull, "CLONE_PARENT"}, {65536ull, "CLONE_THREAD"}, {131072ull, "CLONE_NEWNS"}, {262144ull, "CLONE_SYSVSEM"}, {524288ull, "CLONE_SETTLS"}, {1048576ull, "CLONE_PARENT_SETTID"}, {2097152ull, "CLONE_CHILD_CLEARTID"}, {4194304ull, "CLONE_DETACHED"}, {8388608ull, "CLONE_UNTRACED"}, {16777216ull, "CLONE_CHILD_SETTID"}, {33554432ull, "CLONE_NEWCGROUP"}, {67108864ull, "CLONE_NEWUTS"}, {134217728ull, "CLONE_NEWIPC"}, {268435456ull, "CLONE_NEWUSER"}, {536870912ull, "CLONE_NEWPID"}, {1073741824ull, "CLONE_NEWNET"}, {2147483648ull, "CLONE_IO"}, {128ull, "CLONE_NEWTIME"}};
+static const struct lbd_flag_name lbd_flags_64_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_64_match[] = {{1ull, "WNOHANG"}, {2ull, "WUNTRACED"}, {4ull, "WEXITED"}, {8ull, "WCONTINUED"}, {16777216ull, "WNOWAIT"}, {536870912ull, "__WNOTHREAD"}, {1073741824ull, "__WALL"}, {2147483648ull, "__WCLONE"}};
+static const struct lbd_flag_name lbd_flags_64_bits[] = {{1ull, "WNOHANG"}, {2ull, "WUNTRACED"}, {4ull, "WEXITED"}, {8ull, "WCONTINUED"}, {16777216ull, "WNOWAIT"}, {536870912ull, "__WNOTHREAD"}, {1073741824ull, "__WALL"}, {2147483648ull, "__WCLONE"}};
+static const struct lbd_flag_name lbd_flags_65_field[] = {{0, 0}};
+static const struct lbd_flag_name lbd_flags_65_match[] = {{2048ull, "S_ISUID"}, {1024ull, "S_ISGID"}, {512ull, "S_ISVTX"}, {256ull, "S_IRUSR"}, {128ull, "S_IWUSR"}, {64ull, "S_IXUSR"}, {32ull, "S_IRGRP"}, {16ull, "S_IWGRP"}, {8ull, "S_IXGRP"}, {4ull, "S_IROTH"}, {2ull, "S_IWOTH"}, {1ull, "S_IXOTH"}};
+static const struct lbd_flag_name lbd_flags_65_bits[] = {{2048ull, "S_ISUID"}, {1024ull, "S_ISGID"}, {512ull, "S_ISVTX"}, {256ull, "S_IRUSR"}, {128ull, "S_IWUSR"}, {64ull, "S_IXUSR"}, {32ull, "S_IRGRP"}, {16ull, "S_IWGRP"}, {8ull, "S_IXGRP"}, {4ull, "S_IROTH"}, {2ull, "S_IWOTH"}, {1ull, "S_IXOTH"}};
+#define LBD_N_FLAG_SETS 66
+static const struct lbd_flag_set lbd_flag_sets[LBD_N_FLAG_SETS + 1] = {
+    {0},
+    {"access_mode", 0, 0, 0, lbd_flags_0_field, 0, lbd_flags_0_match, lbd_flags_0_bits, 3, "F_OK"},
+    {"at_flags", 0, 0, 0, lbd_flags_1_field, 0, lbd_flags_1_match, lbd_flags_1_bits, 8, "0"},
+    {"bpf_attach_type", -1, 0, 0, lbd_flags_2_field, 44, lbd_flags_2_match, lbd_flags_2_bits, 0, "0"},
+    {"bpf_cmd", -1, 0, 0, lbd_flags_3_field, 38, lbd_flags_3_match, lbd_flags_3_bits, 0, "0"},
+    {"bpf_map_type", -1, 0, 0, lbd_flags_4_field, 32, lbd_flags_4_match, lbd_flags_4_bits, 0, "0"},
+    {"bpf_prog_type", -1, 0, 0, lbd_flags_5_field, 32, lbd_flags_5_match, lbd_flags_5_bits, 0, "0"},
+    {"cap_ambient_op", -1, 0, 0, lbd_flags_6_field, 4, lbd_flags_6_match, lbd_flags_6_bits, 0, "0"},
+    {"cap_mask", 0, 0, 0, lbd_flags_7_field, 0, lbd_flags_7_match, lbd_flags_7_bits, 41, "0"},
+    {"cap_version", -1, 0, 0, lbd_flags_8_field, 3, lbd_flags_8_match, lbd_flags_8_bits, 0, "0"},
+    {"capability", -1, 0, 0, lbd_flags_9_field, 41, lbd_flags_9_match, lbd_flags_9_bits, 0, "0"},
+    {"clone3_flags", 0, 0, 0, lbd_flags_10_field, 0, lbd_flags_10_match, lbd_flags_10_bits, 27, "0"},
+    {"clone_flags", 255, 0, 55, lbd_flags_11_field, 0, lbd_flags_11_match, lbd_flags_11_bits, 24, "0"},
+    {"close_range_flags", 0, 0, 0, lbd_flags_12_field, 0, lbd_flags_12_match, lbd_flags_12_bits, 2, "0"},
+    {"dup3_flags", 0, 0, 0, lbd_flags_13_field, 0, lbd_flags_13_match, lbd_flags_13_bits, 1, "0"},
+    {"epoll_create1_flags", 0, 0, 0, lbd_flags_14_field, 0, lbd_flags_14_match, lbd_flags_14_bits, 1, "0"},
+    {"faccessat_flags", 0, 0, 0, lbd_flags_15_field, 0, lbd_flags_15_match, lbd_flags_15_bits, 3, "0"},
+    {"fanotify_init_flags", 12, 1, 0, lbd_flags_16_field, 3, lbd_flags_16_match, lbd_flags_16_bits, 11, "0"},
+    {"fanotify_mark_flags", 0, 0, 0, lbd_flags_17_field, 0, lbd_flags_17_match, lbd_flags_17_bits, 11, "0"},
+    {"fanotify_mask", 0, 0, 0, lbd_flags_18_field, 0, lbd_flags_18_match, lbd_flags_18_bits, 20, "0"},
+    {"fcntl_cmd", -1, 0, 0, lbd_flags_19_field, 33, lbd_flags_19_match, lbd_flags_19_bits, 0, "0"},
+    {"inotify_init1_flags", 0, 0, 0, lbd_flags_20_field, 0, lbd_flags_20_match, lbd_flags_20_bits, 2, "0"},
+    {"inotify_mask", 0, 0, 0, lbd_flags_21_field, 0, lbd_flags_21_match, lbd_flags_21_bits, 22, "0"},
+    {"io_uring_setup_flags", 0, 0, 0, lbd_flags_22_field, 0, lbd_flags_22_match, lbd_flags_22_bits, 14, "0"},
+    {"ioctl_cmd", -1, 0, 0, lbd_flags_23_field, 171, lbd_flags_23_match, lbd_flags_23_bits, 0, "0"},
+    {"ip_opt", -1, 0, 0, lbd_flags_24_field, 23, lbd_flags_24_match, lbd_flags_24_bits, 0, "0"},
+    {"ipproto", -1, 0, 0, lbd_flags_25_field, 28, lbd_flags_25_match, lbd_flags_25_bits, 0, "0"},
+    {"ipv6_opt", -1, 0, 0, lbd_flags_26_field, 25, lbd_flags_26_match, lbd_flags_26_bits, 0, "0"},
+    {"key_spec", -1, 0, 0, lbd_flags_27_field, 16, lbd_flags_27_match, lbd_flags_27_bits, 0, "0"},
+    {"keyctl_op", -1, 0, 0, lbd_flags_28_field, 33, lbd_flags_28_match, lbd_flags_28_bits, 0, "0"},
+    {"memfd_flags", 0, 0, 0, lbd_flags_29_field, 0, lbd_flags_29_match, lbd_flags_29_bits, 5, "0"},
+    {"mmap_flags", 15, 0, 0, lbd_flags_30_field, 3, lbd_flags_30_match, lbd_flags_30_bits, 15, "MAP_FILE"},
+    {"mmap_prot", 0, 0, 0, lbd_flags_31_field, 0, lbd_flags_31_match, lbd_flags_31_bits, 6, "PROT_NONE"},
+    {"module_init_flags", 0, 0, 0, lbd_flags_32_field, 0, lbd_flags_32_match, lbd_flags_32_bits, 3, "0"},
+    {"mount_flags", 0, 0, 0, lbd_flags_33_field, 0, lbd_flags_33_match, lbd_flags_33_bits, 26, "0"},
+    {"msg_flags", 0, 0, 0, lbd_flags_34_field, 0, lbd_flags_34_match, lbd_flags_34_bits, 22, "0"},
+    {"netlink_proto", -1, 0, 0, lbd_flags_35_field, 22, lbd_flags_35_match, lbd_flags_35_bits, 0, "0"},
+    {"open_flags", 3, 1, 0, lbd_flags_36_field, 3, lbd_flags_36_match, lbd_flags_36_bits, 17, "0"},
+    {"perf_flags", 0, 0, 0, lbd_flags_37_field, 0, lbd_flags_37_match, lbd_flags_37_bits, 4, "0"},
+    {"perf_hw", -1, 0, 0, lbd_flags_38_field, 10, lbd_flags_38_match, lbd_flags_38_bits, 0, "0"},
+    {"perf_sw", -1, 0, 0, lbd_flags_39_field, 12, lbd_flags_39_match, lbd_flags_39_bits, 0, "0"},
+    {"perf_type", -1, 0, 0, lbd_flags_40_field, 6, lbd_flags_40_match, lbd_flags_40_bits, 0, "0"},
+    {"pipe2_flags", 0, 0, 0, lbd_flags_41_field, 0, lbd_flags_41_match, lbd_flags_41_bits, 4, "0"},
+    {"pr_set_mm", -1, 0, 0, lbd_flags_42_field, 15, lbd_flags_42_match, lbd_flags_42_bits, 0, "0"},
+    {"prctl_option", -1, 0, 0, lbd_flags_43_field, 77, lbd_flags_43_match, lbd_flags_43_bits, 0, "0"},
+    {"ptrace_request", -1, 0, 0, lbd_flags_44_field, 44, lbd_flags_44_match, lbd_flags_44_bits, 0, "0"},
+    {"rename_flags", 0, 0, 0, lbd_flags_45_field, 0, lbd_flags_45_match, lbd_flags_45_bits, 3, "0"},
+    {"resolve_flags", 0, 0, 0, lbd_flags_46_field, 0, lbd_flags_46_match, lbd_flags_46_bits, 6, "0"},
+    {"scm_type", -1, 0, 0, lbd_flags_47_field, 4, lbd_flags_47_match, lbd_flags_47_bits, 0, "0"},
+    {"seccomp_filter_flags", 0, 0, 0, lbd_flags_48_field, 0, lbd_flags_48_match, lbd_flags_48_bits, 6, "0"},
+    {"seccomp_mode", -1, 0, 0, lbd_flags_49_field, 3, lbd_flags_49_match, lbd_flags_49_bits, 0, "0"},
+    {"seccomp_op", -1, 0, 0, lbd_flags_50_field, 4, lbd_flags_50_match, lbd_flags_50_bits, 0, "0"},
+    {"seek_whence", -1, 0, 0, lbd_flags_51_field, 5, lbd_flags_51_match, lbd_flags_51_bits, 0, "0"},
+    {"shutdown_how", -1, 0, 0, lbd_flags_52_field, 3, lbd_flags_52_match, lbd_flags_52_bits, 0, "0"},
+    {"si_code", -1, 0, 0, lbd_flags_53_field, 18, lbd_flags_53_match, lbd_flags_53_bits, 0, "0"},
+    {"signal", -1, 0, 0, lbd_flags_54_field, 64, lbd_flags_54_match, lbd_flags_54_bits, 0, "0"},
+    {"so_opt", -1, 0, 0, lbd_flags_55_field, 70, lbd_flags_55_match, lbd_flags_55_bits, 0, "0"},
+    {"socket_family", -1, 0, 0, lbd_flags_56_field, 46, lbd_flags_56_match, lbd_flags_56_bits, 0, "0"},
+    {"socket_type", 15, 0, 0, lbd_flags_57_field, 7, lbd_flags_57_match, lbd_flags_57_bits, 2, "0"},
+    {"sockopt_level", -1, 0, 0, lbd_flags_58_field, 11, lbd_flags_58_match, lbd_flags_58_bits, 0, "0"},
+    {"statx_mask", 0, 0, 0, lbd_flags_59_field, 0, lbd_flags_59_match, lbd_flags_59_bits, 14, "0"},
+    {"suid_dumpable", -1, 0, 0, lbd_flags_60_field, 2, lbd_flags_60_match, lbd_flags_60_bits, 0, "0"},
+    {"tcp_opt", -1, 0, 0, lbd_flags_61_field, 37, lbd_flags_61_match, lbd_flags_61_bits, 0, "0"},
+    {"umount_flags", 0, 0, 0, lbd_flags_62_field, 0, lbd_flags_62_match, lbd_flags_62_bits, 4, "0"},
+    {"unshare_flags", 0, 0, 0, lbd_flags_63_field, 0, lbd_flags_63_match, lbd_flags_63_bits, 25, "0"},
+    {"wait_options", 0, 0, 0, lbd_flags_64_field, 0, lbd_flags_64_match, lbd_flags_64_bits, 8, "0"},
+    {"mode", 0, 0, 0, lbd_flags_65_field, 0, lbd_flags_65_match, lbd_flags_65_bits, 12, "0"},
+};
+
 #define LBD_SC_TABLE_SIZE 512
 static const struct lbd_sc_spec lbd_sc_table[LBD_SC_TABLE_SIZE] = {
-    [0] = {"read", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"buf", LBD_K_OUT_BUF, 64, -1, -1, 0}, {"count", LBD_K_UINT, 64, -1, -1, 0}}},
-    [1] = {"write", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"buf", LBD_K_BUF, 64, -1, -1, 0}, {"count", LBD_K_UINT, 64, -1, -1, 0}}},
-    [2] = {"open", 3, {{"filename", LBD_K_PATH, 64, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}, {"mode", LBD_K_MODE, 32, -1, -1, 0}}},
-    [3] = {"close", 1, {{"fd", LBD_K_FD, 32, -1, -1, 0}}},
-    [4] = {"stat", 2, {{"filename", LBD_K_PATH, 64, -1, -1, 0}, {"statbuf", LBD_K_PTR, 64, -1, -1, 0}}},
-    [5] = {"fstat", 2, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"statbuf", LBD_K_PTR, 64, -1, -1, 0}}},
-    [6] = {"lstat", 2, {{"filename", LBD_K_PATH, 64, -1, -1, 0}, {"statbuf", LBD_K_PTR, 64, -1, -1, 0}}},
-    [7] = {"poll", 3, {{"ufds", LBD_K_PTR, 64, -1, -1, 0}, {"nfds", LBD_K_UINT, 32, -1, -1, 0}, {"timeout_msecs", LBD_K_INT, 32, -1, -1, 0}}},
-    [8] = {"lseek", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"offset", LBD_K_INT, 64, -1, -1, 0}, {"whence", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [9] = {"mmap", 6, {{"addr", LBD_K_HEX, 64, -1, -1, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0}, {"prot", LBD_K_FLAGS, 64, -1, -1, 0}, {"flags", LBD_K_FLAGS, 64, -1, -1, 0}, {"fd", LBD_K_FD, 32, -1, -1, 0}, {"off", LBD_K_UINT, 64, -1, -1, 0}}},
-    [10] = {"mprotect", 3, {{"start", LBD_K_HEX, 64, -1, -1, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0}, {"prot", LBD_K_FLAGS, 64, -1, -1, 0}}},
-    [11] = {"munmap", 2, {{"addr", LBD_K_HEX, 64, -1, -1, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0}}},
-    [12] = {"brk", 1, {{"brk", LBD_K_HEX, 64, -1, -1, 0}}},
-    [13] = {"rt_sigaction", 4, {{"sig", LBD_K_FLAGS, 32, -1, -1, 0}, {"act", LBD_K_PTR, 64, -1, -1, 0}, {"oact", LBD_K_PTR, 64, -1, -1, 0}, {"sigsetsize", LBD_K_UINT, 64, -1, -1, 0}}},
-    [14] = {"rt_sigprocmask", 4, {{"how", LBD_K_INT, 32, -1, -1, 0}, {"nset", LBD_K_PTR, 64, -1, -1, 0}, {"oset", LBD_K_PTR, 64, -1, -1, 0}, {"sigsetsize", LBD_K_UINT, 64, -1, -1, 0}}},
+    [0] = {"read", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"buf", LBD_K_OUT_BUF, 64, -1, -1, 0, 0}, {"count", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [1] = {"write", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"buf", LBD_K_BUF, 64, -1, -1, 0, 0}, {"count", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [2] = {"open", 3, {{"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 37}, {"mode", LBD_K_MODE, 32, -1, -1, 0, 66}}},
+    [3] = {"close", 1, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}}},
+    [4] = {"stat", 2, {{"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"statbuf", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [5] = {"fstat", 2, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"statbuf", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [6] = {"lstat", 2, {{"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"statbuf", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [7] = {"poll", 3, {{"ufds", LBD_K_PTR, 64, -1, -1, 0, 0}, {"nfds", LBD_K_UINT, 32, -1, -1, 0, 0}, {"timeout_msecs", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [8] = {"lseek", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"offset", LBD_K_INT, 64, -1, -1, 0, 0}, {"whence", LBD_K_FLAGS, 32, -1, -1, 0, 52}}},
+    [9] = {"mmap", 6, {{"addr", LBD_K_HEX, 64, -1, -1, 0, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0, 0}, {"prot", LBD_K_FLAGS, 64, -1, -1, 0, 32}, {"flags", LBD_K_FLAGS, 64, -1, -1, 0, 31}, {"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"off", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [10] = {"mprotect", 3, {{"start", LBD_K_HEX, 64, -1, -1, 0, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0, 0}, {"prot", LBD_K_FLAGS, 64, -1, -1, 0, 32}}},
+    [11] = {"munmap", 2, {{"addr", LBD_K_HEX, 64, -1, -1, 0, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [12] = {"brk", 1, {{"brk", LBD_K_HEX, 64, -1, -1, 0, 0}}},
+    [13] = {"rt_sigaction", 4, {{"sig", LBD_K_FLAGS, 32, -1, -1, 0, 55}, {"act", LBD_K_PTR, 64, -1, -1, 0, 0}, {"oact", LBD_K_PTR, 64, -1, -1, 0, 0}, {"sigsetsize", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [14] = {"rt_sigprocmask", 4, {{"how", LBD_K_INT, 32, -1, -1, 0, 0}, {"nset", LBD_K_PTR, 64, -1, -1, 0, 0}, {"oset", LBD_K_PTR, 64, -1, -1, 0, 0}, {"sigsetsize", LBD_K_UINT, 64, -1, -1, 0, 0}}},
     [15] = {"rt_sigreturn", 0, {}},
-    [16] = {"ioctl", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"cmd", LBD_K_FLAGS, 32, -1, -1, 0}, {"arg", LBD_K_HEX, 64, -1, -1, 0}}},
-    [17] = {"pread64", 4, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"buf", LBD_K_OUT_BUF, 64, -1, -1, 0}, {"count", LBD_K_UINT, 64, -1, -1, 0}, {"pos", LBD_K_INT, 64, -1, -1, 0}}},
-    [18] = {"pwrite64", 4, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"buf", LBD_K_BUF, 64, -1, -1, 0}, {"count", LBD_K_UINT, 64, -1, -1, 0}, {"pos", LBD_K_INT, 64, -1, -1, 0}}},
-    [19] = {"readv", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"vec", LBD_K_IOVEC, 64, -1, -1, 0}, {"vlen", LBD_K_UINT, 64, -1, -1, 0}}},
-    [20] = {"writev", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"vec", LBD_K_IOVEC, 64, -1, -1, 0}, {"vlen", LBD_K_UINT, 64, -1, -1, 0}}},
-    [21] = {"access", 2, {{"filename", LBD_K_PATH, 64, -1, -1, 0}, {"mode", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [22] = {"pipe", 1, {{"fildes", LBD_K_OUT_FD2, 64, -1, -1, 0}}},
-    [23] = {"select", 5, {{"n", LBD_K_INT, 32, -1, -1, 0}, {"inp", LBD_K_PTR, 64, -1, -1, 0}, {"outp", LBD_K_PTR, 64, -1, -1, 0}, {"exp", LBD_K_PTR, 64, -1, -1, 0}, {"tvp", LBD_K_PTR, 64, -1, -1, 0}}},
+    [16] = {"ioctl", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"cmd", LBD_K_FLAGS, 32, -1, -1, 0, 24}, {"arg", LBD_K_HEX, 64, -1, -1, 0, 0}}},
+    [17] = {"pread64", 4, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"buf", LBD_K_OUT_BUF, 64, -1, -1, 0, 0}, {"count", LBD_K_UINT, 64, -1, -1, 0, 0}, {"pos", LBD_K_INT, 64, -1, -1, 0, 0}}},
+    [18] = {"pwrite64", 4, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"buf", LBD_K_BUF, 64, -1, -1, 0, 0}, {"count", LBD_K_UINT, 64, -1, -1, 0, 0}, {"pos", LBD_K_INT, 64, -1, -1, 0, 0}}},
+    [19] = {"readv", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"vec", LBD_K_IOVEC, 64, -1, -1, 0, 0}, {"vlen", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [20] = {"writev", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"vec", LBD_K_IOVEC, 64, -1, -1, 0, 0}, {"vlen", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [21] = {"access", 2, {{"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"mode", LBD_K_FLAGS, 32, -1, -1, 0, 1}}},
+    [22] = {"pipe", 1, {{"fildes", LBD_K_OUT_FD2, 64, -1, -1, 0, 0}}},
+    [23] = {"select", 5, {{"n", LBD_K_INT, 32, -1, -1, 0, 0}, {"inp", LBD_K_PTR, 64, -1, -1, 0, 0}, {"outp", LBD_K_PTR, 64, -1, -1, 0, 0}, {"exp", LBD_K_PTR, 64, -1, -1, 0, 0}, {"tvp", LBD_K_PTR, 64, -1, -1, 0, 0}}},
     [24] = {"sched_yield", 0, {}},
-    [25] = {"mremap", 5, {{"addr", LBD_K_HEX, 64, -1, -1, 0}, {"old_len", LBD_K_UINT, 64, -1, -1, 0}, {"new_len", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 64, -1, -1, 0}, {"new_addr", LBD_K_HEX, 64, -1, -1, 0}}},
-    [26] = {"msync", 3, {{"start", LBD_K_HEX, 64, -1, -1, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [27] = {"mincore", 3, {{"start", LBD_K_HEX, 64, -1, -1, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0}, {"vec", LBD_K_PTR, 64, -1, -1, 0}}},
-    [28] = {"madvise", 3, {{"start", LBD_K_HEX, 64, -1, -1, 0}, {"len_in", LBD_K_UINT, 64, -1, -1, 0}, {"behavior", LBD_K_INT, 32, -1, -1, 0}}},
-    [29] = {"shmget", 3, {{"key", LBD_K_INT, 32, -1, -1, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0}, {"shmflg", LBD_K_HEX, 32, -1, -1, 0}}},
-    [30] = {"shmat", 3, {{"shmid", LBD_K_INT, 32, -1, -1, 0}, {"shmaddr", LBD_K_HEX, 64, -1, -1, 0}, {"shmflg", LBD_K_HEX, 32, -1, -1, 0}}},
-    [31] = {"shmctl", 3, {{"shmid", LBD_K_INT, 32, -1, -1, 0}, {"cmd", LBD_K_INT, 32, -1, -1, 0}, {"buf", LBD_K_PTR, 64, -1, -1, 0}}},
-    [32] = {"dup", 1, {{"fildes", LBD_K_FD, 32, -1, -1, 0}}},
-    [33] = {"dup2", 2, {{"oldfd", LBD_K_FD, 32, -1, -1, 0}, {"newfd", LBD_K_FD, 32, -1, -1, 0}}},
+    [25] = {"mremap", 5, {{"addr", LBD_K_HEX, 64, -1, -1, 0, 0}, {"old_len", LBD_K_UINT, 64, -1, -1, 0, 0}, {"new_len", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 64, -1, -1, 0, 0}, {"new_addr", LBD_K_HEX, 64, -1, -1, 0, 0}}},
+    [26] = {"msync", 3, {{"start", LBD_K_HEX, 64, -1, -1, 0, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [27] = {"mincore", 3, {{"start", LBD_K_HEX, 64, -1, -1, 0, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0, 0}, {"vec", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [28] = {"madvise", 3, {{"start", LBD_K_HEX, 64, -1, -1, 0, 0}, {"len_in", LBD_K_UINT, 64, -1, -1, 0, 0}, {"behavior", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [29] = {"shmget", 3, {{"key", LBD_K_INT, 32, -1, -1, 0, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0, 0}, {"shmflg", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [30] = {"shmat", 3, {{"shmid", LBD_K_INT, 32, -1, -1, 0, 0}, {"shmaddr", LBD_K_HEX, 64, -1, -1, 0, 0}, {"shmflg", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [31] = {"shmctl", 3, {{"shmid", LBD_K_INT, 32, -1, -1, 0, 0}, {"cmd", LBD_K_INT, 32, -1, -1, 0, 0}, {"buf", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [32] = {"dup", 1, {{"fildes", LBD_K_FD, 32, -1, -1, 0, 0}}},
+    [33] = {"dup2", 2, {{"oldfd", LBD_K_FD, 32, -1, -1, 0, 0}, {"newfd", LBD_K_FD, 32, -1, -1, 0, 0}}},
     [34] = {"pause", 0, {}},
-    [35] = {"nanosleep", 2, {{"rqtp", LBD_K_PTR, 64, -1, -1, 0}, {"rmtp", LBD_K_PTR, 64, -1, -1, 0}}},
-    [36] = {"getitimer", 2, {{"which", LBD_K_INT, 32, -1, -1, 0}, {"value", LBD_K_PTR, 64, -1, -1, 0}}},
-    [37] = {"alarm", 1, {{"seconds", LBD_K_UINT, 32, -1, -1, 0}}},
-    [38] = {"setitimer", 3, {{"which", LBD_K_INT, 32, -1, -1, 0}, {"value", LBD_K_PTR, 64, -1, -1, 0}, {"ovalue", LBD_K_PTR, 64, -1, -1, 0}}},
+    [35] = {"nanosleep", 2, {{"rqtp", LBD_K_PTR, 64, -1, -1, 0, 0}, {"rmtp", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [36] = {"getitimer", 2, {{"which", LBD_K_INT, 32, -1, -1, 0, 0}, {"value", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [37] = {"alarm", 1, {{"seconds", LBD_K_UINT, 32, -1, -1, 0, 0}}},
+    [38] = {"setitimer", 3, {{"which", LBD_K_INT, 32, -1, -1, 0, 0}, {"value", LBD_K_PTR, 64, -1, -1, 0, 0}, {"ovalue", LBD_K_PTR, 64, -1, -1, 0, 0}}},
     [39] = {"getpid", 0, {}},
-    [40] = {"sendfile", 4, {{"out_fd", LBD_K_FD, 32, -1, -1, 0}, {"in_fd", LBD_K_FD, 32, -1, -1, 0}, {"offset", LBD_K_PTR, 64, -1, -1, 0}, {"count", LBD_K_UINT, 64, -1, -1, 0}}},
-    [41] = {"socket", 3, {{"family", LBD_K_FLAGS, 32, -1, -1, 0}, {"type", LBD_K_FLAGS, 32, -1, -1, 0}, {"protocol", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [42] = {"connect", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"uservaddr", LBD_K_SOCKADDR, 64, -1, -1, 0}, {"addrlen", LBD_K_INT, 32, -1, -1, 0}}},
-    [43] = {"accept", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"upeer_sockaddr", LBD_K_OUT_SOCKADDR, 64, -1, -1, 0}, {"upeer_addrlen", LBD_K_OUT_INT, 64, -1, -1, 0}}},
-    [44] = {"sendto", 6, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"buff", LBD_K_BUF, 64, -1, -1, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}, {"addr", LBD_K_SOCKADDR, 64, -1, -1, 0}, {"addr_len", LBD_K_INT, 32, -1, -1, 0}}},
-    [45] = {"recvfrom", 6, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"ubuf", LBD_K_OUT_BUF, 64, -1, -1, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}, {"addr", LBD_K_OUT_SOCKADDR, 64, -1, -1, 0}, {"addr_len", LBD_K_OUT_INT, 64, -1, -1, 0}}},
-    [46] = {"sendmsg", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"msg", LBD_K_MSGHDR, 64, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [47] = {"recvmsg", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"msg", LBD_K_OUT_MSGHDR, 64, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [48] = {"shutdown", 2, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"how", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [49] = {"bind", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"umyaddr", LBD_K_SOCKADDR, 64, -1, -1, 0}, {"addrlen", LBD_K_INT, 32, -1, -1, 0}}},
-    [50] = {"listen", 2, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"backlog", LBD_K_INT, 32, -1, -1, 0}}},
-    [51] = {"getsockname", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"usockaddr", LBD_K_OUT_SOCKADDR, 64, -1, -1, 0}, {"usockaddr_len", LBD_K_OUT_INT, 64, -1, -1, 0}}},
-    [52] = {"getpeername", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"usockaddr", LBD_K_OUT_SOCKADDR, 64, -1, -1, 0}, {"usockaddr_len", LBD_K_OUT_INT, 64, -1, -1, 0}}},
-    [53] = {"socketpair", 4, {{"family", LBD_K_FLAGS, 32, -1, -1, 0}, {"type", LBD_K_FLAGS, 32, -1, -1, 0}, {"protocol", LBD_K_INT, 32, -1, -1, 0}, {"usockvec", LBD_K_OUT_FD2, 64, -1, -1, 0}}},
-    [54] = {"setsockopt", 5, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"level", LBD_K_FLAGS, 32, -1, -1, 0}, {"optname", LBD_K_FLAGS, 32, -1, -1, 0}, {"optval", LBD_K_BUF, 64, -1, -1, 0}, {"optlen", LBD_K_INT, 32, -1, -1, 0}}},
-    [55] = {"getsockopt", 5, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"level", LBD_K_FLAGS, 32, -1, -1, 0}, {"optname", LBD_K_FLAGS, 32, -1, -1, 0}, {"optval", LBD_K_PTR, 64, -1, -1, 0}, {"optlen", LBD_K_OUT_INT, 64, -1, -1, 0}}},
-    [56] = {"clone", 5, {{"clone_flags", LBD_K_FLAGS, 64, -1, -1, 0}, {"newsp", LBD_K_PTR, 64, -1, -1, 0}, {"parent_tidptr", LBD_K_PTR, 64, -1, -1, 0}, {"child_tidptr", LBD_K_PTR, 64, -1, -1, 0}, {"tls", LBD_K_HEX, 64, -1, -1, 0}}},
+    [40] = {"sendfile", 4, {{"out_fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"in_fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"offset", LBD_K_PTR, 64, -1, -1, 0, 0}, {"count", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [41] = {"socket", 3, {{"family", LBD_K_FLAGS, 32, -1, -1, 0, 57}, {"type", LBD_K_FLAGS, 32, -1, -1, 0, 58}, {"protocol", LBD_K_FLAGS, 32, -1, -1, 0, 0}}},
+    [42] = {"connect", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"uservaddr", LBD_K_SOCKADDR, 64, -1, -1, 0, 0}, {"addrlen", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [43] = {"accept", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"upeer_sockaddr", LBD_K_OUT_SOCKADDR, 64, -1, -1, 0, 0}, {"upeer_addrlen", LBD_K_OUT_INT, 64, -1, -1, 0, 0}}},
+    [44] = {"sendto", 6, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"buff", LBD_K_BUF, 64, -1, -1, 0, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 35}, {"addr", LBD_K_SOCKADDR, 64, -1, -1, 0, 0}, {"addr_len", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [45] = {"recvfrom", 6, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"ubuf", LBD_K_OUT_BUF, 64, -1, -1, 0, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 35}, {"addr", LBD_K_OUT_SOCKADDR, 64, -1, -1, 0, 0}, {"addr_len", LBD_K_OUT_INT, 64, -1, -1, 0, 0}}},
+    [46] = {"sendmsg", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"msg", LBD_K_MSGHDR, 64, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 35}}},
+    [47] = {"recvmsg", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"msg", LBD_K_OUT_MSGHDR, 64, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 35}}},
+    [48] = {"shutdown", 2, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"how", LBD_K_FLAGS, 32, -1, -1, 0, 53}}},
+    [49] = {"bind", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"umyaddr", LBD_K_SOCKADDR, 64, -1, -1, 0, 0}, {"addrlen", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [50] = {"listen", 2, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"backlog", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [51] = {"getsockname", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"usockaddr", LBD_K_OUT_SOCKADDR, 64, -1, -1, 0, 0}, {"usockaddr_len", LBD_K_OUT_INT, 64, -1, -1, 0, 0}}},
+    [52] = {"getpeername", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"usockaddr", LBD_K_OUT_SOCKADDR, 64, -1, -1, 0, 0}, {"usockaddr_len", LBD_K_OUT_INT, 64, -1, -1, 0, 0}}},
+    [53] = {"socketpair", 4, {{"family", LBD_K_FLAGS, 32, -1, -1, 0, 57}, {"type", LBD_K_FLAGS, 32, -1, -1, 0, 58}, {"protocol", LBD_K_INT, 32, -1, -1, 0, 0}, {"usockvec", LBD_K_OUT_FD2, 64, -1, -1, 0, 0}}},
+    [54] = {"setsockopt", 5, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"level", LBD_K_FLAGS, 32, -1, -1, 0, 59}, {"optname", LBD_K_FLAGS, 32, -1, -1, 0, 0}, {"optval", LBD_K_BUF, 64, -1, -1, 0, 0}, {"optlen", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [55] = {"getsockopt", 5, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"level", LBD_K_FLAGS, 32, -1, -1, 0, 59}, {"optname", LBD_K_FLAGS, 32, -1, -1, 0, 0}, {"optval", LBD_K_PTR, 64, -1, -1, 0, 0}, {"optlen", LBD_K_OUT_INT, 64, -1, -1, 0, 0}}},
+    [56] = {"clone", 5, {{"clone_flags", LBD_K_FLAGS, 64, -1, -1, 0, 12}, {"newsp", LBD_K_PTR, 64, -1, -1, 0, 0}, {"parent_tidptr", LBD_K_PTR, 64, -1, -1, 0, 0}, {"child_tidptr", LBD_K_PTR, 64, -1, -1, 0, 0}, {"tls", LBD_K_HEX, 64, -1, -1, 0, 0}}},
     [57] = {"fork", 0, {}},
     [58] = {"vfork", 0, {}},
-    [59] = {"execve", 3, {{"filename", LBD_K_PATH, 64, -1, -1, 0}, {"argv", LBD_K_STRARR, 64, -1, -1, 0}, {"envp", LBD_K_STRARR, 64, -1, -1, 0}}},
-    [60] = {"exit", 1, {{"error_code", LBD_K_INT, 32, -1, -1, 0}}},
-    [61] = {"wait4", 4, {{"upid", LBD_K_PID, 32, -1, -1, 0}, {"stat_addr", LBD_K_PTR, 64, -1, -1, 0}, {"options", LBD_K_FLAGS, 32, -1, -1, 0}, {"ru", LBD_K_PTR, 64, -1, -1, 0}}},
-    [62] = {"kill", 2, {{"pid", LBD_K_PID, 32, -1, -1, 0}, {"sig", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [63] = {"uname", 1, {{"name", LBD_K_PTR, 64, -1, -1, 0}}},
-    [64] = {"semget", 3, {{"key", LBD_K_INT, 32, -1, -1, 0}, {"nsems", LBD_K_INT, 32, -1, -1, 0}, {"semflg", LBD_K_HEX, 32, -1, -1, 0}}},
-    [65] = {"semop", 3, {{"semid", LBD_K_INT, 32, -1, -1, 0}, {"tsops", LBD_K_PTR, 64, -1, -1, 0}, {"nsops", LBD_K_UINT, 32, -1, -1, 0}}},
-    [66] = {"semctl", 4, {{"semid", LBD_K_INT, 32, -1, -1, 0}, {"semnum", LBD_K_INT, 32, -1, -1, 0}, {"cmd", LBD_K_INT, 32, -1, -1, 0}, {"arg", LBD_K_HEX, 64, -1, -1, 0}}},
-    [67] = {"shmdt", 1, {{"shmaddr", LBD_K_HEX, 64, -1, -1, 0}}},
-    [68] = {"msgget", 2, {{"key", LBD_K_INT, 32, -1, -1, 0}, {"msgflg", LBD_K_HEX, 32, -1, -1, 0}}},
-    [69] = {"msgsnd", 4, {{"msqid", LBD_K_INT, 32, -1, -1, 0}, {"msgp", LBD_K_PTR, 64, -1, -1, 0}, {"msgsz", LBD_K_UINT, 64, -1, -1, 0}, {"msgflg", LBD_K_HEX, 32, -1, -1, 0}}},
-    [70] = {"msgrcv", 5, {{"msqid", LBD_K_INT, 32, -1, -1, 0}, {"msgp", LBD_K_PTR, 64, -1, -1, 0}, {"msgsz", LBD_K_UINT, 64, -1, -1, 0}, {"msgtyp", LBD_K_INT, 64, -1, -1, 0}, {"msgflg", LBD_K_HEX, 32, -1, -1, 0}}},
-    [71] = {"msgctl", 3, {{"msqid", LBD_K_INT, 32, -1, -1, 0}, {"cmd", LBD_K_INT, 32, -1, -1, 0}, {"buf", LBD_K_PTR, 64, -1, -1, 0}}},
-    [72] = {"fcntl", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"cmd", LBD_K_FLAGS, 32, -1, -1, 0}, {"arg", LBD_K_HEX, 64, -1, -1, 0}}},
-    [73] = {"flock", 2, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"cmd", LBD_K_UINT, 32, -1, -1, 0}}},
-    [74] = {"fsync", 1, {{"fd", LBD_K_FD, 32, -1, -1, 0}}},
-    [75] = {"fdatasync", 1, {{"fd", LBD_K_FD, 32, -1, -1, 0}}},
-    [76] = {"truncate", 2, {{"path", LBD_K_PATH, 64, -1, -1, 0}, {"length", LBD_K_INT, 64, -1, -1, 0}}},
-    [77] = {"ftruncate", 2, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"length", LBD_K_INT, 64, -1, -1, 0}}},
-    [78] = {"getdents", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"dirent", LBD_K_PTR, 64, -1, -1, 0}, {"count", LBD_K_UINT, 32, -1, -1, 0}}},
-    [79] = {"getcwd", 2, {{"buf", LBD_K_OUT_BUF, 64, -1, -1, 1}, {"size", LBD_K_UINT, 64, -1, -1, 0}}},
-    [80] = {"chdir", 1, {{"filename", LBD_K_PATH, 64, -1, -1, 0}}},
-    [81] = {"fchdir", 1, {{"fd", LBD_K_FD, 32, -1, -1, 0}}},
-    [82] = {"rename", 2, {{"oldname", LBD_K_PATH, 64, -1, -1, 0}, {"newname", LBD_K_PATH, 64, -1, -1, 0}}},
-    [83] = {"mkdir", 2, {{"pathname", LBD_K_PATH, 64, -1, -1, 0}, {"mode", LBD_K_MODE, 32, -1, -1, 0}}},
-    [84] = {"rmdir", 1, {{"pathname", LBD_K_PATH, 64, -1, -1, 0}}},
-    [85] = {"creat", 2, {{"pathname", LBD_K_PATH, 64, -1, -1, 0}, {"mode", LBD_K_MODE, 32, -1, -1, 0}}},
-    [86] = {"link", 2, {{"oldname", LBD_K_PATH, 64, -1, -1, 0}, {"newname", LBD_K_PATH, 64, -1, -1, 0}}},
-    [87] = {"unlink", 1, {{"pathname", LBD_K_PATH, 64, -1, -1, 0}}},
-    [88] = {"symlink", 2, {{"oldname", LBD_K_PATH, 64, -1, -1, 0}, {"newname", LBD_K_PATH, 64, -1, -1, 0}}},
-    [89] = {"readlink", 3, {{"path", LBD_K_PATH, 64, -1, -1, 0}, {"buf", LBD_K_OUT_BUF, 64, -1, -1, 0}, {"bufsiz", LBD_K_INT, 32, -1, -1, 0}}},
-    [90] = {"chmod", 2, {{"filename", LBD_K_PATH, 64, -1, -1, 0}, {"mode", LBD_K_MODE, 32, -1, -1, 0}}},
-    [91] = {"fchmod", 2, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"mode", LBD_K_MODE, 32, -1, -1, 0}}},
-    [92] = {"chown", 3, {{"filename", LBD_K_PATH, 64, -1, -1, 0}, {"user", LBD_K_UID, 32, -1, -1, 0}, {"group", LBD_K_GID, 32, -1, -1, 0}}},
-    [93] = {"fchown", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"user", LBD_K_UID, 32, -1, -1, 0}, {"group", LBD_K_GID, 32, -1, -1, 0}}},
-    [94] = {"lchown", 3, {{"filename", LBD_K_PATH, 64, -1, -1, 0}, {"user", LBD_K_UID, 32, -1, -1, 0}, {"group", LBD_K_GID, 32, -1, -1, 0}}},
-    [95] = {"umask", 1, {{"mask", LBD_K_MODE, 32, -1, -1, 0}}},
-    [96] = {"gettimeofday", 2, {{"tv", LBD_K_PTR, 64, -1, -1, 0}, {"tz", LBD_K_PTR, 64, -1, -1, 0}}},
-    [97] = {"getrlimit", 2, {{"resource", LBD_K_UINT, 32, -1, -1, 0}, {"rlim", LBD_K_PTR, 64, -1, -1, 0}}},
-    [98] = {"getrusage", 2, {{"who", LBD_K_INT, 32, -1, -1, 0}, {"ru", LBD_K_PTR, 64, -1, -1, 0}}},
-    [99] = {"sysinfo", 1, {{"info", LBD_K_PTR, 64, -1, -1, 0}}},
-    [100] = {"times", 1, {{"tbuf", LBD_K_PTR, 64, -1, -1, 0}}},
-    [101] = {"ptrace", 4, {{"request", LBD_K_FLAGS, 64, -1, -1, 0}, {"pid", LBD_K_PID, 32, -1, -1, 0}, {"addr", LBD_K_HEX, 64, -1, -1, 0}, {"data", LBD_K_HEX, 64, -1, -1, 0}}},
+    [59] = {"execve", 3, {{"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"argv", LBD_K_STRARR, 64, -1, -1, 0, 0}, {"envp", LBD_K_STRARR, 64, -1, -1, 0, 0}}},
+    [60] = {"exit", 1, {{"error_code", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [61] = {"wait4", 4, {{"upid", LBD_K_PID, 32, -1, -1, 0, 0}, {"stat_addr", LBD_K_PTR, 64, -1, -1, 0, 0}, {"options", LBD_K_FLAGS, 32, -1, -1, 0, 65}, {"ru", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [62] = {"kill", 2, {{"pid", LBD_K_PID, 32, -1, -1, 0, 0}, {"sig", LBD_K_FLAGS, 32, -1, -1, 0, 55}}},
+    [63] = {"uname", 1, {{"name", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [64] = {"semget", 3, {{"key", LBD_K_INT, 32, -1, -1, 0, 0}, {"nsems", LBD_K_INT, 32, -1, -1, 0, 0}, {"semflg", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [65] = {"semop", 3, {{"semid", LBD_K_INT, 32, -1, -1, 0, 0}, {"tsops", LBD_K_PTR, 64, -1, -1, 0, 0}, {"nsops", LBD_K_UINT, 32, -1, -1, 0, 0}}},
+    [66] = {"semctl", 4, {{"semid", LBD_K_INT, 32, -1, -1, 0, 0}, {"semnum", LBD_K_INT, 32, -1, -1, 0, 0}, {"cmd", LBD_K_INT, 32, -1, -1, 0, 0}, {"arg", LBD_K_HEX, 64, -1, -1, 0, 0}}},
+    [67] = {"shmdt", 1, {{"shmaddr", LBD_K_HEX, 64, -1, -1, 0, 0}}},
+    [68] = {"msgget", 2, {{"key", LBD_K_INT, 32, -1, -1, 0, 0}, {"msgflg", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [69] = {"msgsnd", 4, {{"msqid", LBD_K_INT, 32, -1, -1, 0, 0}, {"msgp", LBD_K_PTR, 64, -1, -1, 0, 0}, {"msgsz", LBD_K_UINT, 64, -1, -1, 0, 0}, {"msgflg", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [70] = {"msgrcv", 5, {{"msqid", LBD_K_INT, 32, -1, -1, 0, 0}, {"msgp", LBD_K_PTR, 64, -1, -1, 0, 0}, {"msgsz", LBD_K_UINT, 64, -1, -1, 0, 0}, {"msgtyp", LBD_K_INT, 64, -1, -1, 0, 0}, {"msgflg", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [71] = {"msgctl", 3, {{"msqid", LBD_K_INT, 32, -1, -1, 0, 0}, {"cmd", LBD_K_INT, 32, -1, -1, 0, 0}, {"buf", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [72] = {"fcntl", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"cmd", LBD_K_FLAGS, 32, -1, -1, 0, 20}, {"arg", LBD_K_HEX, 64, -1, -1, 0, 0}}},
+    [73] = {"flock", 2, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"cmd", LBD_K_UINT, 32, -1, -1, 0, 0}}},
+    [74] = {"fsync", 1, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}}},
+    [75] = {"fdatasync", 1, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}}},
+    [76] = {"truncate", 2, {{"path", LBD_K_PATH, 64, -1, -1, 0, 0}, {"length", LBD_K_INT, 64, -1, -1, 0, 0}}},
+    [77] = {"ftruncate", 2, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"length", LBD_K_INT, 64, -1, -1, 0, 0}}},
+    [78] = {"getdents", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"dirent", LBD_K_PTR, 64, -1, -1, 0, 0}, {"count", LBD_K_UINT, 32, -1, -1, 0, 0}}},
+    [79] = {"getcwd", 2, {{"buf", LBD_K_OUT_BUF, 64, -1, -1, 1, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [80] = {"chdir", 1, {{"filename", LBD_K_PATH, 64, -1, -1, 0, 0}}},
+    [81] = {"fchdir", 1, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}}},
+    [82] = {"rename", 2, {{"oldname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"newname", LBD_K_PATH, 64, -1, -1, 0, 0}}},
+    [83] = {"mkdir", 2, {{"pathname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"mode", LBD_K_MODE, 32, -1, -1, 0, 66}}},
+    [84] = {"rmdir", 1, {{"pathname", LBD_K_PATH, 64, -1, -1, 0, 0}}},
+    [85] = {"creat", 2, {{"pathname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"mode", LBD_K_MODE, 32, -1, -1, 0, 66}}},
+    [86] = {"link", 2, {{"oldname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"newname", LBD_K_PATH, 64, -1, -1, 0, 0}}},
+    [87] = {"unlink", 1, {{"pathname", LBD_K_PATH, 64, -1, -1, 0, 0}}},
+    [88] = {"symlink", 2, {{"oldname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"newname", LBD_K_PATH, 64, -1, -1, 0, 0}}},
+    [89] = {"readlink", 3, {{"path", LBD_K_PATH, 64, -1, -1, 0, 0}, {"buf", LBD_K_OUT_BUF, 64, -1, -1, 0, 0}, {"bufsiz", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [90] = {"chmod", 2, {{"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"mode", LBD_K_MODE, 32, -1, -1, 0, 66}}},
+    [91] = {"fchmod", 2, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"mode", LBD_K_MODE, 32, -1, -1, 0, 66}}},
+    [92] = {"chown", 3, {{"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"user", LBD_K_UID, 32, -1, -1, 0, 0}, {"group", LBD_K_GID, 32, -1, -1, 0, 0}}},
+    [93] = {"fchown", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"user", LBD_K_UID, 32, -1, -1, 0, 0}, {"group", LBD_K_GID, 32, -1, -1, 0, 0}}},
+    [94] = {"lchown", 3, {{"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"user", LBD_K_UID, 32, -1, -1, 0, 0}, {"group", LBD_K_GID, 32, -1, -1, 0, 0}}},
+    [95] = {"umask", 1, {{"mask", LBD_K_MODE, 32, -1, -1, 0, 66}}},
+    [96] = {"gettimeofday", 2, {{"tv", LBD_K_PTR, 64, -1, -1, 0, 0}, {"tz", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [97] = {"getrlimit", 2, {{"resource", LBD_K_UINT, 32, -1, -1, 0, 0}, {"rlim", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [98] = {"getrusage", 2, {{"who", LBD_K_INT, 32, -1, -1, 0, 0}, {"ru", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [99] = {"sysinfo", 1, {{"info", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [100] = {"times", 1, {{"tbuf", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [101] = {"ptrace", 4, {{"request", LBD_K_FLAGS, 64, -1, -1, 0, 45}, {"pid", LBD_K_PID, 32, -1, -1, 0, 0}, {"addr", LBD_K_HEX, 64, -1, -1, 0, 0}, {"data", LBD_K_HEX, 64, -1, -1, 0, 0}}},
     [102] = {"getuid", 0, {}},
-    [103] = {"syslog", 3, {{"type", LBD_K_INT, 32, -1, -1, 0}, {"buf", LBD_K_OUT_BUF, 64, -1, -1, 0}, {"len", LBD_K_INT, 32, -1, -1, 0}}},
+    [103] = {"syslog", 3, {{"type", LBD_K_INT, 32, -1, -1, 0, 0}, {"buf", LBD_K_OUT_BUF, 64, -1, -1, 0, 0}, {"len", LBD_K_INT, 32, -1, -1, 0, 0}}},
     [104] = {"getgid", 0, {}},
-    [105] = {"setuid", 1, {{"uid", LBD_K_UID, 32, -1, -1, 0}}},
-    [106] = {"setgid", 1, {{"gid", LBD_K_GID, 32, -1, -1, 0}}},
+    [105] = {"setuid", 1, {{"uid", LBD_K_UID, 32, -1, -1, 0, 0}}},
+    [106] = {"setgid", 1, {{"gid", LBD_K_GID, 32, -1, -1, 0, 0}}},
     [107] = {"geteuid", 0, {}},
     [108] = {"getegid", 0, {}},
-    [109] = {"setpgid", 2, {{"pid", LBD_K_PID, 32, -1, -1, 0}, {"pgid", LBD_K_PID, 32, -1, -1, 0}}},
+    [109] = {"setpgid", 2, {{"pid", LBD_K_PID, 32, -1, -1, 0, 0}, {"pgid", LBD_K_PID, 32, -1, -1, 0, 0}}},
     [110] = {"getppid", 0, {}},
     [111] = {"getpgrp", 0, {}},
     [112] = {"setsid", 0, {}},
-    [113] = {"setreuid", 2, {{"ruid", LBD_K_UID, 32, -1, -1, 0}, {"euid", LBD_K_UID, 32, -1, -1, 0}}},
-    [114] = {"setregid", 2, {{"rgid", LBD_K_GID, 32, -1, -1, 0}, {"egid", LBD_K_GID, 32, -1, -1, 0}}},
-    [115] = {"getgroups", 2, {{"gidsetsize", LBD_K_INT, 32, -1, -1, 0}, {"grouplist", LBD_K_PTR, 64, -1, -1, 0}}},
-    [116] = {"setgroups", 2, {{"gidsetsize", LBD_K_INT, 32, -1, -1, 0}, {"grouplist", LBD_K_ARRAY32, 64, -1, -1, 0}}},
-    [117] = {"setresuid", 3, {{"ruid", LBD_K_UID, 32, -1, -1, 0}, {"euid", LBD_K_UID, 32, -1, -1, 0}, {"suid", LBD_K_UID, 32, -1, -1, 0}}},
-    [118] = {"getresuid", 3, {{"ruidp", LBD_K_PTR, 64, -1, -1, 0}, {"euidp", LBD_K_PTR, 64, -1, -1, 0}, {"suidp", LBD_K_PTR, 64, -1, -1, 0}}},
-    [119] = {"setresgid", 3, {{"rgid", LBD_K_GID, 32, -1, -1, 0}, {"egid", LBD_K_GID, 32, -1, -1, 0}, {"sgid", LBD_K_GID, 32, -1, -1, 0}}},
-    [120] = {"getresgid", 3, {{"rgidp", LBD_K_PTR, 64, -1, -1, 0}, {"egidp", LBD_K_PTR, 64, -1, -1, 0}, {"sgidp", LBD_K_PTR, 64, -1, -1, 0}}},
-    [121] = {"getpgid", 1, {{"pid", LBD_K_PID, 32, -1, -1, 0}}},
-    [122] = {"setfsuid", 1, {{"uid", LBD_K_UID, 32, -1, -1, 0}}},
-    [123] = {"setfsgid", 1, {{"gid", LBD_K_GID, 32, -1, -1, 0}}},
-    [124] = {"getsid", 1, {{"pid", LBD_K_PID, 32, -1, -1, 0}}},
-    [125] = {"capget", 2, {{"header", LBD_K_STRUCT, 64, 1, -1, 0}, {"dataptr", LBD_K_OUT_STRUCT, 64, 2, -1, 0}}},
-    [126] = {"capset", 2, {{"header", LBD_K_STRUCT, 64, 1, -1, 0}, {"data", LBD_K_STRUCT, 64, 2, -1, 0}}},
-    [127] = {"rt_sigpending", 2, {{"uset", LBD_K_PTR, 64, -1, -1, 0}, {"sigsetsize", LBD_K_UINT, 64, -1, -1, 0}}},
-    [128] = {"rt_sigtimedwait", 4, {{"uthese", LBD_K_PTR, 64, -1, -1, 0}, {"uinfo", LBD_K_PTR, 64, -1, -1, 0}, {"uts", LBD_K_PTR, 64, -1, -1, 0}, {"sigsetsize", LBD_K_UINT, 64, -1, -1, 0}}},
-    [129] = {"rt_sigqueueinfo", 3, {{"pid", LBD_K_PID, 32, -1, -1, 0}, {"sig", LBD_K_FLAGS, 32, -1, -1, 0}, {"uinfo", LBD_K_STRUCT, 64, 9, -1, 0}}},
-    [130] = {"rt_sigsuspend", 2, {{"unewset", LBD_K_PTR, 64, -1, -1, 0}, {"sigsetsize", LBD_K_UINT, 64, -1, -1, 0}}},
-    [131] = {"sigaltstack", 2, {{"uss", LBD_K_PTR, 64, -1, -1, 0}, {"uoss", LBD_K_PTR, 64, -1, -1, 0}}},
-    [132] = {"utime", 2, {{"filename", LBD_K_PATH, 64, -1, -1, 0}, {"times", LBD_K_PTR, 64, -1, -1, 0}}},
-    [133] = {"mknod", 3, {{"filename", LBD_K_PATH, 64, -1, -1, 0}, {"mode", LBD_K_MODE, 32, -1, -1, 0}, {"dev", LBD_K_UINT, 32, -1, -1, 0}}},
-    [134] = {"uselib", 1, {{"library", LBD_K_PATH, 64, -1, -1, 0}}},
-    [135] = {"personality", 1, {{"personality", LBD_K_UINT, 32, -1, -1, 0}}},
-    [136] = {"ustat", 2, {{"dev", LBD_K_UINT, 32, -1, -1, 0}, {"ubuf", LBD_K_PTR, 64, -1, -1, 0}}},
-    [137] = {"statfs", 2, {{"pathname", LBD_K_PATH, 64, -1, -1, 0}, {"buf", LBD_K_PTR, 64, -1, -1, 0}}},
-    [138] = {"fstatfs", 2, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"buf", LBD_K_PTR, 64, -1, -1, 0}}},
-    [139] = {"sysfs", 3, {{"option", LBD_K_INT, 32, -1, -1, 0}, {"arg1", LBD_K_HEX, 64, -1, -1, 0}, {"arg2", LBD_K_HEX, 64, -1, -1, 0}}},
-    [140] = {"getpriority", 2, {{"which", LBD_K_INT, 32, -1, -1, 0}, {"who", LBD_K_INT, 32, -1, -1, 0}}},
-    [141] = {"setpriority", 3, {{"which", LBD_K_INT, 32, -1, -1, 0}, {"who", LBD_K_INT, 32, -1, -1, 0}, {"niceval", LBD_K_INT, 32, -1, -1, 0}}},
-    [142] = {"sched_setparam", 2, {{"pid", LBD_K_PID, 32, -1, -1, 0}, {"param", LBD_K_PTR, 64, -1, -1, 0}}},
-    [143] = {"sched_getparam", 2, {{"pid", LBD_K_PID, 32, -1, -1, 0}, {"param", LBD_K_PTR, 64, -1, -1, 0}}},
-    [144] = {"sched_setscheduler", 3, {{"pid", LBD_K_PID, 32, -1, -1, 0}, {"policy", LBD_K_INT, 32, -1, -1, 0}, {"param", LBD_K_PTR, 64, -1, -1, 0}}},
-    [145] = {"sched_getscheduler", 1, {{"pid", LBD_K_PID, 32, -1, -1, 0}}},
-    [146] = {"sched_get_priority_max", 1, {{"policy", LBD_K_INT, 32, -1, -1, 0}}},
-    [147] = {"sched_get_priority_min", 1, {{"policy", LBD_K_INT, 32, -1, -1, 0}}},
-    [148] = {"sched_rr_get_interval", 2, {{"pid", LBD_K_PID, 32, -1, -1, 0}, {"interval", LBD_K_PTR, 64, -1, -1, 0}}},
-    [149] = {"mlock", 2, {{"start", LBD_K_HEX, 64, -1, -1, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0}}},
-    [150] = {"munlock", 2, {{"start", LBD_K_HEX, 64, -1, -1, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0}}},
-    [151] = {"mlockall", 1, {{"flags", LBD_K_HEX, 32, -1, -1, 0}}},
+    [113] = {"setreuid", 2, {{"ruid", LBD_K_UID, 32, -1, -1, 0, 0}, {"euid", LBD_K_UID, 32, -1, -1, 0, 0}}},
+    [114] = {"setregid", 2, {{"rgid", LBD_K_GID, 32, -1, -1, 0, 0}, {"egid", LBD_K_GID, 32, -1, -1, 0, 0}}},
+    [115] = {"getgroups", 2, {{"gidsetsize", LBD_K_INT, 32, -1, -1, 0, 0}, {"grouplist", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [116] = {"setgroups", 2, {{"gidsetsize", LBD_K_INT, 32, -1, -1, 0, 0}, {"grouplist", LBD_K_ARRAY32, 64, -1, -1, 0, 0}}},
+    [117] = {"setresuid", 3, {{"ruid", LBD_K_UID, 32, -1, -1, 0, 0}, {"euid", LBD_K_UID, 32, -1, -1, 0, 0}, {"suid", LBD_K_UID, 32, -1, -1, 0, 0}}},
+    [118] = {"getresuid", 3, {{"ruidp", LBD_K_PTR, 64, -1, -1, 0, 0}, {"euidp", LBD_K_PTR, 64, -1, -1, 0, 0}, {"suidp", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [119] = {"setresgid", 3, {{"rgid", LBD_K_GID, 32, -1, -1, 0, 0}, {"egid", LBD_K_GID, 32, -1, -1, 0, 0}, {"sgid", LBD_K_GID, 32, -1, -1, 0, 0}}},
+    [120] = {"getresgid", 3, {{"rgidp", LBD_K_PTR, 64, -1, -1, 0, 0}, {"egidp", LBD_K_PTR, 64, -1, -1, 0, 0}, {"sgidp", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [121] = {"getpgid", 1, {{"pid", LBD_K_PID, 32, -1, -1, 0, 0}}},
+    [122] = {"setfsuid", 1, {{"uid", LBD_K_UID, 32, -1, -1, 0, 0}}},
+    [123] = {"setfsgid", 1, {{"gid", LBD_K_GID, 32, -1, -1, 0, 0}}},
+    [124] = {"getsid", 1, {{"pid", LBD_K_PID, 32, -1, -1, 0, 0}}},
+    [125] = {"capget", 2, {{"header", LBD_K_STRUCT, 64, 1, -1, 0, 0}, {"dataptr", LBD_K_OUT_STRUCT, 64, 2, -1, 0, 0}}},
+    [126] = {"capset", 2, {{"header", LBD_K_STRUCT, 64, 1, -1, 0, 0}, {"data", LBD_K_STRUCT, 64, 2, -1, 0, 0}}},
+    [127] = {"rt_sigpending", 2, {{"uset", LBD_K_PTR, 64, -1, -1, 0, 0}, {"sigsetsize", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [128] = {"rt_sigtimedwait", 4, {{"uthese", LBD_K_PTR, 64, -1, -1, 0, 0}, {"uinfo", LBD_K_PTR, 64, -1, -1, 0, 0}, {"uts", LBD_K_PTR, 64, -1, -1, 0, 0}, {"sigsetsize", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [129] = {"rt_sigqueueinfo", 3, {{"pid", LBD_K_PID, 32, -1, -1, 0, 0}, {"sig", LBD_K_FLAGS, 32, -1, -1, 0, 55}, {"uinfo", LBD_K_STRUCT, 64, 9, -1, 0, 0}}},
+    [130] = {"rt_sigsuspend", 2, {{"unewset", LBD_K_PTR, 64, -1, -1, 0, 0}, {"sigsetsize", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [131] = {"sigaltstack", 2, {{"uss", LBD_K_PTR, 64, -1, -1, 0, 0}, {"uoss", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [132] = {"utime", 2, {{"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"times", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [133] = {"mknod", 3, {{"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"mode", LBD_K_MODE, 32, -1, -1, 0, 66}, {"dev", LBD_K_UINT, 32, -1, -1, 0, 0}}},
+    [134] = {"uselib", 1, {{"library", LBD_K_PATH, 64, -1, -1, 0, 0}}},
+    [135] = {"personality", 1, {{"personality", LBD_K_UINT, 32, -1, -1, 0, 0}}},
+    [136] = {"ustat", 2, {{"dev", LBD_K_UINT, 32, -1, -1, 0, 0}, {"ubuf", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [137] = {"statfs", 2, {{"pathname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"buf", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [138] = {"fstatfs", 2, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"buf", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [139] = {"sysfs", 3, {{"option", LBD_K_INT, 32, -1, -1, 0, 0}, {"arg1", LBD_K_HEX, 64, -1, -1, 0, 0}, {"arg2", LBD_K_HEX, 64, -1, -1, 0, 0}}},
+    [140] = {"getpriority", 2, {{"which", LBD_K_INT, 32, -1, -1, 0, 0}, {"who", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [141] = {"setpriority", 3, {{"which", LBD_K_INT, 32, -1, -1, 0, 0}, {"who", LBD_K_INT, 32, -1, -1, 0, 0}, {"niceval", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [142] = {"sched_setparam", 2, {{"pid", LBD_K_PID, 32, -1, -1, 0, 0}, {"param", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [143] = {"sched_getparam", 2, {{"pid", LBD_K_PID, 32, -1, -1, 0, 0}, {"param", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [144] = {"sched_setscheduler", 3, {{"pid", LBD_K_PID, 32, -1, -1, 0, 0}, {"policy", LBD_K_INT, 32, -1, -1, 0, 0}, {"param", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [145] = {"sched_getscheduler", 1, {{"pid", LBD_K_PID, 32, -1, -1, 0, 0}}},
+    [146] = {"sched_get_priority_max", 1, {{"policy", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [147] = {"sched_get_priority_min", 1, {{"policy", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [148] = {"sched_rr_get_interval", 2, {{"pid", LBD_K_PID, 32, -1, -1, 0, 0}, {"interval", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [149] = {"mlock", 2, {{"start", LBD_K_HEX, 64, -1, -1, 0, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [150] = {"munlock", 2, {{"start", LBD_K_HEX, 64, -1, -1, 0, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [151] = {"mlockall", 1, {{"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
     [152] = {"munlockall", 0, {}},
     [153] = {"vhangup", 0, {}},
-    [154] = {"modify_ldt", 3, {{"func", LBD_K_INT, 32, -1, -1, 0}, {"ptr", LBD_K_PTR, 64, -1, -1, 0}, {"bytecount", LBD_K_UINT, 64, -1, -1, 0}}},
-    [155] = {"pivot_root", 2, {{"new_root", LBD_K_PATH, 64, -1, -1, 0}, {"put_old", LBD_K_PATH, 64, -1, -1, 0}}},
-    [156] = {"_sysctl", 1, {{"args", LBD_K_PTR, 64, -1, -1, 0}}},
-    [157] = {"prctl", 5, {{"option", LBD_K_FLAGS, 32, -1, -1, 0}, {"arg2", LBD_K_FLAGS, 64, -1, -1, 0}, {"arg3", LBD_K_FLAGS, 64, -1, -1, 0}, {"arg4", LBD_K_HEX, 64, -1, -1, 0}, {"arg5", LBD_K_HEX, 64, -1, -1, 0}}},
-    [158] = {"arch_prctl", 2, {{"option", LBD_K_INT, 32, -1, -1, 0}, {"arg2", LBD_K_HEX, 64, -1, -1, 0}}},
-    [159] = {"adjtimex", 1, {{"txc_p", LBD_K_PTR, 64, -1, -1, 0}}},
-    [160] = {"setrlimit", 2, {{"resource", LBD_K_UINT, 32, -1, -1, 0}, {"rlim", LBD_K_PTR, 64, -1, -1, 0}}},
-    [161] = {"chroot", 1, {{"filename", LBD_K_PATH, 64, -1, -1, 0}}},
+    [154] = {"modify_ldt", 3, {{"func", LBD_K_INT, 32, -1, -1, 0, 0}, {"ptr", LBD_K_PTR, 64, -1, -1, 0, 0}, {"bytecount", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [155] = {"pivot_root", 2, {{"new_root", LBD_K_PATH, 64, -1, -1, 0, 0}, {"put_old", LBD_K_PATH, 64, -1, -1, 0, 0}}},
+    [156] = {"_sysctl", 1, {{"args", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [157] = {"prctl", 5, {{"option", LBD_K_FLAGS, 32, -1, -1, 0, 44}, {"arg2", LBD_K_FLAGS, 64, -1, -1, 0, 0}, {"arg3", LBD_K_FLAGS, 64, -1, -1, 0, 0}, {"arg4", LBD_K_HEX, 64, -1, -1, 0, 0}, {"arg5", LBD_K_HEX, 64, -1, -1, 0, 0}}},
+    [158] = {"arch_prctl", 2, {{"option", LBD_K_INT, 32, -1, -1, 0, 0}, {"arg2", LBD_K_HEX, 64, -1, -1, 0, 0}}},
+    [159] = {"adjtimex", 1, {{"txc_p", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [160] = {"setrlimit", 2, {{"resource", LBD_K_UINT, 32, -1, -1, 0, 0}, {"rlim", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [161] = {"chroot", 1, {{"filename", LBD_K_PATH, 64, -1, -1, 0, 0}}},
     [162] = {"sync", 0, {}},
-    [163] = {"acct", 1, {{"name", LBD_K_PATH, 64, -1, -1, 0}}},
-    [164] = {"settimeofday", 2, {{"tv", LBD_K_PTR, 64, -1, -1, 0}, {"tz", LBD_K_PTR, 64, -1, -1, 0}}},
-    [165] = {"mount", 5, {{"dev_name", LBD_K_PATH, 64, -1, -1, 0}, {"dir_name", LBD_K_PATH, 64, -1, -1, 0}, {"type", LBD_K_STR, 64, -1, -1, 0}, {"flags", LBD_K_FLAGS, 64, -1, -1, 0}, {"data", LBD_K_STR, 64, -1, -1, 0}}},
-    [166] = {"umount2", 2, {{"name", LBD_K_PATH, 64, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [167] = {"swapon", 2, {{"specialfile", LBD_K_PATH, 64, -1, -1, 0}, {"swap_flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [168] = {"swapoff", 1, {{"specialfile", LBD_K_PATH, 64, -1, -1, 0}}},
-    [169] = {"reboot", 4, {{"magic1", LBD_K_HEX, 32, -1, -1, 0}, {"magic2", LBD_K_HEX, 32, -1, -1, 0}, {"cmd", LBD_K_HEX, 32, -1, -1, 0}, {"arg", LBD_K_PTR, 64, -1, -1, 0}}},
-    [170] = {"sethostname", 2, {{"name", LBD_K_BUF, 64, -1, -1, 0}, {"len", LBD_K_INT, 32, -1, -1, 0}}},
-    [171] = {"setdomainname", 2, {{"name", LBD_K_BUF, 64, -1, -1, 0}, {"len", LBD_K_INT, 32, -1, -1, 0}}},
-    [172] = {"iopl", 1, {{"level", LBD_K_UINT, 32, -1, -1, 0}}},
-    [173] = {"ioperm", 3, {{"from", LBD_K_UINT, 64, -1, -1, 0}, {"num", LBD_K_UINT, 64, -1, -1, 0}, {"turn_on", LBD_K_INT, 32, -1, -1, 0}}},
-    [174] = {"create_module", 2, {{"name", LBD_K_STR, 64, -1, -1, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0}}},
-    [175] = {"init_module", 3, {{"module_image", LBD_K_BUF, 64, -1, -1, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0}, {"param_values", LBD_K_STR, 64, -1, -1, 0}}},
-    [176] = {"delete_module", 2, {{"name", LBD_K_STR, 64, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [177] = {"get_kernel_syms", 1, {{"table", LBD_K_PTR, 64, -1, -1, 0}}},
-    [178] = {"query_module", 5, {{"name", LBD_K_STR, 64, -1, -1, 0}, {"which", LBD_K_INT, 32, -1, -1, 0}, {"buf", LBD_K_PTR, 64, -1, -1, 0}, {"bufsize", LBD_K_UINT, 64, -1, -1, 0}, {"ret", LBD_K_PTR, 64, -1, -1, 0}}},
-    [179] = {"quotactl", 4, {{"cmd", LBD_K_UINT, 32, -1, -1, 0}, {"special", LBD_K_PATH, 64, -1, -1, 0}, {"id", LBD_K_UINT, 32, -1, -1, 0}, {"addr", LBD_K_PTR, 64, -1, -1, 0}}},
-    [180] = {"nfsservctl", 3, {{"cmd", LBD_K_INT, 32, -1, -1, 0}, {"argp", LBD_K_PTR, 64, -1, -1, 0}, {"resp", LBD_K_PTR, 64, -1, -1, 0}}},
+    [163] = {"acct", 1, {{"name", LBD_K_PATH, 64, -1, -1, 0, 0}}},
+    [164] = {"settimeofday", 2, {{"tv", LBD_K_PTR, 64, -1, -1, 0, 0}, {"tz", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [165] = {"mount", 5, {{"dev_name", LBD_K_PATH, 64, -1, -1, 0, 0}, {"dir_name", LBD_K_PATH, 64, -1, -1, 0, 0}, {"type", LBD_K_STR, 64, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 64, -1, -1, 0, 34}, {"data", LBD_K_STR, 64, -1, -1, 0, 0}}},
+    [166] = {"umount2", 2, {{"name", LBD_K_PATH, 64, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 63}}},
+    [167] = {"swapon", 2, {{"specialfile", LBD_K_PATH, 64, -1, -1, 0, 0}, {"swap_flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [168] = {"swapoff", 1, {{"specialfile", LBD_K_PATH, 64, -1, -1, 0, 0}}},
+    [169] = {"reboot", 4, {{"magic1", LBD_K_HEX, 32, -1, -1, 0, 0}, {"magic2", LBD_K_HEX, 32, -1, -1, 0, 0}, {"cmd", LBD_K_HEX, 32, -1, -1, 0, 0}, {"arg", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [170] = {"sethostname", 2, {{"name", LBD_K_BUF, 64, -1, -1, 0, 0}, {"len", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [171] = {"setdomainname", 2, {{"name", LBD_K_BUF, 64, -1, -1, 0, 0}, {"len", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [172] = {"iopl", 1, {{"level", LBD_K_UINT, 32, -1, -1, 0, 0}}},
+    [173] = {"ioperm", 3, {{"from", LBD_K_UINT, 64, -1, -1, 0, 0}, {"num", LBD_K_UINT, 64, -1, -1, 0, 0}, {"turn_on", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [174] = {"create_module", 2, {{"name", LBD_K_STR, 64, -1, -1, 0, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [175] = {"init_module", 3, {{"module_image", LBD_K_BUF, 64, -1, -1, 0, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0, 0}, {"param_values", LBD_K_STR, 64, -1, -1, 0, 0}}},
+    [176] = {"delete_module", 2, {{"name", LBD_K_STR, 64, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 37}}},
+    [177] = {"get_kernel_syms", 1, {{"table", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [178] = {"query_module", 5, {{"name", LBD_K_STR, 64, -1, -1, 0, 0}, {"which", LBD_K_INT, 32, -1, -1, 0, 0}, {"buf", LBD_K_PTR, 64, -1, -1, 0, 0}, {"bufsize", LBD_K_UINT, 64, -1, -1, 0, 0}, {"ret", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [179] = {"quotactl", 4, {{"cmd", LBD_K_UINT, 32, -1, -1, 0, 0}, {"special", LBD_K_PATH, 64, -1, -1, 0, 0}, {"id", LBD_K_UINT, 32, -1, -1, 0, 0}, {"addr", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [180] = {"nfsservctl", 3, {{"cmd", LBD_K_INT, 32, -1, -1, 0, 0}, {"argp", LBD_K_PTR, 64, -1, -1, 0, 0}, {"resp", LBD_K_PTR, 64, -1, -1, 0, 0}}},
     [181] = {"getpmsg", 0, {}},
     [182] = {"putpmsg", 0, {}},
     [183] = {"afs_syscall", 0, {}},
     [184] = {"tuxcall", 0, {}},
     [185] = {"security", 0, {}},
     [186] = {"gettid", 0, {}},
-    [187] = {"readahead", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"offset", LBD_K_INT, 64, -1, -1, 0}, {"count", LBD_K_UINT, 64, -1, -1, 0}}},
-    [188] = {"setxattr", 5, {{"pathname", LBD_K_PATH, 64, -1, -1, 0}, {"name", LBD_K_STR, 64, -1, -1, 0}, {"value", LBD_K_BUF, 64, -1, -1, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [189] = {"lsetxattr", 5, {{"pathname", LBD_K_PATH, 64, -1, -1, 0}, {"name", LBD_K_STR, 64, -1, -1, 0}, {"value", LBD_K_BUF, 64, -1, -1, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [190] = {"fsetxattr", 5, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"name", LBD_K_STR, 64, -1, -1, 0}, {"value", LBD_K_BUF, 64, -1, -1, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [191] = {"getxattr", 4, {{"pathname", LBD_K_PATH, 64, -1, -1, 0}, {"name", LBD_K_STR, 64, -1, -1, 0}, {"value", LBD_K_OUT_BUF, 64, -1, -1, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0}}},
-    [192] = {"lgetxattr", 4, {{"pathname", LBD_K_PATH, 64, -1, -1, 0}, {"name", LBD_K_STR, 64, -1, -1, 0}, {"value", LBD_K_OUT_BUF, 64, -1, -1, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0}}},
-    [193] = {"fgetxattr", 4, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"name", LBD_K_STR, 64, -1, -1, 0}, {"value", LBD_K_OUT_BUF, 64, -1, -1, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0}}},
-    [194] = {"listxattr", 3, {{"pathname", LBD_K_PATH, 64, -1, -1, 0}, {"list", LBD_K_OUT_BUF, 64, -1, -1, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0}}},
-    [195] = {"llistxattr", 3, {{"pathname", LBD_K_PATH, 64, -1, -1, 0}, {"list", LBD_K_OUT_BUF, 64, -1, -1, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0}}},
-    [196] = {"flistxattr", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"list", LBD_K_OUT_BUF, 64, -1, -1, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0}}},
-    [197] = {"removexattr", 2, {{"pathname", LBD_K_PATH, 64, -1, -1, 0}, {"name", LBD_K_STR, 64, -1, -1, 0}}},
-    [198] = {"lremovexattr", 2, {{"pathname", LBD_K_PATH, 64, -1, -1, 0}, {"name", LBD_K_STR, 64, -1, -1, 0}}},
-    [199] = {"fremovexattr", 2, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"name", LBD_K_STR, 64, -1, -1, 0}}},
-    [200] = {"tkill", 2, {{"pid", LBD_K_PID, 32, -1, -1, 0}, {"sig", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [201] = {"time", 1, {{"tloc", LBD_K_PTR, 64, -1, -1, 0}}},
-    [202] = {"futex", 6, {{"uaddr", LBD_K_PTR, 64, -1, -1, 0}, {"op", LBD_K_INT, 32, -1, -1, 0}, {"val", LBD_K_UINT, 32, -1, -1, 0}, {"utime", LBD_K_PTR, 64, -1, -1, 0}, {"uaddr2", LBD_K_PTR, 64, -1, -1, 0}, {"val3", LBD_K_UINT, 32, -1, -1, 0}}},
-    [203] = {"sched_setaffinity", 3, {{"pid", LBD_K_PID, 32, -1, -1, 0}, {"len", LBD_K_UINT, 32, -1, -1, 0}, {"user_mask_ptr", LBD_K_PTR, 64, -1, -1, 0}}},
-    [204] = {"sched_getaffinity", 3, {{"pid", LBD_K_PID, 32, -1, -1, 0}, {"len", LBD_K_UINT, 32, -1, -1, 0}, {"user_mask_ptr", LBD_K_PTR, 64, -1, -1, 0}}},
-    [205] = {"set_thread_area", 1, {{"u_info", LBD_K_PTR, 64, -1, -1, 0}}},
-    [206] = {"io_setup", 2, {{"nr_events", LBD_K_UINT, 32, -1, -1, 0}, {"ctxp", LBD_K_PTR, 64, -1, -1, 0}}},
-    [207] = {"io_destroy", 1, {{"ctx", LBD_K_UINT, 64, -1, -1, 0}}},
-    [208] = {"io_getevents", 5, {{"ctx_id", LBD_K_UINT, 64, -1, -1, 0}, {"min_nr", LBD_K_INT, 64, -1, -1, 0}, {"nr", LBD_K_INT, 64, -1, -1, 0}, {"events", LBD_K_PTR, 64, -1, -1, 0}, {"timeout", LBD_K_PTR, 64, -1, -1, 0}}},
-    [209] = {"io_submit", 3, {{"ctx_id", LBD_K_UINT, 64, -1, -1, 0}, {"nr", LBD_K_INT, 64, -1, -1, 0}, {"iocbpp", LBD_K_PTR, 64, -1, -1, 0}}},
-    [210] = {"io_cancel", 3, {{"ctx_id", LBD_K_UINT, 64, -1, -1, 0}, {"iocb", LBD_K_PTR, 64, -1, -1, 0}, {"result", LBD_K_PTR, 64, -1, -1, 0}}},
-    [211] = {"get_thread_area", 1, {{"u_info", LBD_K_PTR, 64, -1, -1, 0}}},
-    [212] = {"lookup_dcookie", 3, {{"cookie", LBD_K_HEX, 64, -1, -1, 0}, {"buffer", LBD_K_OUT_BUF, 64, -1, -1, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0}}},
-    [213] = {"epoll_create", 1, {{"size", LBD_K_INT, 32, -1, -1, 0}}},
+    [187] = {"readahead", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"offset", LBD_K_INT, 64, -1, -1, 0, 0}, {"count", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [188] = {"setxattr", 5, {{"pathname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"name", LBD_K_STR, 64, -1, -1, 0, 0}, {"value", LBD_K_BUF, 64, -1, -1, 0, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [189] = {"lsetxattr", 5, {{"pathname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"name", LBD_K_STR, 64, -1, -1, 0, 0}, {"value", LBD_K_BUF, 64, -1, -1, 0, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [190] = {"fsetxattr", 5, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"name", LBD_K_STR, 64, -1, -1, 0, 0}, {"value", LBD_K_BUF, 64, -1, -1, 0, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [191] = {"getxattr", 4, {{"pathname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"name", LBD_K_STR, 64, -1, -1, 0, 0}, {"value", LBD_K_OUT_BUF, 64, -1, -1, 0, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [192] = {"lgetxattr", 4, {{"pathname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"name", LBD_K_STR, 64, -1, -1, 0, 0}, {"value", LBD_K_OUT_BUF, 64, -1, -1, 0, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [193] = {"fgetxattr", 4, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"name", LBD_K_STR, 64, -1, -1, 0, 0}, {"value", LBD_K_OUT_BUF, 64, -1, -1, 0, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [194] = {"listxattr", 3, {{"pathname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"list", LBD_K_OUT_BUF, 64, -1, -1, 0, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [195] = {"llistxattr", 3, {{"pathname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"list", LBD_K_OUT_BUF, 64, -1, -1, 0, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [196] = {"flistxattr", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"list", LBD_K_OUT_BUF, 64, -1, -1, 0, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [197] = {"removexattr", 2, {{"pathname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"name", LBD_K_STR, 64, -1, -1, 0, 0}}},
+    [198] = {"lremovexattr", 2, {{"pathname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"name", LBD_K_STR, 64, -1, -1, 0, 0}}},
+    [199] = {"fremovexattr", 2, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"name", LBD_K_STR, 64, -1, -1, 0, 0}}},
+    [200] = {"tkill", 2, {{"pid", LBD_K_PID, 32, -1, -1, 0, 0}, {"sig", LBD_K_FLAGS, 32, -1, -1, 0, 55}}},
+    [201] = {"time", 1, {{"tloc", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [202] = {"futex", 6, {{"uaddr", LBD_K_PTR, 64, -1, -1, 0, 0}, {"op", LBD_K_INT, 32, -1, -1, 0, 0}, {"val", LBD_K_UINT, 32, -1, -1, 0, 0}, {"utime", LBD_K_PTR, 64, -1, -1, 0, 0}, {"uaddr2", LBD_K_PTR, 64, -1, -1, 0, 0}, {"val3", LBD_K_UINT, 32, -1, -1, 0, 0}}},
+    [203] = {"sched_setaffinity", 3, {{"pid", LBD_K_PID, 32, -1, -1, 0, 0}, {"len", LBD_K_UINT, 32, -1, -1, 0, 0}, {"user_mask_ptr", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [204] = {"sched_getaffinity", 3, {{"pid", LBD_K_PID, 32, -1, -1, 0, 0}, {"len", LBD_K_UINT, 32, -1, -1, 0, 0}, {"user_mask_ptr", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [205] = {"set_thread_area", 1, {{"u_info", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [206] = {"io_setup", 2, {{"nr_events", LBD_K_UINT, 32, -1, -1, 0, 0}, {"ctxp", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [207] = {"io_destroy", 1, {{"ctx", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [208] = {"io_getevents", 5, {{"ctx_id", LBD_K_UINT, 64, -1, -1, 0, 0}, {"min_nr", LBD_K_INT, 64, -1, -1, 0, 0}, {"nr", LBD_K_INT, 64, -1, -1, 0, 0}, {"events", LBD_K_PTR, 64, -1, -1, 0, 0}, {"timeout", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [209] = {"io_submit", 3, {{"ctx_id", LBD_K_UINT, 64, -1, -1, 0, 0}, {"nr", LBD_K_INT, 64, -1, -1, 0, 0}, {"iocbpp", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [210] = {"io_cancel", 3, {{"ctx_id", LBD_K_UINT, 64, -1, -1, 0, 0}, {"iocb", LBD_K_PTR, 64, -1, -1, 0, 0}, {"result", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [211] = {"get_thread_area", 1, {{"u_info", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [212] = {"lookup_dcookie", 3, {{"cookie", LBD_K_HEX, 64, -1, -1, 0, 0}, {"buffer", LBD_K_OUT_BUF, 64, -1, -1, 0, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [213] = {"epoll_create", 1, {{"size", LBD_K_INT, 32, -1, -1, 0, 0}}},
     [214] = {"epoll_ctl_old", 0, {}},
     [215] = {"epoll_wait_old", 0, {}},
-    [216] = {"remap_file_pages", 5, {{"start", LBD_K_HEX, 64, -1, -1, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0}, {"prot", LBD_K_FLAGS, 64, -1, -1, 0}, {"pgoff", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 64, -1, -1, 0}}},
-    [217] = {"getdents64", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"dirent", LBD_K_PTR, 64, -1, -1, 0}, {"count", LBD_K_UINT, 32, -1, -1, 0}}},
-    [218] = {"set_tid_address", 1, {{"tidptr", LBD_K_PTR, 64, -1, -1, 0}}},
+    [216] = {"remap_file_pages", 5, {{"start", LBD_K_HEX, 64, -1, -1, 0, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0, 0}, {"prot", LBD_K_FLAGS, 64, -1, -1, 0, 32}, {"pgoff", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 64, -1, -1, 0, 0}}},
+    [217] = {"getdents64", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"dirent", LBD_K_PTR, 64, -1, -1, 0, 0}, {"count", LBD_K_UINT, 32, -1, -1, 0, 0}}},
+    [218] = {"set_tid_address", 1, {{"tidptr", LBD_K_PTR, 64, -1, -1, 0, 0}}},
     [219] = {"restart_syscall", 0, {}},
-    [220] = {"semtimedop", 4, {{"semid", LBD_K_INT, 32, -1, -1, 0}, {"tsops", LBD_K_PTR, 64, -1, -1, 0}, {"nsops", LBD_K_UINT, 32, -1, -1, 0}, {"timeout", LBD_K_PTR, 64, -1, -1, 0}}},
-    [221] = {"fadvise64", 4, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"offset", LBD_K_INT, 64, -1, -1, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0}, {"advice", LBD_K_INT, 32, -1, -1, 0}}},
-    [222] = {"timer_create", 3, {{"which_clock", LBD_K_INT, 32, -1, -1, 0}, {"timer_event_spec", LBD_K_PTR, 64, -1, -1, 0}, {"created_timer_id", LBD_K_PTR, 64, -1, -1, 0}}},
-    [223] = {"timer_settime", 4, {{"timer_id", LBD_K_INT, 32, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}, {"new_setting", LBD_K_PTR, 64, -1, -1, 0}, {"old_setting", LBD_K_PTR, 64, -1, -1, 0}}},
-    [224] = {"timer_gettime", 2, {{"timer_id", LBD_K_INT, 32, -1, -1, 0}, {"setting", LBD_K_PTR, 64, -1, -1, 0}}},
-    [225] = {"timer_getoverrun", 1, {{"timer_id", LBD_K_INT, 32, -1, -1, 0}}},
-    [226] = {"timer_delete", 1, {{"timer_id", LBD_K_INT, 32, -1, -1, 0}}},
-    [227] = {"clock_settime", 2, {{"which_clock", LBD_K_INT, 32, -1, -1, 0}, {"tp", LBD_K_PTR, 64, -1, -1, 0}}},
-    [228] = {"clock_gettime", 2, {{"which_clock", LBD_K_INT, 32, -1, -1, 0}, {"tp", LBD_K_PTR, 64, -1, -1, 0}}},
-    [229] = {"clock_getres", 2, {{"which_clock", LBD_K_INT, 32, -1, -1, 0}, {"tp", LBD_K_PTR, 64, -1, -1, 0}}},
-    [230] = {"clock_nanosleep", 4, {{"which_clock", LBD_K_INT, 32, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}, {"rqtp", LBD_K_PTR, 64, -1, -1, 0}, {"rmtp", LBD_K_PTR, 64, -1, -1, 0}}},
-    [231] = {"exit_group", 1, {{"error_code", LBD_K_INT, 32, -1, -1, 0}}},
-    [232] = {"epoll_wait", 4, {{"epfd", LBD_K_FD, 32, -1, -1, 0}, {"events", LBD_K_PTR, 64, -1, -1, 0}, {"maxevents", LBD_K_INT, 32, -1, -1, 0}, {"timeout", LBD_K_INT, 32, -1, -1, 0}}},
-    [233] = {"epoll_ctl", 4, {{"epfd", LBD_K_FD, 32, -1, -1, 0}, {"op", LBD_K_INT, 32, -1, -1, 0}, {"fd", LBD_K_FD, 32, -1, -1, 0}, {"event", LBD_K_PTR, 64, -1, -1, 0}}},
-    [234] = {"tgkill", 3, {{"tgid", LBD_K_PID, 32, -1, -1, 0}, {"pid", LBD_K_PID, 32, -1, -1, 0}, {"sig", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [235] = {"utimes", 2, {{"filename", LBD_K_PATH, 64, -1, -1, 0}, {"utimes", LBD_K_PTR, 64, -1, -1, 0}}},
+    [220] = {"semtimedop", 4, {{"semid", LBD_K_INT, 32, -1, -1, 0, 0}, {"tsops", LBD_K_PTR, 64, -1, -1, 0, 0}, {"nsops", LBD_K_UINT, 32, -1, -1, 0, 0}, {"timeout", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [221] = {"fadvise64", 4, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"offset", LBD_K_INT, 64, -1, -1, 0, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0, 0}, {"advice", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [222] = {"timer_create", 3, {{"which_clock", LBD_K_INT, 32, -1, -1, 0, 0}, {"timer_event_spec", LBD_K_PTR, 64, -1, -1, 0, 0}, {"created_timer_id", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [223] = {"timer_settime", 4, {{"timer_id", LBD_K_INT, 32, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}, {"new_setting", LBD_K_PTR, 64, -1, -1, 0, 0}, {"old_setting", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [224] = {"timer_gettime", 2, {{"timer_id", LBD_K_INT, 32, -1, -1, 0, 0}, {"setting", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [225] = {"timer_getoverrun", 1, {{"timer_id", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [226] = {"timer_delete", 1, {{"timer_id", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [227] = {"clock_settime", 2, {{"which_clock", LBD_K_INT, 32, -1, -1, 0, 0}, {"tp", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [228] = {"clock_gettime", 2, {{"which_clock", LBD_K_INT, 32, -1, -1, 0, 0}, {"tp", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [229] = {"clock_getres", 2, {{"which_clock", LBD_K_INT, 32, -1, -1, 0, 0}, {"tp", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [230] = {"clock_nanosleep", 4, {{"which_clock", LBD_K_INT, 32, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}, {"rqtp", LBD_K_PTR, 64, -1, -1, 0, 0}, {"rmtp", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [231] = {"exit_group", 1, {{"error_code", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [232] = {"epoll_wait", 4, {{"epfd", LBD_K_FD, 32, -1, -1, 0, 0}, {"events", LBD_K_PTR, 64, -1, -1, 0, 0}, {"maxevents", LBD_K_INT, 32, -1, -1, 0, 0}, {"timeout", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [233] = {"epoll_ctl", 4, {{"epfd", LBD_K_FD, 32, -1, -1, 0, 0}, {"op", LBD_K_INT, 32, -1, -1, 0, 0}, {"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"event", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [234] = {"tgkill", 3, {{"tgid", LBD_K_PID, 32, -1, -1, 0, 0}, {"pid", LBD_K_PID, 32, -1, -1, 0, 0}, {"sig", LBD_K_FLAGS, 32, -1, -1, 0, 55}}},
+    [235] = {"utimes", 2, {{"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"utimes", LBD_K_PTR, 64, -1, -1, 0, 0}}},
     [236] = {"vserver", 0, {}},
-    [237] = {"mbind", 6, {{"start", LBD_K_HEX, 64, -1, -1, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0}, {"mode", LBD_K_UINT, 64, -1, -1, 0}, {"nmask", LBD_K_PTR, 64, -1, -1, 0}, {"maxnode", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [238] = {"set_mempolicy", 3, {{"mode", LBD_K_INT, 32, -1, -1, 0}, {"nmask", LBD_K_PTR, 64, -1, -1, 0}, {"maxnode", LBD_K_UINT, 64, -1, -1, 0}}},
-    [239] = {"get_mempolicy", 5, {{"policy", LBD_K_PTR, 64, -1, -1, 0}, {"nmask", LBD_K_PTR, 64, -1, -1, 0}, {"maxnode", LBD_K_UINT, 64, -1, -1, 0}, {"addr", LBD_K_HEX, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 64, -1, -1, 0}}},
-    [240] = {"mq_open", 4, {{"u_name", LBD_K_STR, 64, -1, -1, 0}, {"oflag", LBD_K_FLAGS, 32, -1, -1, 0}, {"mode", LBD_K_MODE, 32, -1, -1, 0}, {"u_attr", LBD_K_PTR, 64, -1, -1, 0}}},
-    [241] = {"mq_unlink", 1, {{"u_name", LBD_K_STR, 64, -1, -1, 0}}},
-    [242] = {"mq_timedsend", 5, {{"mqdes", LBD_K_FD, 32, -1, -1, 0}, {"u_msg_ptr", LBD_K_BUF, 64, -1, -1, 0}, {"msg_len", LBD_K_UINT, 64, -1, -1, 0}, {"msg_prio", LBD_K_UINT, 32, -1, -1, 0}, {"u_abs_timeout", LBD_K_PTR, 64, -1, -1, 0}}},
-    [243] = {"mq_timedreceive", 5, {{"mqdes", LBD_K_FD, 32, -1, -1, 0}, {"u_msg_ptr", LBD_K_OUT_BUF, 64, -1, -1, 0}, {"msg_len", LBD_K_UINT, 64, -1, -1, 0}, {"u_msg_prio", LBD_K_PTR, 64, -1, -1, 0}, {"u_abs_timeout", LBD_K_PTR, 64, -1, -1, 0}}},
-    [244] = {"mq_notify", 2, {{"mqdes", LBD_K_FD, 32, -1, -1, 0}, {"u_notification", LBD_K_PTR, 64, -1, -1, 0}}},
-    [245] = {"mq_getsetattr", 3, {{"mqdes", LBD_K_FD, 32, -1, -1, 0}, {"u_mqstat", LBD_K_PTR, 64, -1, -1, 0}, {"u_omqstat", LBD_K_PTR, 64, -1, -1, 0}}},
-    [246] = {"kexec_load", 4, {{"entry", LBD_K_HEX, 64, -1, -1, 0}, {"nr_segments", LBD_K_UINT, 64, -1, -1, 0}, {"segments", LBD_K_PTR, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 64, -1, -1, 0}}},
-    [247] = {"waitid", 5, {{"which", LBD_K_INT, 32, -1, -1, 0}, {"upid", LBD_K_PID, 32, -1, -1, 0}, {"infop", LBD_K_PTR, 64, -1, -1, 0}, {"options", LBD_K_FLAGS, 32, -1, -1, 0}, {"ru", LBD_K_PTR, 64, -1, -1, 0}}},
-    [248] = {"add_key", 5, {{"_type", LBD_K_STR, 64, -1, -1, 0}, {"_description", LBD_K_STR, 64, -1, -1, 0}, {"_payload", LBD_K_BUF, 64, -1, -1, 0}, {"plen", LBD_K_UINT, 64, -1, -1, 0}, {"ringid", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [249] = {"request_key", 4, {{"_type", LBD_K_STR, 64, -1, -1, 0}, {"_description", LBD_K_STR, 64, -1, -1, 0}, {"_callout_info", LBD_K_STR, 64, -1, -1, 0}, {"destringid", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [250] = {"keyctl", 5, {{"option", LBD_K_FLAGS, 32, -1, -1, 0}, {"arg2", LBD_K_FLAGS, 64, -1, -1, 0}, {"arg3", LBD_K_HEX, 64, -1, -1, 0}, {"arg4", LBD_K_HEX, 64, -1, -1, 0}, {"arg5", LBD_K_HEX, 64, -1, -1, 0}}},
-    [251] = {"ioprio_set", 3, {{"which", LBD_K_INT, 32, -1, -1, 0}, {"who", LBD_K_INT, 32, -1, -1, 0}, {"ioprio", LBD_K_INT, 32, -1, -1, 0}}},
-    [252] = {"ioprio_get", 2, {{"which", LBD_K_INT, 32, -1, -1, 0}, {"who", LBD_K_INT, 32, -1, -1, 0}}},
+    [237] = {"mbind", 6, {{"start", LBD_K_HEX, 64, -1, -1, 0, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0, 0}, {"mode", LBD_K_UINT, 64, -1, -1, 0, 0}, {"nmask", LBD_K_PTR, 64, -1, -1, 0, 0}, {"maxnode", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [238] = {"set_mempolicy", 3, {{"mode", LBD_K_INT, 32, -1, -1, 0, 0}, {"nmask", LBD_K_PTR, 64, -1, -1, 0, 0}, {"maxnode", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [239] = {"get_mempolicy", 5, {{"policy", LBD_K_PTR, 64, -1, -1, 0, 0}, {"nmask", LBD_K_PTR, 64, -1, -1, 0, 0}, {"maxnode", LBD_K_UINT, 64, -1, -1, 0, 0}, {"addr", LBD_K_HEX, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 64, -1, -1, 0, 0}}},
+    [240] = {"mq_open", 4, {{"u_name", LBD_K_STR, 64, -1, -1, 0, 0}, {"oflag", LBD_K_FLAGS, 32, -1, -1, 0, 37}, {"mode", LBD_K_MODE, 32, -1, -1, 0, 66}, {"u_attr", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [241] = {"mq_unlink", 1, {{"u_name", LBD_K_STR, 64, -1, -1, 0, 0}}},
+    [242] = {"mq_timedsend", 5, {{"mqdes", LBD_K_FD, 32, -1, -1, 0, 0}, {"u_msg_ptr", LBD_K_BUF, 64, -1, -1, 0, 0}, {"msg_len", LBD_K_UINT, 64, -1, -1, 0, 0}, {"msg_prio", LBD_K_UINT, 32, -1, -1, 0, 0}, {"u_abs_timeout", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [243] = {"mq_timedreceive", 5, {{"mqdes", LBD_K_FD, 32, -1, -1, 0, 0}, {"u_msg_ptr", LBD_K_OUT_BUF, 64, -1, -1, 0, 0}, {"msg_len", LBD_K_UINT, 64, -1, -1, 0, 0}, {"u_msg_prio", LBD_K_PTR, 64, -1, -1, 0, 0}, {"u_abs_timeout", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [244] = {"mq_notify", 2, {{"mqdes", LBD_K_FD, 32, -1, -1, 0, 0}, {"u_notification", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [245] = {"mq_getsetattr", 3, {{"mqdes", LBD_K_FD, 32, -1, -1, 0, 0}, {"u_mqstat", LBD_K_PTR, 64, -1, -1, 0, 0}, {"u_omqstat", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [246] = {"kexec_load", 4, {{"entry", LBD_K_HEX, 64, -1, -1, 0, 0}, {"nr_segments", LBD_K_UINT, 64, -1, -1, 0, 0}, {"segments", LBD_K_PTR, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 64, -1, -1, 0, 0}}},
+    [247] = {"waitid", 5, {{"which", LBD_K_INT, 32, -1, -1, 0, 0}, {"upid", LBD_K_PID, 32, -1, -1, 0, 0}, {"infop", LBD_K_PTR, 64, -1, -1, 0, 0}, {"options", LBD_K_FLAGS, 32, -1, -1, 0, 65}, {"ru", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [248] = {"add_key", 5, {{"_type", LBD_K_STR, 64, -1, -1, 0, 0}, {"_description", LBD_K_STR, 64, -1, -1, 0, 0}, {"_payload", LBD_K_BUF, 64, -1, -1, 0, 0}, {"plen", LBD_K_UINT, 64, -1, -1, 0, 0}, {"ringid", LBD_K_FLAGS, 32, -1, -1, 0, 28}}},
+    [249] = {"request_key", 4, {{"_type", LBD_K_STR, 64, -1, -1, 0, 0}, {"_description", LBD_K_STR, 64, -1, -1, 0, 0}, {"_callout_info", LBD_K_STR, 64, -1, -1, 0, 0}, {"destringid", LBD_K_FLAGS, 32, -1, -1, 0, 28}}},
+    [250] = {"keyctl", 5, {{"option", LBD_K_FLAGS, 32, -1, -1, 0, 29}, {"arg2", LBD_K_FLAGS, 64, -1, -1, 0, 0}, {"arg3", LBD_K_HEX, 64, -1, -1, 0, 0}, {"arg4", LBD_K_HEX, 64, -1, -1, 0, 0}, {"arg5", LBD_K_HEX, 64, -1, -1, 0, 0}}},
+    [251] = {"ioprio_set", 3, {{"which", LBD_K_INT, 32, -1, -1, 0, 0}, {"who", LBD_K_INT, 32, -1, -1, 0, 0}, {"ioprio", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [252] = {"ioprio_get", 2, {{"which", LBD_K_INT, 32, -1, -1, 0, 0}, {"who", LBD_K_INT, 32, -1, -1, 0, 0}}},
     [253] = {"inotify_init", 0, {}},
-    [254] = {"inotify_add_watch", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"pathname", LBD_K_PATH, 64, -1, -1, 0}, {"mask", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [255] = {"inotify_rm_watch", 2, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"wd", LBD_K_INT, 32, -1, -1, 0}}},
-    [256] = {"migrate_pages", 4, {{"pid", LBD_K_PID, 32, -1, -1, 0}, {"maxnode", LBD_K_UINT, 64, -1, -1, 0}, {"old_nodes", LBD_K_PTR, 64, -1, -1, 0}, {"new_nodes", LBD_K_PTR, 64, -1, -1, 0}}},
-    [257] = {"openat", 4, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}, {"mode", LBD_K_MODE, 32, -1, -1, 0}}},
-    [258] = {"mkdirat", 3, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"pathname", LBD_K_PATH, 64, -1, -1, 0}, {"mode", LBD_K_MODE, 32, -1, -1, 0}}},
-    [259] = {"mknodat", 4, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0}, {"mode", LBD_K_MODE, 32, -1, -1, 0}, {"dev", LBD_K_UINT, 32, -1, -1, 0}}},
-    [260] = {"fchownat", 5, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0}, {"user", LBD_K_UID, 32, -1, -1, 0}, {"group", LBD_K_GID, 32, -1, -1, 0}, {"flag", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [261] = {"futimesat", 3, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0}, {"utimes", LBD_K_PTR, 64, -1, -1, 0}}},
-    [262] = {"newfstatat", 4, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0}, {"statbuf", LBD_K_PTR, 64, -1, -1, 0}, {"flag", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [263] = {"unlinkat", 3, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"pathname", LBD_K_PATH, 64, -1, -1, 0}, {"flag", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [264] = {"renameat", 4, {{"olddfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"oldname", LBD_K_PATH, 64, -1, -1, 0}, {"newdfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"newname", LBD_K_PATH, 64, -1, -1, 0}}},
-    [265] = {"linkat", 5, {{"olddfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"oldname", LBD_K_PATH, 64, -1, -1, 0}, {"newdfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"newname", LBD_K_PATH, 64, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [266] = {"symlinkat", 3, {{"oldname", LBD_K_PATH, 64, -1, -1, 0}, {"newdfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"newname", LBD_K_PATH, 64, -1, -1, 0}}},
-    [267] = {"readlinkat", 4, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"pathname", LBD_K_PATH, 64, -1, -1, 0}, {"buf", LBD_K_OUT_BUF, 64, -1, -1, 0}, {"bufsiz", LBD_K_INT, 32, -1, -1, 0}}},
-    [268] = {"fchmodat", 3, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0}, {"mode", LBD_K_MODE, 32, -1, -1, 0}}},
-    [269] = {"faccessat", 3, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0}, {"mode", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [270] = {"pselect6", 6, {{"n", LBD_K_INT, 32, -1, -1, 0}, {"inp", LBD_K_PTR, 64, -1, -1, 0}, {"outp", LBD_K_PTR, 64, -1, -1, 0}, {"exp", LBD_K_PTR, 64, -1, -1, 0}, {"tsp", LBD_K_PTR, 64, -1, -1, 0}, {"sig", LBD_K_PTR, 64, -1, -1, 0}}},
-    [271] = {"ppoll", 5, {{"ufds", LBD_K_PTR, 64, -1, -1, 0}, {"nfds", LBD_K_UINT, 32, -1, -1, 0}, {"tsp", LBD_K_PTR, 64, -1, -1, 0}, {"sigmask", LBD_K_PTR, 64, -1, -1, 0}, {"sigsetsize", LBD_K_UINT, 64, -1, -1, 0}}},
-    [272] = {"unshare", 1, {{"unshare_flags", LBD_K_FLAGS, 64, -1, -1, 0}}},
-    [273] = {"set_robust_list", 2, {{"head", LBD_K_PTR, 64, -1, -1, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0}}},
-    [274] = {"get_robust_list", 3, {{"pid", LBD_K_PID, 32, -1, -1, 0}, {"head_ptr", LBD_K_PTR, 64, -1, -1, 0}, {"len_ptr", LBD_K_PTR, 64, -1, -1, 0}}},
-    [275] = {"splice", 6, {{"fd_in", LBD_K_FD, 32, -1, -1, 0}, {"off_in", LBD_K_PTR, 64, -1, -1, 0}, {"fd_out", LBD_K_FD, 32, -1, -1, 0}, {"off_out", LBD_K_PTR, 64, -1, -1, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [276] = {"tee", 4, {{"fdin", LBD_K_FD, 32, -1, -1, 0}, {"fdout", LBD_K_FD, 32, -1, -1, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [277] = {"sync_file_range", 4, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"offset", LBD_K_INT, 64, -1, -1, 0}, {"nbytes", LBD_K_INT, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [278] = {"vmsplice", 4, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"uiov", LBD_K_PTR, 64, -1, -1, 0}, {"nr_segs", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [279] = {"move_pages", 6, {{"pid", LBD_K_PID, 32, -1, -1, 0}, {"nr_pages", LBD_K_UINT, 64, -1, -1, 0}, {"pages", LBD_K_PTR, 64, -1, -1, 0}, {"nodes", LBD_K_PTR, 64, -1, -1, 0}, {"status", LBD_K_PTR, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [280] = {"utimensat", 4, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0}, {"utimes", LBD_K_PTR, 64, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [281] = {"epoll_pwait", 6, {{"epfd", LBD_K_FD, 32, -1, -1, 0}, {"events", LBD_K_PTR, 64, -1, -1, 0}, {"maxevents", LBD_K_INT, 32, -1, -1, 0}, {"timeout", LBD_K_INT, 32, -1, -1, 0}, {"sigmask", LBD_K_PTR, 64, -1, -1, 0}, {"sigsetsize", LBD_K_UINT, 64, -1, -1, 0}}},
-    [282] = {"signalfd", 3, {{"ufd", LBD_K_FD, 32, -1, -1, 0}, {"user_mask", LBD_K_PTR, 64, -1, -1, 0}, {"sizemask", LBD_K_UINT, 64, -1, -1, 0}}},
-    [283] = {"timerfd_create", 2, {{"clockid", LBD_K_INT, 32, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [284] = {"eventfd", 1, {{"count", LBD_K_UINT, 32, -1, -1, 0}}},
-    [285] = {"fallocate", 4, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"mode", LBD_K_INT, 32, -1, -1, 0}, {"offset", LBD_K_INT, 64, -1, -1, 0}, {"len", LBD_K_INT, 64, -1, -1, 0}}},
-    [286] = {"timerfd_settime", 4, {{"ufd", LBD_K_FD, 32, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}, {"utmr", LBD_K_PTR, 64, -1, -1, 0}, {"otmr", LBD_K_PTR, 64, -1, -1, 0}}},
-    [287] = {"timerfd_gettime", 2, {{"ufd", LBD_K_FD, 32, -1, -1, 0}, {"otmr", LBD_K_PTR, 64, -1, -1, 0}}},
-    [288] = {"accept4", 4, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"upeer_sockaddr", LBD_K_OUT_SOCKADDR, 64, -1, -1, 0}, {"upeer_addrlen", LBD_K_OUT_INT, 64, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [289] = {"signalfd4", 4, {{"ufd", LBD_K_FD, 32, -1, -1, 0}, {"user_mask", LBD_K_PTR, 64, -1, -1, 0}, {"sizemask", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [290] = {"eventfd2", 2, {{"count", LBD_K_UINT, 32, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [291] = {"epoll_create1", 1, {{"flags", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [292] = {"dup3", 3, {{"oldfd", LBD_K_FD, 32, -1, -1, 0}, {"newfd", LBD_K_FD, 32, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [293] = {"pipe2", 2, {{"fildes", LBD_K_OUT_FD2, 64, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [294] = {"inotify_init1", 1, {{"flags", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [295] = {"preadv", 5, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"vec", LBD_K_IOVEC, 64, -1, -1, 0}, {"vlen", LBD_K_UINT, 64, -1, -1, 0}, {"pos_l", LBD_K_UINT, 64, -1, -1, 0}, {"pos_h", LBD_K_UINT, 64, -1, -1, 0}}},
-    [296] = {"pwritev", 5, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"vec", LBD_K_IOVEC, 64, -1, -1, 0}, {"vlen", LBD_K_UINT, 64, -1, -1, 0}, {"pos_l", LBD_K_UINT, 64, -1, -1, 0}, {"pos_h", LBD_K_UINT, 64, -1, -1, 0}}},
-    [297] = {"rt_tgsigqueueinfo", 4, {{"tgid", LBD_K_PID, 32, -1, -1, 0}, {"pid", LBD_K_PID, 32, -1, -1, 0}, {"sig", LBD_K_FLAGS, 32, -1, -1, 0}, {"uinfo", LBD_K_STRUCT, 64, 9, -1, 0}}},
-    [298] = {"perf_event_open", 5, {{"attr_uptr", LBD_K_STRUCT, 64, 7, -1, 0}, {"pid", LBD_K_PID, 32, -1, -1, 0}, {"cpu", LBD_K_INT, 32, -1, -1, 0}, {"group_fd", LBD_K_FD, 32, -1, -1, 0}, {"flags", LBD_K_FLAGS, 64, -1, -1, 0}}},
-    [299] = {"recvmmsg", 5, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"mmsg", LBD_K_OUT_MSGHDR, 64, -1, -1, 0}, {"vlen", LBD_K_UINT, 32, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}, {"timeout", LBD_K_PTR, 64, -1, -1, 0}}},
-    [300] = {"fanotify_init", 2, {{"flags", LBD_K_FLAGS, 32, -1, -1, 0}, {"event_f_flags", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [301] = {"fanotify_mark", 5, {{"fanotify_fd", LBD_K_FD, 32, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}, {"mask", LBD_K_FLAGS, 64, -1, -1, 0}, {"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"pathname", LBD_K_PATH, 64, -1, -1, 0}}},
-    [302] = {"prlimit64", 4, {{"pid", LBD_K_PID, 32, -1, -1, 0}, {"resource", LBD_K_UINT, 32, -1, -1, 0}, {"new_rlim", LBD_K_PTR, 64, -1, -1, 0}, {"old_rlim", LBD_K_PTR, 64, -1, -1, 0}}},
-    [303] = {"name_to_handle_at", 5, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"name", LBD_K_PATH, 64, -1, -1, 0}, {"handle", LBD_K_OUT_STRUCT, 64, 6, -1, 0}, {"mnt_id", LBD_K_OUT_INT, 64, -1, -1, 0}, {"flag", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [304] = {"open_by_handle_at", 3, {{"mountdirfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"handle", LBD_K_STRUCT, 64, 6, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [305] = {"clock_adjtime", 2, {{"which_clock", LBD_K_INT, 32, -1, -1, 0}, {"utx", LBD_K_PTR, 64, -1, -1, 0}}},
-    [306] = {"syncfs", 1, {{"fd", LBD_K_FD, 32, -1, -1, 0}}},
-    [307] = {"sendmmsg", 4, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"mmsg", LBD_K_MSGHDR, 64, -1, -1, 0}, {"vlen", LBD_K_UINT, 32, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [308] = {"setns", 2, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [309] = {"getcpu", 3, {{"cpup", LBD_K_PTR, 64, -1, -1, 0}, {"nodep", LBD_K_PTR, 64, -1, -1, 0}, {"unused", LBD_K_PTR, 64, -1, -1, 0}}},
-    [310] = {"process_vm_readv", 6, {{"pid", LBD_K_PID, 32, -1, -1, 0}, {"lvec", LBD_K_IOVEC, 64, -1, -1, 0}, {"liovcnt", LBD_K_UINT, 64, -1, -1, 0}, {"rvec", LBD_K_IOVEC, 64, -1, -1, 0}, {"riovcnt", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 64, -1, -1, 0}}},
-    [311] = {"process_vm_writev", 6, {{"pid", LBD_K_PID, 32, -1, -1, 0}, {"lvec", LBD_K_IOVEC, 64, -1, -1, 0}, {"liovcnt", LBD_K_UINT, 64, -1, -1, 0}, {"rvec", LBD_K_IOVEC, 64, -1, -1, 0}, {"riovcnt", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 64, -1, -1, 0}}},
-    [312] = {"kcmp", 5, {{"pid1", LBD_K_PID, 32, -1, -1, 0}, {"pid2", LBD_K_PID, 32, -1, -1, 0}, {"type", LBD_K_INT, 32, -1, -1, 0}, {"idx1", LBD_K_UINT, 64, -1, -1, 0}, {"idx2", LBD_K_UINT, 64, -1, -1, 0}}},
-    [313] = {"finit_module", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"param_values", LBD_K_STR, 64, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [314] = {"sched_setattr", 3, {{"pid", LBD_K_PID, 32, -1, -1, 0}, {"uattr", LBD_K_PTR, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [315] = {"sched_getattr", 4, {{"pid", LBD_K_PID, 32, -1, -1, 0}, {"uattr", LBD_K_PTR, 64, -1, -1, 0}, {"usize", LBD_K_UINT, 32, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [316] = {"renameat2", 5, {{"olddfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"oldname", LBD_K_PATH, 64, -1, -1, 0}, {"newdfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"newname", LBD_K_PATH, 64, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [317] = {"seccomp", 3, {{"op", LBD_K_FLAGS, 32, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}, {"uargs", LBD_K_STRUCT, 64, 3, 0, 0}}},
-    [318] = {"getrandom", 3, {{"ubuf", LBD_K_PTR, 64, -1, -1, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [319] = {"memfd_create", 2, {{"uname", LBD_K_STR, 64, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [320] = {"kexec_file_load", 5, {{"kernel_fd", LBD_K_FD, 32, -1, -1, 0}, {"initrd_fd", LBD_K_FD, 32, -1, -1, 0}, {"cmdline_len", LBD_K_UINT, 64, -1, -1, 0}, {"cmdline", LBD_K_STR, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 64, -1, -1, 0}}},
-    [321] = {"bpf", 3, {{"cmd", LBD_K_FLAGS, 32, -1, -1, 0}, {"uattr", LBD_K_STRUCT, 64, 0, 0, 0}, {"size", LBD_K_UINT, 32, -1, -1, 0}}},
-    [322] = {"execveat", 5, {{"fd", LBD_K_DIRFD, 32, -1, -1, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0}, {"argv", LBD_K_STRARR, 64, -1, -1, 0}, {"envp", LBD_K_STRARR, 64, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [323] = {"userfaultfd", 1, {{"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [324] = {"membarrier", 3, {{"cmd", LBD_K_INT, 32, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}, {"cpu_id", LBD_K_INT, 32, -1, -1, 0}}},
-    [325] = {"mlock2", 3, {{"start", LBD_K_HEX, 64, -1, -1, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [326] = {"copy_file_range", 6, {{"fd_in", LBD_K_FD, 32, -1, -1, 0}, {"off_in", LBD_K_PTR, 64, -1, -1, 0}, {"fd_out", LBD_K_FD, 32, -1, -1, 0}, {"off_out", LBD_K_PTR, 64, -1, -1, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [327] = {"preadv2", 6, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"vec", LBD_K_IOVEC, 64, -1, -1, 0}, {"vlen", LBD_K_UINT, 64, -1, -1, 0}, {"pos_l", LBD_K_UINT, 64, -1, -1, 0}, {"pos_h", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [328] = {"pwritev2", 6, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"vec", LBD_K_IOVEC, 64, -1, -1, 0}, {"vlen", LBD_K_UINT, 64, -1, -1, 0}, {"pos_l", LBD_K_UINT, 64, -1, -1, 0}, {"pos_h", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [329] = {"pkey_mprotect", 4, {{"start", LBD_K_HEX, 64, -1, -1, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0}, {"prot", LBD_K_FLAGS, 64, -1, -1, 0}, {"pkey", LBD_K_INT, 32, -1, -1, 0}}},
-    [330] = {"pkey_alloc", 2, {{"flags", LBD_K_HEX, 64, -1, -1, 0}, {"init_val", LBD_K_UINT, 64, -1, -1, 0}}},
-    [331] = {"pkey_free", 1, {{"pkey", LBD_K_INT, 32, -1, -1, 0}}},
-    [332] = {"statx", 5, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}, {"mask", LBD_K_FLAGS, 32, -1, -1, 0}, {"buffer", LBD_K_PTR, 64, -1, -1, 0}}},
-    [333] = {"io_pgetevents", 6, {{"ctx_id", LBD_K_UINT, 64, -1, -1, 0}, {"min_nr", LBD_K_INT, 64, -1, -1, 0}, {"nr", LBD_K_INT, 64, -1, -1, 0}, {"events", LBD_K_PTR, 64, -1, -1, 0}, {"timeout", LBD_K_PTR, 64, -1, -1, 0}, {"usig", LBD_K_PTR, 64, -1, -1, 0}}},
-    [334] = {"rseq", 4, {{"rseq", LBD_K_PTR, 64, -1, -1, 0}, {"rseq_len", LBD_K_UINT, 32, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}, {"sig", LBD_K_HEX, 32, -1, -1, 0}}},
+    [254] = {"inotify_add_watch", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"pathname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"mask", LBD_K_FLAGS, 32, -1, -1, 0, 22}}},
+    [255] = {"inotify_rm_watch", 2, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"wd", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [256] = {"migrate_pages", 4, {{"pid", LBD_K_PID, 32, -1, -1, 0, 0}, {"maxnode", LBD_K_UINT, 64, -1, -1, 0, 0}, {"old_nodes", LBD_K_PTR, 64, -1, -1, 0, 0}, {"new_nodes", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [257] = {"openat", 4, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 37}, {"mode", LBD_K_MODE, 32, -1, -1, 0, 66}}},
+    [258] = {"mkdirat", 3, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"pathname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"mode", LBD_K_MODE, 32, -1, -1, 0, 66}}},
+    [259] = {"mknodat", 4, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"mode", LBD_K_MODE, 32, -1, -1, 0, 66}, {"dev", LBD_K_UINT, 32, -1, -1, 0, 0}}},
+    [260] = {"fchownat", 5, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"user", LBD_K_UID, 32, -1, -1, 0, 0}, {"group", LBD_K_GID, 32, -1, -1, 0, 0}, {"flag", LBD_K_FLAGS, 32, -1, -1, 0, 2}}},
+    [261] = {"futimesat", 3, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"utimes", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [262] = {"newfstatat", 4, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"statbuf", LBD_K_PTR, 64, -1, -1, 0, 0}, {"flag", LBD_K_FLAGS, 32, -1, -1, 0, 2}}},
+    [263] = {"unlinkat", 3, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"pathname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"flag", LBD_K_FLAGS, 32, -1, -1, 0, 2}}},
+    [264] = {"renameat", 4, {{"olddfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"oldname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"newdfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"newname", LBD_K_PATH, 64, -1, -1, 0, 0}}},
+    [265] = {"linkat", 5, {{"olddfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"oldname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"newdfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"newname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 2}}},
+    [266] = {"symlinkat", 3, {{"oldname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"newdfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"newname", LBD_K_PATH, 64, -1, -1, 0, 0}}},
+    [267] = {"readlinkat", 4, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"pathname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"buf", LBD_K_OUT_BUF, 64, -1, -1, 0, 0}, {"bufsiz", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [268] = {"fchmodat", 3, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"mode", LBD_K_MODE, 32, -1, -1, 0, 66}}},
+    [269] = {"faccessat", 3, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"mode", LBD_K_FLAGS, 32, -1, -1, 0, 1}}},
+    [270] = {"pselect6", 6, {{"n", LBD_K_INT, 32, -1, -1, 0, 0}, {"inp", LBD_K_PTR, 64, -1, -1, 0, 0}, {"outp", LBD_K_PTR, 64, -1, -1, 0, 0}, {"exp", LBD_K_PTR, 64, -1, -1, 0, 0}, {"tsp", LBD_K_PTR, 64, -1, -1, 0, 0}, {"sig", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [271] = {"ppoll", 5, {{"ufds", LBD_K_PTR, 64, -1, -1, 0, 0}, {"nfds", LBD_K_UINT, 32, -1, -1, 0, 0}, {"tsp", LBD_K_PTR, 64, -1, -1, 0, 0}, {"sigmask", LBD_K_PTR, 64, -1, -1, 0, 0}, {"sigsetsize", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [272] = {"unshare", 1, {{"unshare_flags", LBD_K_FLAGS, 64, -1, -1, 0, 64}}},
+    [273] = {"set_robust_list", 2, {{"head", LBD_K_PTR, 64, -1, -1, 0, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [274] = {"get_robust_list", 3, {{"pid", LBD_K_PID, 32, -1, -1, 0, 0}, {"head_ptr", LBD_K_PTR, 64, -1, -1, 0, 0}, {"len_ptr", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [275] = {"splice", 6, {{"fd_in", LBD_K_FD, 32, -1, -1, 0, 0}, {"off_in", LBD_K_PTR, 64, -1, -1, 0, 0}, {"fd_out", LBD_K_FD, 32, -1, -1, 0, 0}, {"off_out", LBD_K_PTR, 64, -1, -1, 0, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [276] = {"tee", 4, {{"fdin", LBD_K_FD, 32, -1, -1, 0, 0}, {"fdout", LBD_K_FD, 32, -1, -1, 0, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [277] = {"sync_file_range", 4, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"offset", LBD_K_INT, 64, -1, -1, 0, 0}, {"nbytes", LBD_K_INT, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [278] = {"vmsplice", 4, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"uiov", LBD_K_PTR, 64, -1, -1, 0, 0}, {"nr_segs", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [279] = {"move_pages", 6, {{"pid", LBD_K_PID, 32, -1, -1, 0, 0}, {"nr_pages", LBD_K_UINT, 64, -1, -1, 0, 0}, {"pages", LBD_K_PTR, 64, -1, -1, 0, 0}, {"nodes", LBD_K_PTR, 64, -1, -1, 0, 0}, {"status", LBD_K_PTR, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [280] = {"utimensat", 4, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"utimes", LBD_K_PTR, 64, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 2}}},
+    [281] = {"epoll_pwait", 6, {{"epfd", LBD_K_FD, 32, -1, -1, 0, 0}, {"events", LBD_K_PTR, 64, -1, -1, 0, 0}, {"maxevents", LBD_K_INT, 32, -1, -1, 0, 0}, {"timeout", LBD_K_INT, 32, -1, -1, 0, 0}, {"sigmask", LBD_K_PTR, 64, -1, -1, 0, 0}, {"sigsetsize", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [282] = {"signalfd", 3, {{"ufd", LBD_K_FD, 32, -1, -1, 0, 0}, {"user_mask", LBD_K_PTR, 64, -1, -1, 0, 0}, {"sizemask", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [283] = {"timerfd_create", 2, {{"clockid", LBD_K_INT, 32, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [284] = {"eventfd", 1, {{"count", LBD_K_UINT, 32, -1, -1, 0, 0}}},
+    [285] = {"fallocate", 4, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"mode", LBD_K_INT, 32, -1, -1, 0, 0}, {"offset", LBD_K_INT, 64, -1, -1, 0, 0}, {"len", LBD_K_INT, 64, -1, -1, 0, 0}}},
+    [286] = {"timerfd_settime", 4, {{"ufd", LBD_K_FD, 32, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}, {"utmr", LBD_K_PTR, 64, -1, -1, 0, 0}, {"otmr", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [287] = {"timerfd_gettime", 2, {{"ufd", LBD_K_FD, 32, -1, -1, 0, 0}, {"otmr", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [288] = {"accept4", 4, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"upeer_sockaddr", LBD_K_OUT_SOCKADDR, 64, -1, -1, 0, 0}, {"upeer_addrlen", LBD_K_OUT_INT, 64, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 58}}},
+    [289] = {"signalfd4", 4, {{"ufd", LBD_K_FD, 32, -1, -1, 0, 0}, {"user_mask", LBD_K_PTR, 64, -1, -1, 0, 0}, {"sizemask", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [290] = {"eventfd2", 2, {{"count", LBD_K_UINT, 32, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [291] = {"epoll_create1", 1, {{"flags", LBD_K_FLAGS, 32, -1, -1, 0, 15}}},
+    [292] = {"dup3", 3, {{"oldfd", LBD_K_FD, 32, -1, -1, 0, 0}, {"newfd", LBD_K_FD, 32, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 14}}},
+    [293] = {"pipe2", 2, {{"fildes", LBD_K_OUT_FD2, 64, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 42}}},
+    [294] = {"inotify_init1", 1, {{"flags", LBD_K_FLAGS, 32, -1, -1, 0, 21}}},
+    [295] = {"preadv", 5, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"vec", LBD_K_IOVEC, 64, -1, -1, 0, 0}, {"vlen", LBD_K_UINT, 64, -1, -1, 0, 0}, {"pos_l", LBD_K_UINT, 64, -1, -1, 0, 0}, {"pos_h", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [296] = {"pwritev", 5, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"vec", LBD_K_IOVEC, 64, -1, -1, 0, 0}, {"vlen", LBD_K_UINT, 64, -1, -1, 0, 0}, {"pos_l", LBD_K_UINT, 64, -1, -1, 0, 0}, {"pos_h", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [297] = {"rt_tgsigqueueinfo", 4, {{"tgid", LBD_K_PID, 32, -1, -1, 0, 0}, {"pid", LBD_K_PID, 32, -1, -1, 0, 0}, {"sig", LBD_K_FLAGS, 32, -1, -1, 0, 55}, {"uinfo", LBD_K_STRUCT, 64, 9, -1, 0, 0}}},
+    [298] = {"perf_event_open", 5, {{"attr_uptr", LBD_K_STRUCT, 64, 7, -1, 0, 0}, {"pid", LBD_K_PID, 32, -1, -1, 0, 0}, {"cpu", LBD_K_INT, 32, -1, -1, 0, 0}, {"group_fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 64, -1, -1, 0, 38}}},
+    [299] = {"recvmmsg", 5, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"mmsg", LBD_K_OUT_MSGHDR, 64, -1, -1, 0, 0}, {"vlen", LBD_K_UINT, 32, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 35}, {"timeout", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [300] = {"fanotify_init", 2, {{"flags", LBD_K_FLAGS, 32, -1, -1, 0, 17}, {"event_f_flags", LBD_K_FLAGS, 32, -1, -1, 0, 37}}},
+    [301] = {"fanotify_mark", 5, {{"fanotify_fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 18}, {"mask", LBD_K_FLAGS, 64, -1, -1, 0, 19}, {"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"pathname", LBD_K_PATH, 64, -1, -1, 0, 0}}},
+    [302] = {"prlimit64", 4, {{"pid", LBD_K_PID, 32, -1, -1, 0, 0}, {"resource", LBD_K_UINT, 32, -1, -1, 0, 0}, {"new_rlim", LBD_K_PTR, 64, -1, -1, 0, 0}, {"old_rlim", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [303] = {"name_to_handle_at", 5, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"name", LBD_K_PATH, 64, -1, -1, 0, 0}, {"handle", LBD_K_OUT_STRUCT, 64, 6, -1, 0, 0}, {"mnt_id", LBD_K_OUT_INT, 64, -1, -1, 0, 0}, {"flag", LBD_K_FLAGS, 32, -1, -1, 0, 2}}},
+    [304] = {"open_by_handle_at", 3, {{"mountdirfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"handle", LBD_K_STRUCT, 64, 6, -1, 0, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 37}}},
+    [305] = {"clock_adjtime", 2, {{"which_clock", LBD_K_INT, 32, -1, -1, 0, 0}, {"utx", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [306] = {"syncfs", 1, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}}},
+    [307] = {"sendmmsg", 4, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"mmsg", LBD_K_MSGHDR, 64, -1, -1, 0, 0}, {"vlen", LBD_K_UINT, 32, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 35}}},
+    [308] = {"setns", 2, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 64}}},
+    [309] = {"getcpu", 3, {{"cpup", LBD_K_PTR, 64, -1, -1, 0, 0}, {"nodep", LBD_K_PTR, 64, -1, -1, 0, 0}, {"unused", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [310] = {"process_vm_readv", 6, {{"pid", LBD_K_PID, 32, -1, -1, 0, 0}, {"lvec", LBD_K_IOVEC, 64, -1, -1, 0, 0}, {"liovcnt", LBD_K_UINT, 64, -1, -1, 0, 0}, {"rvec", LBD_K_IOVEC, 64, -1, -1, 0, 0}, {"riovcnt", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 64, -1, -1, 0, 0}}},
+    [311] = {"process_vm_writev", 6, {{"pid", LBD_K_PID, 32, -1, -1, 0, 0}, {"lvec", LBD_K_IOVEC, 64, -1, -1, 0, 0}, {"liovcnt", LBD_K_UINT, 64, -1, -1, 0, 0}, {"rvec", LBD_K_IOVEC, 64, -1, -1, 0, 0}, {"riovcnt", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 64, -1, -1, 0, 0}}},
+    [312] = {"kcmp", 5, {{"pid1", LBD_K_PID, 32, -1, -1, 0, 0}, {"pid2", LBD_K_PID, 32, -1, -1, 0, 0}, {"type", LBD_K_INT, 32, -1, -1, 0, 0}, {"idx1", LBD_K_UINT, 64, -1, -1, 0, 0}, {"idx2", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [313] = {"finit_module", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"param_values", LBD_K_STR, 64, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 33}}},
+    [314] = {"sched_setattr", 3, {{"pid", LBD_K_PID, 32, -1, -1, 0, 0}, {"uattr", LBD_K_PTR, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [315] = {"sched_getattr", 4, {{"pid", LBD_K_PID, 32, -1, -1, 0, 0}, {"uattr", LBD_K_PTR, 64, -1, -1, 0, 0}, {"usize", LBD_K_UINT, 32, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [316] = {"renameat2", 5, {{"olddfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"oldname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"newdfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"newname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 46}}},
+    [317] = {"seccomp", 3, {{"op", LBD_K_FLAGS, 32, -1, -1, 0, 51}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 49}, {"uargs", LBD_K_STRUCT, 64, 3, 0, 0, 0}}},
+    [318] = {"getrandom", 3, {{"ubuf", LBD_K_PTR, 64, -1, -1, 0, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [319] = {"memfd_create", 2, {{"uname", LBD_K_STR, 64, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 30}}},
+    [320] = {"kexec_file_load", 5, {{"kernel_fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"initrd_fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"cmdline_len", LBD_K_UINT, 64, -1, -1, 0, 0}, {"cmdline", LBD_K_STR, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 64, -1, -1, 0, 0}}},
+    [321] = {"bpf", 3, {{"cmd", LBD_K_FLAGS, 32, -1, -1, 0, 4}, {"uattr", LBD_K_STRUCT, 64, 0, 0, 0, 0}, {"size", LBD_K_UINT, 32, -1, -1, 0, 0}}},
+    [322] = {"execveat", 5, {{"fd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"argv", LBD_K_STRARR, 64, -1, -1, 0, 0}, {"envp", LBD_K_STRARR, 64, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 2}}},
+    [323] = {"userfaultfd", 1, {{"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [324] = {"membarrier", 3, {{"cmd", LBD_K_INT, 32, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}, {"cpu_id", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [325] = {"mlock2", 3, {{"start", LBD_K_HEX, 64, -1, -1, 0, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [326] = {"copy_file_range", 6, {{"fd_in", LBD_K_FD, 32, -1, -1, 0, 0}, {"off_in", LBD_K_PTR, 64, -1, -1, 0, 0}, {"fd_out", LBD_K_FD, 32, -1, -1, 0, 0}, {"off_out", LBD_K_PTR, 64, -1, -1, 0, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [327] = {"preadv2", 6, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"vec", LBD_K_IOVEC, 64, -1, -1, 0, 0}, {"vlen", LBD_K_UINT, 64, -1, -1, 0, 0}, {"pos_l", LBD_K_UINT, 64, -1, -1, 0, 0}, {"pos_h", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [328] = {"pwritev2", 6, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"vec", LBD_K_IOVEC, 64, -1, -1, 0, 0}, {"vlen", LBD_K_UINT, 64, -1, -1, 0, 0}, {"pos_l", LBD_K_UINT, 64, -1, -1, 0, 0}, {"pos_h", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [329] = {"pkey_mprotect", 4, {{"start", LBD_K_HEX, 64, -1, -1, 0, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0, 0}, {"prot", LBD_K_FLAGS, 64, -1, -1, 0, 32}, {"pkey", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [330] = {"pkey_alloc", 2, {{"flags", LBD_K_HEX, 64, -1, -1, 0, 0}, {"init_val", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [331] = {"pkey_free", 1, {{"pkey", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [332] = {"statx", 5, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 2}, {"mask", LBD_K_FLAGS, 32, -1, -1, 0, 60}, {"buffer", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [333] = {"io_pgetevents", 6, {{"ctx_id", LBD_K_UINT, 64, -1, -1, 0, 0}, {"min_nr", LBD_K_INT, 64, -1, -1, 0, 0}, {"nr", LBD_K_INT, 64, -1, -1, 0, 0}, {"events", LBD_K_PTR, 64, -1, -1, 0, 0}, {"timeout", LBD_K_PTR, 64, -1, -1, 0, 0}, {"usig", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [334] = {"rseq", 4, {{"rseq", LBD_K_PTR, 64, -1, -1, 0, 0}, {"rseq_len", LBD_K_UINT, 32, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}, {"sig", LBD_K_HEX, 32, -1, -1, 0, 0}}},
     [335] = {"uretprobe", 0, {}},
     [336] = {"uprobe", 0, {}},
-    [424] = {"pidfd_send_signal", 4, {{"pidfd", LBD_K_FD, 32, -1, -1, 0}, {"sig", LBD_K_FLAGS, 32, -1, -1, 0}, {"info", LBD_K_STRUCT, 64, 9, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [425] = {"io_uring_setup", 2, {{"entries", LBD_K_UINT, 32, -1, -1, 0}, {"params", LBD_K_STRUCT, 64, 8, -1, 0}}},
-    [426] = {"io_uring_enter", 6, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"to_submit", LBD_K_UINT, 32, -1, -1, 0}, {"min_complete", LBD_K_UINT, 32, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}, {"argp", LBD_K_PTR, 64, -1, -1, 0}, {"argsz", LBD_K_UINT, 64, -1, -1, 0}}},
-    [427] = {"io_uring_register", 4, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"opcode", LBD_K_UINT, 32, -1, -1, 0}, {"arg", LBD_K_PTR, 64, -1, -1, 0}, {"nr_args", LBD_K_UINT, 32, -1, -1, 0}}},
-    [428] = {"open_tree", 3, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [429] = {"move_mount", 5, {{"from_dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"from_pathname", LBD_K_PATH, 64, -1, -1, 0}, {"to_dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"to_pathname", LBD_K_PATH, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [430] = {"fsopen", 2, {{"_fs_name", LBD_K_STR, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [431] = {"fsconfig", 5, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"cmd", LBD_K_UINT, 32, -1, -1, 0}, {"_key", LBD_K_STR, 64, -1, -1, 0}, {"_value", LBD_K_PTR, 64, -1, -1, 0}, {"aux", LBD_K_INT, 32, -1, -1, 0}}},
-    [432] = {"fsmount", 3, {{"fs_fd", LBD_K_FD, 32, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}, {"attr_flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [433] = {"fspick", 3, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"path", LBD_K_PATH, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [434] = {"pidfd_open", 2, {{"pid", LBD_K_PID, 32, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [435] = {"clone3", 2, {{"uargs", LBD_K_STRUCT, 64, 4, -1, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0}}},
-    [436] = {"close_range", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"max_fd", LBD_K_FD, 32, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [437] = {"openat2", 4, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0}, {"how", LBD_K_STRUCT, 64, 5, -1, 0}, {"usize", LBD_K_UINT, 64, -1, -1, 0}}},
-    [438] = {"pidfd_getfd", 3, {{"pidfd", LBD_K_FD, 32, -1, -1, 0}, {"fd", LBD_K_FD, 32, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [439] = {"faccessat2", 4, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0}, {"mode", LBD_K_FLAGS, 32, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [440] = {"process_madvise", 5, {{"pidfd", LBD_K_FD, 32, -1, -1, 0}, {"vec", LBD_K_PTR, 64, -1, -1, 0}, {"vlen", LBD_K_UINT, 64, -1, -1, 0}, {"behavior", LBD_K_INT, 32, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [441] = {"epoll_pwait2", 6, {{"epfd", LBD_K_FD, 32, -1, -1, 0}, {"events", LBD_K_PTR, 64, -1, -1, 0}, {"maxevents", LBD_K_INT, 32, -1, -1, 0}, {"timeout", LBD_K_PTR, 64, -1, -1, 0}, {"sigmask", LBD_K_PTR, 64, -1, -1, 0}, {"sigsetsize", LBD_K_UINT, 64, -1, -1, 0}}},
-    [442] = {"mount_setattr", 5, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"path", LBD_K_PATH, 64, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}, {"uattr", LBD_K_PTR, 64, -1, -1, 0}, {"usize", LBD_K_UINT, 64, -1, -1, 0}}},
-    [443] = {"quotactl_fd", 4, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"cmd", LBD_K_UINT, 32, -1, -1, 0}, {"id", LBD_K_UINT, 32, -1, -1, 0}, {"addr", LBD_K_PTR, 64, -1, -1, 0}}},
-    [444] = {"landlock_create_ruleset", 3, {{"attr", LBD_K_PTR, 64, -1, -1, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [445] = {"landlock_add_rule", 4, {{"ruleset_fd", LBD_K_FD, 32, -1, -1, 0}, {"rule_type", LBD_K_UINT, 32, -1, -1, 0}, {"rule_attr", LBD_K_PTR, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [446] = {"landlock_restrict_self", 2, {{"ruleset_fd", LBD_K_FD, 32, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [447] = {"memfd_secret", 1, {{"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [448] = {"process_mrelease", 2, {{"pidfd", LBD_K_FD, 32, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [449] = {"futex_waitv", 5, {{"waiters", LBD_K_PTR, 64, -1, -1, 0}, {"nr_futexes", LBD_K_UINT, 32, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}, {"timeout", LBD_K_PTR, 64, -1, -1, 0}, {"clockid", LBD_K_INT, 32, -1, -1, 0}}},
-    [450] = {"set_mempolicy_home_node", 4, {{"start", LBD_K_HEX, 64, -1, -1, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0}, {"home_node", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 64, -1, -1, 0}}},
-    [451] = {"cachestat", 4, {{"fd", LBD_K_FD, 32, -1, -1, 0}, {"cstat_range", LBD_K_PTR, 64, -1, -1, 0}, {"cstat", LBD_K_PTR, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [452] = {"fchmodat2", 4, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0}, {"mode", LBD_K_MODE, 32, -1, -1, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [453] = {"map_shadow_stack", 3, {{"addr", LBD_K_HEX, 64, -1, -1, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [454] = {"futex_wake", 4, {{"uaddr", LBD_K_PTR, 64, -1, -1, 0}, {"mask", LBD_K_HEX, 64, -1, -1, 0}, {"nr", LBD_K_INT, 32, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [455] = {"futex_wait", 6, {{"uaddr", LBD_K_PTR, 64, -1, -1, 0}, {"val", LBD_K_UINT, 64, -1, -1, 0}, {"mask", LBD_K_HEX, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}, {"timeout", LBD_K_PTR, 64, -1, -1, 0}, {"clockid", LBD_K_INT, 32, -1, -1, 0}}},
-    [456] = {"futex_requeue", 4, {{"waiters", LBD_K_PTR, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}, {"nr_wake", LBD_K_INT, 32, -1, -1, 0}, {"nr_requeue", LBD_K_INT, 32, -1, -1, 0}}},
-    [457] = {"statmount", 4, {{"req", LBD_K_PTR, 64, -1, -1, 0}, {"buf", LBD_K_PTR, 64, -1, -1, 0}, {"bufsize", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [458] = {"listmount", 4, {{"req", LBD_K_PTR, 64, -1, -1, 0}, {"mnt_ids", LBD_K_PTR, 64, -1, -1, 0}, {"nr_mnt_ids", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [459] = {"lsm_get_self_attr", 4, {{"attr", LBD_K_UINT, 32, -1, -1, 0}, {"ctx", LBD_K_PTR, 64, -1, -1, 0}, {"size", LBD_K_PTR, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [460] = {"lsm_set_self_attr", 4, {{"attr", LBD_K_UINT, 32, -1, -1, 0}, {"ctx", LBD_K_PTR, 64, -1, -1, 0}, {"size", LBD_K_UINT, 32, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [461] = {"lsm_list_modules", 3, {{"ids", LBD_K_PTR, 64, -1, -1, 0}, {"size", LBD_K_PTR, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
-    [462] = {"mseal", 3, {{"start", LBD_K_HEX, 64, -1, -1, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 64, -1, -1, 0}}},
-    [463] = {"setxattrat", 6, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"pathname", LBD_K_PATH, 64, -1, -1, 0}, {"at_flags", LBD_K_FLAGS, 32, -1, -1, 0}, {"name", LBD_K_STR, 64, -1, -1, 0}, {"uargs", LBD_K_PTR, 64, -1, -1, 0}, {"usize", LBD_K_UINT, 64, -1, -1, 0}}},
-    [464] = {"getxattrat", 6, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"pathname", LBD_K_PATH, 64, -1, -1, 0}, {"at_flags", LBD_K_FLAGS, 32, -1, -1, 0}, {"name", LBD_K_STR, 64, -1, -1, 0}, {"uargs", LBD_K_PTR, 64, -1, -1, 0}, {"usize", LBD_K_UINT, 64, -1, -1, 0}}},
-    [465] = {"listxattrat", 5, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"pathname", LBD_K_PATH, 64, -1, -1, 0}, {"at_flags", LBD_K_FLAGS, 32, -1, -1, 0}, {"list", LBD_K_OUT_BUF, 64, -1, -1, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0}}},
-    [466] = {"removexattrat", 4, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"pathname", LBD_K_PATH, 64, -1, -1, 0}, {"at_flags", LBD_K_FLAGS, 32, -1, -1, 0}, {"name", LBD_K_STR, 64, -1, -1, 0}}},
-    [467] = {"open_tree_attr", 5, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}, {"uattr", LBD_K_PTR, 64, -1, -1, 0}, {"usize", LBD_K_UINT, 64, -1, -1, 0}}},
-    [468] = {"file_getattr", 5, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0}, {"ufattr", LBD_K_PTR, 64, -1, -1, 0}, {"usize", LBD_K_UINT, 64, -1, -1, 0}, {"at_flags", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [469] = {"file_setattr", 5, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0}, {"ufattr", LBD_K_PTR, 64, -1, -1, 0}, {"usize", LBD_K_UINT, 64, -1, -1, 0}, {"at_flags", LBD_K_FLAGS, 32, -1, -1, 0}}},
-    [470] = {"listns", 4, {{"req", LBD_K_PTR, 64, -1, -1, 0}, {"ns_ids", LBD_K_PTR, 64, -1, -1, 0}, {"nr_ns_ids", LBD_K_UINT, 64, -1, -1, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0}}},
+    [424] = {"pidfd_send_signal", 4, {{"pidfd", LBD_K_FD, 32, -1, -1, 0, 0}, {"sig", LBD_K_FLAGS, 32, -1, -1, 0, 55}, {"info", LBD_K_STRUCT, 64, 9, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [425] = {"io_uring_setup", 2, {{"entries", LBD_K_UINT, 32, -1, -1, 0, 0}, {"params", LBD_K_STRUCT, 64, 8, -1, 0, 0}}},
+    [426] = {"io_uring_enter", 6, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"to_submit", LBD_K_UINT, 32, -1, -1, 0, 0}, {"min_complete", LBD_K_UINT, 32, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}, {"argp", LBD_K_PTR, 64, -1, -1, 0, 0}, {"argsz", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [427] = {"io_uring_register", 4, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"opcode", LBD_K_UINT, 32, -1, -1, 0, 0}, {"arg", LBD_K_PTR, 64, -1, -1, 0, 0}, {"nr_args", LBD_K_UINT, 32, -1, -1, 0, 0}}},
+    [428] = {"open_tree", 3, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [429] = {"move_mount", 5, {{"from_dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"from_pathname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"to_dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"to_pathname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [430] = {"fsopen", 2, {{"_fs_name", LBD_K_STR, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [431] = {"fsconfig", 5, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"cmd", LBD_K_UINT, 32, -1, -1, 0, 0}, {"_key", LBD_K_STR, 64, -1, -1, 0, 0}, {"_value", LBD_K_PTR, 64, -1, -1, 0, 0}, {"aux", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [432] = {"fsmount", 3, {{"fs_fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}, {"attr_flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [433] = {"fspick", 3, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"path", LBD_K_PATH, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [434] = {"pidfd_open", 2, {{"pid", LBD_K_PID, 32, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 37}}},
+    [435] = {"clone3", 2, {{"uargs", LBD_K_STRUCT, 64, 4, -1, 0, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [436] = {"close_range", 3, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"max_fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 13}}},
+    [437] = {"openat2", 4, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"how", LBD_K_STRUCT, 64, 5, -1, 0, 0}, {"usize", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [438] = {"pidfd_getfd", 3, {{"pidfd", LBD_K_FD, 32, -1, -1, 0, 0}, {"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [439] = {"faccessat2", 4, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"mode", LBD_K_FLAGS, 32, -1, -1, 0, 1}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 16}}},
+    [440] = {"process_madvise", 5, {{"pidfd", LBD_K_FD, 32, -1, -1, 0, 0}, {"vec", LBD_K_PTR, 64, -1, -1, 0, 0}, {"vlen", LBD_K_UINT, 64, -1, -1, 0, 0}, {"behavior", LBD_K_INT, 32, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [441] = {"epoll_pwait2", 6, {{"epfd", LBD_K_FD, 32, -1, -1, 0, 0}, {"events", LBD_K_PTR, 64, -1, -1, 0, 0}, {"maxevents", LBD_K_INT, 32, -1, -1, 0, 0}, {"timeout", LBD_K_PTR, 64, -1, -1, 0, 0}, {"sigmask", LBD_K_PTR, 64, -1, -1, 0, 0}, {"sigsetsize", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [442] = {"mount_setattr", 5, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"path", LBD_K_PATH, 64, -1, -1, 0, 0}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 2}, {"uattr", LBD_K_PTR, 64, -1, -1, 0, 0}, {"usize", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [443] = {"quotactl_fd", 4, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"cmd", LBD_K_UINT, 32, -1, -1, 0, 0}, {"id", LBD_K_UINT, 32, -1, -1, 0, 0}, {"addr", LBD_K_PTR, 64, -1, -1, 0, 0}}},
+    [444] = {"landlock_create_ruleset", 3, {{"attr", LBD_K_PTR, 64, -1, -1, 0, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [445] = {"landlock_add_rule", 4, {{"ruleset_fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"rule_type", LBD_K_UINT, 32, -1, -1, 0, 0}, {"rule_attr", LBD_K_PTR, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [446] = {"landlock_restrict_self", 2, {{"ruleset_fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [447] = {"memfd_secret", 1, {{"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [448] = {"process_mrelease", 2, {{"pidfd", LBD_K_FD, 32, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [449] = {"futex_waitv", 5, {{"waiters", LBD_K_PTR, 64, -1, -1, 0, 0}, {"nr_futexes", LBD_K_UINT, 32, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}, {"timeout", LBD_K_PTR, 64, -1, -1, 0, 0}, {"clockid", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [450] = {"set_mempolicy_home_node", 4, {{"start", LBD_K_HEX, 64, -1, -1, 0, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0, 0}, {"home_node", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 64, -1, -1, 0, 0}}},
+    [451] = {"cachestat", 4, {{"fd", LBD_K_FD, 32, -1, -1, 0, 0}, {"cstat_range", LBD_K_PTR, 64, -1, -1, 0, 0}, {"cstat", LBD_K_PTR, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [452] = {"fchmodat2", 4, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"mode", LBD_K_MODE, 32, -1, -1, 0, 66}, {"flags", LBD_K_FLAGS, 32, -1, -1, 0, 2}}},
+    [453] = {"map_shadow_stack", 3, {{"addr", LBD_K_HEX, 64, -1, -1, 0, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [454] = {"futex_wake", 4, {{"uaddr", LBD_K_PTR, 64, -1, -1, 0, 0}, {"mask", LBD_K_HEX, 64, -1, -1, 0, 0}, {"nr", LBD_K_INT, 32, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [455] = {"futex_wait", 6, {{"uaddr", LBD_K_PTR, 64, -1, -1, 0, 0}, {"val", LBD_K_UINT, 64, -1, -1, 0, 0}, {"mask", LBD_K_HEX, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}, {"timeout", LBD_K_PTR, 64, -1, -1, 0, 0}, {"clockid", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [456] = {"futex_requeue", 4, {{"waiters", LBD_K_PTR, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}, {"nr_wake", LBD_K_INT, 32, -1, -1, 0, 0}, {"nr_requeue", LBD_K_INT, 32, -1, -1, 0, 0}}},
+    [457] = {"statmount", 4, {{"req", LBD_K_PTR, 64, -1, -1, 0, 0}, {"buf", LBD_K_PTR, 64, -1, -1, 0, 0}, {"bufsize", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [458] = {"listmount", 4, {{"req", LBD_K_PTR, 64, -1, -1, 0, 0}, {"mnt_ids", LBD_K_PTR, 64, -1, -1, 0, 0}, {"nr_mnt_ids", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [459] = {"lsm_get_self_attr", 4, {{"attr", LBD_K_UINT, 32, -1, -1, 0, 0}, {"ctx", LBD_K_PTR, 64, -1, -1, 0, 0}, {"size", LBD_K_PTR, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [460] = {"lsm_set_self_attr", 4, {{"attr", LBD_K_UINT, 32, -1, -1, 0, 0}, {"ctx", LBD_K_PTR, 64, -1, -1, 0, 0}, {"size", LBD_K_UINT, 32, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [461] = {"lsm_list_modules", 3, {{"ids", LBD_K_PTR, 64, -1, -1, 0, 0}, {"size", LBD_K_PTR, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
+    [462] = {"mseal", 3, {{"start", LBD_K_HEX, 64, -1, -1, 0, 0}, {"len", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 64, -1, -1, 0, 0}}},
+    [463] = {"setxattrat", 6, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"pathname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"at_flags", LBD_K_FLAGS, 32, -1, -1, 0, 2}, {"name", LBD_K_STR, 64, -1, -1, 0, 0}, {"uargs", LBD_K_PTR, 64, -1, -1, 0, 0}, {"usize", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [464] = {"getxattrat", 6, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"pathname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"at_flags", LBD_K_FLAGS, 32, -1, -1, 0, 2}, {"name", LBD_K_STR, 64, -1, -1, 0, 0}, {"uargs", LBD_K_PTR, 64, -1, -1, 0, 0}, {"usize", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [465] = {"listxattrat", 5, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"pathname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"at_flags", LBD_K_FLAGS, 32, -1, -1, 0, 2}, {"list", LBD_K_OUT_BUF, 64, -1, -1, 0, 0}, {"size", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [466] = {"removexattrat", 4, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"pathname", LBD_K_PATH, 64, -1, -1, 0, 0}, {"at_flags", LBD_K_FLAGS, 32, -1, -1, 0, 2}, {"name", LBD_K_STR, 64, -1, -1, 0, 0}}},
+    [467] = {"open_tree_attr", 5, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}, {"uattr", LBD_K_PTR, 64, -1, -1, 0, 0}, {"usize", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [468] = {"file_getattr", 5, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"ufattr", LBD_K_PTR, 64, -1, -1, 0, 0}, {"usize", LBD_K_UINT, 64, -1, -1, 0, 0}, {"at_flags", LBD_K_FLAGS, 32, -1, -1, 0, 2}}},
+    [469] = {"file_setattr", 5, {{"dfd", LBD_K_DIRFD, 32, -1, -1, 0, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"ufattr", LBD_K_PTR, 64, -1, -1, 0, 0}, {"usize", LBD_K_UINT, 64, -1, -1, 0, 0}, {"at_flags", LBD_K_FLAGS, 32, -1, -1, 0, 2}}},
+    [470] = {"listns", 4, {{"req", LBD_K_PTR, 64, -1, -1, 0, 0}, {"ns_ids", LBD_K_PTR, 64, -1, -1, 0, 0}, {"nr_ns_ids", LBD_K_UINT, 64, -1, -1, 0, 0}, {"flags", LBD_K_HEX, 32, -1, -1, 0, 0}}},
 };
 
 #define LBD_SCHED_FIRST 1000
 #define LBD_SCHED_LAST 1002
 static const struct lbd_sc_spec lbd_sched_table[LBD_SCHED_LAST - LBD_SCHED_FIRST + 1] = {
-    [1000 - LBD_SCHED_FIRST] = {"sched_process_fork", 5, {{"parent_pid", LBD_K_UINT, 64, -1, -1, 0}, {"child_pid", LBD_K_UINT, 64, -1, -1, 0}, {"parent_tid", LBD_K_UINT, 64, -1, -1, 0}, {"child_tgid", LBD_K_UINT, 64, -1, -1, 0}, {"child_start", LBD_K_UINT, 64, -1, -1, 0}}},
-    [1001 - LBD_SCHED_FIRST] = {"sched_process_exec", 5, {{"pid", LBD_K_UINT, 64, -1, -1, 0}, {"old_pid", LBD_K_UINT, 64, -1, -1, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0}, {"argv", LBD_K_STRARR, 64, -1, -1, 0}, {"exe", LBD_K_PATH, 64, -1, -1, 0}}},
-    [1002 - LBD_SCHED_FIRST] = {"sched_process_exit", 3, {{"pid", LBD_K_UINT, 64, -1, -1, 0}, {"group_dead", LBD_K_UINT, 64, -1, -1, 0}, {"exit_code", LBD_K_UINT, 64, -1, -1, 0}}},
+    [1000 - LBD_SCHED_FIRST] = {"sched_process_fork", 5, {{"parent_pid", LBD_K_UINT, 64, -1, -1, 0, 0}, {"child_pid", LBD_K_UINT, 64, -1, -1, 0, 0}, {"parent_tid", LBD_K_UINT, 64, -1, -1, 0, 0}, {"child_tgid", LBD_K_UINT, 64, -1, -1, 0, 0}, {"child_start", LBD_K_UINT, 64, -1, -1, 0, 0}}},
+    [1001 - LBD_SCHED_FIRST] = {"sched_process_exec", 5, {{"pid", LBD_K_UINT, 64, -1, -1, 0, 0}, {"old_pid", LBD_K_UINT, 64, -1, -1, 0, 0}, {"filename", LBD_K_PATH, 64, -1, -1, 0, 0}, {"argv", LBD_K_STRARR, 64, -1, -1, 0, 0}, {"exe", LBD_K_PATH, 64, -1, -1, 0, 0}}},
+    [1002 - LBD_SCHED_FIRST] = {"sched_process_exit", 3, {{"pid", LBD_K_UINT, 64, -1, -1, 0, 0}, {"group_dead", LBD_K_UINT, 64, -1, -1, 0, 0}, {"exit_code", LBD_K_UINT, 64, -1, -1, 0, 0}}},
 };
 
 /* socket families lbd.args names; others print as their number */
@@ -557,15 +847,17 @@ enum lbd_field_id {
     LBD_FLD_GROUP_NUM = 23,  /* linux.group.num */
     LBD_FLD_PCOMM = 24,  /* linux.pcomm */
     LBD_FLD_ARG = 25,  /* linux.arg */
-    LBD_FLD_SOCKADDR_FAMILY = 26,  /* linux.sockaddr.family */
-    LBD_FLD_SOCKADDR_IP = 27,  /* linux.sockaddr.ip */
-    LBD_FLD_SOCKADDR_PORT = 28,  /* linux.sockaddr.port */
-    LBD_FLD_SOCKADDR_PATH = 29,  /* linux.sockaddr.path */
-    LBD_FLD_CGROUP_ID = 30,  /* linux.cgroup_id */
-    LBD_FLD_PIDNS = 31,  /* linux.pidns */
-    LBD_FLD_MNTNS = 32,  /* linux.mntns */
-    LBD_FLD_LOGINUID = 33,  /* linux.loginuid */
-    LBD_N_FIELDS = 34
+    LBD_FLD_FLAGS = 26,  /* linux.flags */
+    LBD_FLD_FD = 27,  /* linux.fd */
+    LBD_FLD_SOCKADDR_FAMILY = 28,  /* linux.sockaddr.family */
+    LBD_FLD_SOCKADDR_IP = 29,  /* linux.sockaddr.ip */
+    LBD_FLD_SOCKADDR_PORT = 30,  /* linux.sockaddr.port */
+    LBD_FLD_SOCKADDR_PATH = 31,  /* linux.sockaddr.path */
+    LBD_FLD_CGROUP_ID = 32,  /* linux.cgroup_id */
+    LBD_FLD_PIDNS = 33,  /* linux.pidns */
+    LBD_FLD_MNTNS = 34,  /* linux.mntns */
+    LBD_FLD_LOGINUID = 35,  /* linux.loginuid */
+    LBD_N_FIELDS = 36
 };
 
 static const char *const lbd_field_names[LBD_N_FIELDS] = {
@@ -595,6 +887,8 @@ static const char *const lbd_field_names[LBD_N_FIELDS] = {
     "linux.group.num",
     "linux.pcomm",
     "linux.arg",
+    "linux.flags",
+    "linux.fd",
     "linux.sockaddr.family",
     "linux.sockaddr.ip",
     "linux.sockaddr.port",
@@ -644,21 +938,28 @@ static const char lbd_fields_json[] =
     "process's command name.\",\"display\":\"Parent command\"},{\"name\":\"linux.arg\",\"type\":\"string\",\"desc\":"
     "\"One argument by name, as linux.args prints it, e.g. linux.arg[pathname]; no value when the sysc"
     "all has no such argument.\",\"display\":\"Argument\",\"arg\":{\"isRequired\":true,\"isKey\":true}},{\"name\":"
-    "\"linux.sockaddr.family\",\"type\":\"string\",\"desc\":\"Family of the syscall's socket address argument "
-    "(AF_INET, AF_INET6, AF_UNIX, ...): the peer of connect, sendto, accept, accept4, recvfrom, the l"
-    "ocal address of bind.\",\"display\":\"Address family\"},{\"name\":\"linux.sockaddr.ip\",\"type\":\"ipaddr\",\""
-    "desc\":\"IP address of the syscall's socket address argument (IPv4 or IPv6).\",\"display\":\"IP addres"
-    "s\"},{\"name\":\"linux.sockaddr.port\",\"type\":\"uint64\",\"desc\":\"Port of the syscall's socket address a"
-    "rgument (IPv4 or IPv6).\",\"display\":\"Port\"},{\"name\":\"linux.sockaddr.path\",\"type\":\"string\",\"desc\":"
-    "\"Path of the syscall's AF_UNIX socket address argument (abstract names start with @).\",\"display\""
-    ":\"Socket path\"},{\"name\":\"linux.cgroup_id\",\"type\":\"uint64\",\"desc\":\"The task's cgroup v2 id (the i"
-    "node of its cgroup directory).\",\"display\":\"Cgroup id\"},{\"name\":\"linux.pidns\",\"type\":\"uint64\",\"de"
-    "sc\":\"Inode of the task's pid namespace (/proc/PID/ns/pid); no value when the probe cannot read i"
-    "t (bcc loader).\",\"display\":\"PID namespace\"},{\"name\":\"linux.mntns\",\"type\":\"uint64\",\"desc\":\"Inode "
-    "of the task's mount namespace (/proc/PID/ns/mnt); no value when the probe cannot read it (bcc lo"
-    "ader).\",\"display\":\"Mount namespace\"},{\"name\":\"linux.loginuid\",\"type\":\"uint64\",\"desc\":\"The task's"
-    " audit login uid (4294967295: never set, as for daemons); no value when the probe cannot read it"
-    " (bcc loader).\",\"display\":\"Login UID\"}]";
+    "\"linux.flags\",\"type\":\"string\",\"desc\":\"The symbolic names of a flags or mode argument, by the arg"
+    "ument's name, one per flag: linux.flags[flags] of openat(O_WRONLY|O_CREAT) is (O_WRONLY, O_CREAT"
+    "), linux.flags[mode] of chmod 04755 has S_ISUID; use intersects or in; no value for other argume"
+    "nts.\",\"display\":\"Flags\",\"isList\":true,\"arg\":{\"isRequired\":true,\"isKey\":true}},{\"name\":\"linux.fd\""
+    ",\"type\":\"string\",\"desc\":\"The name of one open file of the process by its number, as linux.fds sh"
+    "ows it after the event: linux.fd[0] is stdin, e.g. /dev/null or tcp 10.0.0.5:41067->10.0.0.9:443"
+    "; no value when the process has no such fd or the event is not enriched.\",\"display\":\"File\",\"arg\""
+    ":{\"isRequired\":true,\"isKey\":true}},{\"name\":\"linux.sockaddr.family\",\"type\":\"string\",\"desc\":\"Famil"
+    "y of the syscall's socket address argument (AF_INET, AF_INET6, AF_UNIX, ...): the peer of connec"
+    "t, sendto, accept, accept4, recvfrom, the local address of bind.\",\"display\":\"Address family\"},{\""
+    "name\":\"linux.sockaddr.ip\",\"type\":\"ipaddr\",\"desc\":\"IP address of the syscall's socket address arg"
+    "ument (IPv4 or IPv6).\",\"display\":\"IP address\"},{\"name\":\"linux.sockaddr.port\",\"type\":\"uint64\",\"de"
+    "sc\":\"Port of the syscall's socket address argument (IPv4 or IPv6).\",\"display\":\"Port\"},{\"name\":\"l"
+    "inux.sockaddr.path\",\"type\":\"string\",\"desc\":\"Path of the syscall's AF_UNIX socket address argumen"
+    "t (abstract names start with @).\",\"display\":\"Socket path\"},{\"name\":\"linux.cgroup_id\",\"type\":\"uin"
+    "t64\",\"desc\":\"The task's cgroup v2 id (the inode of its cgroup directory).\",\"display\":\"Cgroup id\""
+    "},{\"name\":\"linux.pidns\",\"type\":\"uint64\",\"desc\":\"Inode of the task's pid namespace (/proc/PID/ns/"
+    "pid); no value when the probe cannot read it (bcc loader).\",\"display\":\"PID namespace\"},{\"name\":\""
+    "linux.mntns\",\"type\":\"uint64\",\"desc\":\"Inode of the task's mount namespace (/proc/PID/ns/mnt); no "
+    "value when the probe cannot read it (bcc loader).\",\"display\":\"Mount namespace\"},{\"name\":\"linux.l"
+    "oginuid\",\"type\":\"uint64\",\"desc\":\"The task's audit login uid (4294967295: never set, as for daemo"
+    "ns); no value when the probe cannot read it (bcc loader).\",\"display\":\"Login UID\"}]";
 
 static const char lbd_init_schema_json[] =
     "{\"$schema\":\"http://json-schema.org/draft-07/schema#\",\"title\":\"lbd init_config\",\"type\":\"object\",\""
@@ -698,7 +999,7 @@ static const char lbd_init_schema_json[] =
 #define LBD_PLUGIN_ID 27182u
 #define LBD_PLUGIN_NAME "lbd"
 #define LBD_EVENT_SOURCE "linux_ebpf"
-#define LBD_REQUIRED_API_VERSION "3.0.0"
+#define LBD_REQUIRED_API_VERSION "3.6.0"
 #define LBD_PLUGIN_DESCRIPTION "Linux behavior detection: every Linux system call captured in the kernel with eBPF, arguments decoded (paths, strings, socket addresses, flags, fds), as Falco events"
 #define LBD_PLUGIN_CONTACT "https://github.com/lbd-project/lbd"
 #define LBD_PLUGIN_VERSION "0.1.0"

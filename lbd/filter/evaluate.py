@@ -519,6 +519,15 @@ class _Run:
             else:
                 verdict = [_text_scalar(_flags.names(g.flagset, int(u)), p.op, g.operand) for u in uniq]
             return np.array(verdict, dtype=bool)[inv.ravel()] if len(uniq) else np.zeros(0, dtype=bool)
+        if kind in _args.SPEC_KINDS:
+            # structures and arrays: their layout (a union's variant chosen by another argument)
+            # makes the printed text; per event, as Batch.args decodes them (rare syscalls)
+            verdict = np.zeros(len(idx), dtype=bool)
+            for j, i in enumerate(idx.tolist()):
+                v = self.batch.args(i).get(p.argname)
+                if v is not None and v is not _args.UNREADABLE:
+                    verdict[j] = _text_scalar(_printed(v), p.op, g.operand)
+            return verdict
         data, offsets = self.batch.gather(k, idx)
         start = offsets[:-1]
         length = offsets[1:] - start

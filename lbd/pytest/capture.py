@@ -51,8 +51,12 @@ _CHILD_PID, _CHILD_TGID = _FORK_ARGS.index("child_pid"), _FORK_ARGS.index("child
 #: write, so CPUs sharing a ring rarely meet), each of RING_SIZE bytes (about 90k small records)
 MAX_RINGS = 4
 RING_SIZE = 16 << 20
-#: the drainer is woken, and drains, when a ring is half full
-DRAIN_AT = RING_SIZE // 2
+#: the drainer drains when this much is pending: a quarter of a ring, which a test calling getppid
+#: in a loop (about 240 MB/s of records) fills in about 17 ms
+DRAIN_AT = RING_SIZE // 4
+#: how often the drainer looks (ms): the probe does not wake readers for each record, and a ring
+#: must not fill between two looks (16 MiB at 240 MB/s: 70 ms)
+DRAIN_POLL_MS = 10
 #: what the drainer reads while a test records is decoded only when the recording stops, so that
 #: decoding never holds the GIL while the test runs; up to this many bytes of batches, then decoded
 HOLD_MAX = 64 << 20
@@ -204,10 +208,12 @@ class ProbeSession:
                 self._drops = drops
 
     def _read_ahead(self) -> None:
-        """The drainer's read while a test records: copy the records out of the rings (Rings.fill
-        releases the GIL) into batches of their own, decoded later (drain())."""
+        """The drainer's read while a test records: copy the records out of the rings into batches
+        of their own, decoded later (drain()).  The copy holds the GIL: a test's Python threads
+        calling syscalls in a loop fill a ring faster than a copy competing with them for the CPU
+        and the GIL empties it (800 ns a record against 100 alone on 2 CPUs), so they wait for
+        the few ms the copy takes rather than lose records."""
         from lbd.batch import Batch
-        from lbd.collector import fill_until
 
         with self.lock:
             col = self.collector
@@ -218,7 +224,7 @@ class ProbeSession:
                 return
             while True:
                 b = Batch(HOLD_CAPACITY, HOLD_ARENA)
-                n = fill_until(col.ring, b, 0)
+                n = col.ring.fill(b, release_gil=False)
                 if not n:
                     break
                 self._read += n
@@ -241,7 +247,7 @@ class ProbeSession:
     def _drain_loop(self) -> None:
         rings = self.collector.ring
         while not self._halt.is_set():
-            rings.wait(50)
+            rings.wait(DRAIN_POLL_MS)
             if self._halt.is_set():
                 break
             if rings.pending_bytes() >= self.drain_at:

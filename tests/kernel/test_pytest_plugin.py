@@ -128,13 +128,18 @@ def test_long_recordings_are_drained_while_they_run(pytester):
     """More records than the rings hold: the drainer keeps up; without it, the loss is reported."""
     pytester.makepyfile(test_inner=textwrap.dedent(r'''
         import os
+        import time
 
         N = 200_000                   # about 37 MB of records: more than a 16 MiB ring
 
         def test_every_call_recorded(syscalls):
+            # a busy test, not a syscall benchmark: a pause every 5,000 calls (1 MB of records)
+            # lets the drainer in on a machine of 2 CPUs, where the loop alone writes 240 MB/s
             with syscalls.record() as rec:
-                for _ in range(N):
+                for i in range(N):
                     os.getppid()
+                    if i % 5000 == 0:
+                        time.sleep(0.001)
             assert rec.count("getppid") == N and rec.lost == 0
 
         def test_loss_is_reported(syscalls):
@@ -287,7 +292,9 @@ def test_threads(pytester):
             with syscalls.record() as rec:
                 t = threading.Thread(target=lambda: tids.append(stat_missing(3)))
                 t.start(); t.join()
-            assert rec.failures == {"newfstatat": {"ENOENT": 3}}
+            # futex waits of the thread machinery may fail with EAGAIN: the stat calls are the point
+            assert rec.failures["newfstatat"] == {"ENOENT": 3}
+            assert set(rec.failures) <= {"newfstatat", "futex"}, rec.failures
             rows = [r for r in rec.table(per="call") if r["syscall"] == "newfstatat"]
             assert {r["tid"] for r in rows} == {tids[0]} and tids[0] != threading.get_native_id()
 
@@ -297,7 +304,8 @@ def test_threads(pytester):
                 with syscalls.record() as rec:
                     done = [pool.submit(stat_missing, 2) for _ in range(4)]
                     tids = {f.result() for f in done}
-            assert rec.failures == {"newfstatat": {"ENOENT": 8}}
+            assert rec.failures["newfstatat"] == {"ENOENT": 8}
+            assert set(rec.failures) <= {"newfstatat", "futex"}, rec.failures
             assert {r["tid"] for r in rec.table(per="call") if r["syscall"] == "newfstatat"} == tids
 
         background = []

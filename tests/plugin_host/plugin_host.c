@@ -8,17 +8,23 @@
  *                               get_fields by Falco's rules, get_init_schema a JSON object
  *   script STEP...              run steps on one state: init:JSON  open:JSON  next:N  close
  *                               destroy  params  bpffds (BPF fds this process holds)
+ *                               metrics (get_metrics)  sleep:MS
  *                               (a step that fails is reported, not fatal)
  *   run    [--init JSON] [--open JSON] [--max-events N] [--batches N] [--duration S]
  *          [--field NAME|NAME[ARG]]... [--no-fields] [--arg NAME]... [--copy] [--stdin-stop]
- *          [--bench] [--quiet]
+ *          [--bench] [--quiet] [--metrics-thread MS]
  *                               open a capture, loop next_batch, check every event's layout,
  *                               write into it as Falco does, extract every field in every
- *                               argument form (or the --field ones) and print them
+ *                               argument form (or the --field ones) and print them; the
+ *                               metrics (get_metrics) once the loop ends, and every MS ms from
+ *                               another thread meanwhile (as Falco's metrics and web server do)
  *   extract --events FILE [--init JSON] [--field NAME]... [--arg NAME]... [--bench]
  *                               no capture: extract the fields of the events in FILE (each a
  *                               little-endian u32 length, then the event), as Falco does for
  *                               events it copied (they are not in the plugin's current batch)
+ *
+ * Global options: --no-log-fn (an init input without Falco's logger: the plugin writes to stderr).
+ * Otherwise the init input carries a log_fn that prints {"log": MSG, "severity": N, "component": C}.
  *
  * Output: one JSON object per line (stdout, written with cJSON), for pytest to read.  Exit
  * status: 0 when every check passed, 1 when one failed, 2 for a usage or load error.
@@ -38,6 +44,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,10 +70,13 @@ struct api {
     plugin_list_open_params_fn list_open_params;
     plugin_next_batch_fn next_batch;
     plugin_extract_fields_fn extract_fields;
+    plugin_get_metrics_fn get_metrics;
 };
 
 static struct api A;
 static int g_failed;
+static int g_log_fn = 1;                /* pass a log_fn in the init input */
+static pthread_mutex_t g_out = PTHREAD_MUTEX_INITIALIZER;   /* one line at a time on stdout */
 static unsigned fw_major = 3, fw_minor = 12, fw_patch = 0;
 
 /* ---- output: each line a cJSON object -------------------------------------------------------- */
@@ -89,7 +99,9 @@ static cJSON *new_obj(void)
 static void emit(cJSON *o)
 {
     char *text = need(cJSON_PrintUnformatted(o));
+    pthread_mutex_lock(&g_out);
     puts(text);
+    pthread_mutex_unlock(&g_out);
     cJSON_free(text);
     cJSON_Delete(o);
 }
@@ -160,6 +172,94 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* ---- Falco's logger and metrics -------------------------------------------------------------------- */
+
+static char g_owner;                    /* the owner handle the host gives (its address) */
+
+/* The init input's log_fn: one line {"log", "severity", "component"}.  Any thread. */
+static void host_log(ss_plugin_owner_t *o, const char *component, const char *msg, ss_plugin_log_severity sev)
+{
+    cJSON *line = new_obj();
+    add_str(line, "log", msg);
+    add_num(line, "severity", sev);
+    add_str(line, "component", component);
+    add_bool(line, "owner_ok", o == &g_owner);
+    emit(line);
+    pthread_mutex_lock(&g_out);
+    fflush(stdout);
+    pthread_mutex_unlock(&g_out);
+}
+
+static ss_plugin_init_input init_input(const char *config)
+{
+    ss_plugin_init_input in = {config ? config : "", &g_owner, NULL, NULL, g_log_fn ? host_log : NULL};
+    return in;
+}
+
+/* get_metrics as Falco's metrics collector reads it: an object name -> value (u64 as digits,
+ * doubles as numbers), and "metric_types" name -> "monotonic" / "non_monotonic".  NULL when the
+ * plugin has no get_metrics. */
+static cJSON *metrics_obj(ss_plugin_t *s)
+{
+    if (!A.get_metrics || !s)
+        return NULL;
+    uint32_t n = 0;
+    ss_plugin_metric *m = A.get_metrics(s, &n);
+    cJSON *o = new_obj(), *values = need(cJSON_AddObjectToObject(o, "values"));
+    cJSON *types = need(cJSON_AddObjectToObject(o, "types"));
+    for (uint32_t i = 0; m && i < n; i++) {
+        if (!m[i].name) {
+            g_failed = 1;
+            continue;
+        }
+        switch (m[i].value_type) {
+        case SS_PLUGIN_METRIC_VALUE_TYPE_U64:
+            add_u64(values, m[i].name, m[i].value.u64);
+            break;
+        case SS_PLUGIN_METRIC_VALUE_TYPE_D:
+            add_num(values, m[i].name, m[i].value.d);
+            break;
+        default:
+            add_str(values, m[i].name, "(unexpected value type)");
+            g_failed = 1;
+        }
+        add_str(types, m[i].name, m[i].type == SS_PLUGIN_METRIC_TYPE_MONOTONIC ? "monotonic" : "non_monotonic");
+    }
+    add_num(o, "count", n);
+    return o;
+}
+
+struct metrics_thread {
+    pthread_t t;
+    ss_plugin_t *s;
+    long every_ms;
+    volatile int stop;
+    uint64_t calls;
+};
+
+static void *metrics_loop(void *arg)
+{
+    struct metrics_thread *mt = arg;
+    while (!mt->stop) {
+        uint32_t n = 0;
+        ss_plugin_metric *m = A.get_metrics(mt->s, &n);
+        for (uint32_t i = 0; m && i < n; i++)
+            if (!m[i].name)
+                g_failed = 1;
+        mt->calls++;
+        struct timespec ts = {mt->every_ms / 1000, (mt->every_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+static double thread_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 /* ---- loading --------------------------------------------------------------------------------- */
 
 #define SYM(name) (*(void **)&A.name = dlsym(A.dl, "plugin_" #name))
@@ -191,6 +291,7 @@ static int load(const char *path)
     SYM(list_open_params);
     SYM(next_batch);
     SYM(extract_fields);
+    SYM(get_metrics);
     cJSON *o = new_obj();
     add_str(o, "load", "ok");
     emit(o);
@@ -247,6 +348,7 @@ static int check_plugin(void)
     add_bool(o, "ok", sourcing && extraction && id_ok);
     add_bool(o, "sourcing", sourcing);
     add_bool(o, "extraction", extraction);
+    add_bool(o, "get_metrics", A.get_metrics != NULL);
     add_num(o, "id", id);
     add_str(o, "source", src);
     add_str(o, "name", A.get_name());
@@ -478,6 +580,7 @@ struct opts {
     const char **args;
     int nargs;
     int copy, stdin_stop, bench, quiet, no_fields;
+    long metrics_ms;
     const char *events;
 };
 
@@ -540,6 +643,7 @@ static void build_reqs(const struct opts *o)
 struct stats {
     uint64_t batches, events, timeouts, success_empty, layout_errors, extract_errors, eof, max_batch;
     double max_timeout_s, t_next, t_extract, t_busy;   /* t_busy: next_batch calls that gave events */
+    double cpu_next;                                    /* this thread's CPU inside next_batch */
     uint64_t extracted;
 };
 
@@ -622,19 +726,13 @@ static void extract_event(ss_plugin_t *s, ss_plugin_event *evt, uint64_t evtnum,
         fx[k].ftype = g_fields[g_reqs[k].field_id].ftype;
         fx[k].flist = (ss_plugin_bool)g_fields[g_reqs[k].field_id].is_list;
     }
-    if (o->bench) {     /* as Falco's filterchecks do: one field per call */
-        if (!g_nreqs) {
-            free(copy);
-            return;
-        }
-        double t0 = now_s();
+    if (o->bench) {     /* as Falco's filterchecks do: one field per call (the caller times a batch) */
         for (size_t k = 0; k < g_nreqs; k++) {
             ein.num_fields = 1;
             ein.fields = &fx[k];
             if (A.extract_fields(s, &in, &ein) != SS_PLUGIN_SUCCESS)
                 st->extract_errors++;
         }
-        st->t_extract += now_s() - t0;
         st->extracted += g_nreqs;
         free(copy);
         return;
@@ -710,7 +808,7 @@ static int cmd_script(int argc, char **argv)
                 A.destroy(s);
                 s = NULL;
             }
-            ss_plugin_init_input in = {arg ? arg : "", NULL, NULL, NULL};
+            ss_plugin_init_input in = init_input(arg);
             s = A.init(&in, &rc);
         } else if (!strcmp(step, "open")) {
             h = s ? A.open(s, arg ? arg : "", &rc) : NULL;
@@ -758,6 +856,16 @@ static int cmd_script(int argc, char **argv)
             add_num(line, "bpf_progs", progs);
             add_num(line, "bpf_maps", maps);
             add_num(line, "perf_events", perf);
+        } else if (!strcmp(step, "metrics")) {
+            cJSON *m = metrics_obj(s);
+            if (m)
+                cJSON_AddItemToObject(line, "metrics", m);
+            else
+                rc = SS_PLUGIN_NOT_SUPPORTED;
+        } else if (!strcmp(step, "sleep")) {
+            long ms = arg ? atol(arg) : 0;
+            struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
         } else if (!strcmp(step, "params")) {
             const char *p = s ? A.list_open_params(s, &rc) : NULL;
             if (p) {
@@ -809,7 +917,7 @@ static int cmd_run(const struct opts *o)
     if (check_plugin() != 0 || load_fields() != 0 || load_schema() != 0)
         return 1;
     ss_plugin_rc rc;
-    ss_plugin_init_input in = {o->init ? o->init : "", NULL, NULL, NULL};
+    ss_plugin_init_input in = init_input(o->init);
     ss_plugin_t *s = A.init(&in, &rc);
     init_line(s, rc);
     if (rc != SS_PLUGIN_SUCCESS) {
@@ -833,6 +941,11 @@ static int cmd_run(const struct opts *o)
     struct stats st;
     memset(&st, 0, sizeof(st));
     uint64_t evtnum = 0;
+    struct metrics_thread mt;
+    memset(&mt, 0, sizeof(mt));
+    mt.s = s;
+    mt.every_ms = o->metrics_ms;
+    int mt_on = o->metrics_ms > 0 && A.get_metrics && pthread_create(&mt.t, NULL, metrics_loop, &mt) == 0;
     double t_start = now_s(), cpu_start = cpu_s();    /* the capture loop only, not init/open */
     for (;;) {
         if (o->max_batches && (long)st.batches >= o->max_batches)
@@ -845,9 +958,10 @@ static int cmd_run(const struct opts *o)
             break;
         uint32_t nevts = 0;
         ss_plugin_event **evts = NULL;
-        double t0 = now_s();
+        double t0 = now_s(), c0 = thread_cpu_s();
         rc = A.next_batch(s, h, &nevts, &evts);
         double dt = now_s() - t0;
+        st.cpu_next += thread_cpu_s() - c0;
         st.t_next += dt;
         if (rc == SS_PLUGIN_TIMEOUT) {
             st.timeouts++;
@@ -871,7 +985,17 @@ static int cmd_run(const struct opts *o)
         }
         if (nevts > st.max_batch)
             st.max_batch = nevts;
+        /* --bench: the layout first, then the extraction of the whole batch timed at once (a
+         * clock read per event would weigh on the ns per field) */
+        uint32_t good = 0;
+        static uint8_t *ok;                 /* (the plugin's array is the plugin's: not written) */
+        static uint32_t ok_cap;
+        if (nevts > ok_cap) {
+            ok = need(realloc(ok, nevts));
+            ok_cap = nevts;
+        }
         for (uint32_t i = 0; i < nevts; i++) {
+            ok[i] = 0;
             char why[256];
             if (check_layout(evts[i], id, why, sizeof(why)) != 0) {
                 st.layout_errors++;
@@ -881,8 +1005,20 @@ static int cmd_run(const struct opts *o)
                 emit(line);
                 continue;
             }
-            extract_event(s, evts[i], ++evtnum, o, &st, fx);
-            st.events++;
+            ok[i] = 1;
+            good++;
+            if (!o->bench) {
+                extract_event(s, evts[i], ++evtnum, o, &st, fx);
+                st.events++;
+            }
+        }
+        if (o->bench && good) {
+            double t0 = now_s();
+            for (uint32_t i = 0; i < nevts; i++)
+                if (ok[i])
+                    extract_event(s, evts[i], ++evtnum, o, &st, fx);
+            st.t_extract += now_s() - t0;
+            st.events += good;
         }
         if (!o->quiet)
             fflush(stdout);
@@ -890,7 +1026,23 @@ static int cmd_run(const struct opts *o)
             break;
     }
     double elapsed = now_s() - t_start, cpu = cpu_s() - cpu_start;
+    if (mt_on) {
+        mt.stop = 1;
+        pthread_join(mt.t, NULL);
+    }
+    cJSON *mline = metrics_obj(s);
+    if (mline) {
+        line = new_obj();
+        cJSON_AddItemToObject(line, "metrics", mline);
+        emit(line);
+    }
     A.close(s, h);
+    mline = metrics_obj(s);                /* after close: the capture's final counters */
+    if (mline) {
+        line = new_obj();
+        cJSON_AddItemToObject(line, "metrics_after_close", mline);
+        emit(line);
+    }
     A.destroy(s);
     if (st.extract_errors)
         g_failed = 1;
@@ -906,6 +1058,8 @@ static int cmd_run(const struct opts *o)
     add_num(sum, "seconds", elapsed);
     add_num(sum, "next_batch_seconds", st.t_next);
     add_num(sum, "busy_next_batch_seconds", st.t_busy);
+    add_num(sum, "next_batch_cpu_seconds", st.cpu_next);
+    add_u64(sum, "metrics_calls", mt.calls);
     add_num(sum, "extract_seconds", st.t_extract);
     add_num(sum, "cpu_seconds", cpu);
     add_u64(sum, "extracted", st.extracted);
@@ -926,7 +1080,7 @@ static int cmd_extract(const struct opts *o)
         return 2;
     }
     ss_plugin_rc rc;
-    ss_plugin_init_input in = {o->init ? o->init : "", NULL, NULL, NULL};
+    ss_plugin_init_input in = init_input(o->init);
     ss_plugin_t *s = A.init(&in, &rc);
     init_line(s, rc);
     if (rc != SS_PLUGIN_SUCCESS) {
@@ -959,8 +1113,11 @@ static int cmd_extract(const struct opts *o)
             g_failed = 1;
         } else {
             ++evtnum;
+            double t0 = now_s();
             for (int r = 0; r < rounds; r++)
                 extract_event(s, evt, evtnum, o, &st, fx);
+            if (o->bench)
+                st.t_extract += now_s() - t0;
             st.events++;
         }
         free(buf);
@@ -983,7 +1140,7 @@ static int cmd_extract(const struct opts *o)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: plugin_host [--lib PATH] [--framework-api M.m.p] info|script|run|extract [options]\n");
+    fprintf(stderr, "usage: plugin_host [--lib PATH] [--framework-api M.m.p] [--no-log-fn] info|script|run|extract [options]\n");
     exit(2);
 }
 
@@ -995,6 +1152,8 @@ int main(int argc, char **argv)
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "--lib") && i + 1 < argc)
             lib = argv[++i];
+        else if (!strcmp(argv[i], "--no-log-fn"))
+            g_log_fn = 0;
         else if (!strcmp(argv[i], "--framework-api") && i + 1 < argc) {
             if (sscanf(argv[++i], "%u.%u.%u", &fw_major, &fw_minor, &fw_patch) != 3)
                 usage();
@@ -1047,6 +1206,8 @@ int main(int argc, char **argv)
                 o.quiet = 1;
             else if (!strcmp(a, "--no-fields"))
                 o.no_fields = 1;
+            else if (!strcmp(a, "--metrics-thread") && more)
+                o.metrics_ms = atol(argv[++i]);
             else if (!strcmp(a, "--events") && more)
                 o.events = argv[++i];
             else

@@ -29,18 +29,20 @@ def test_falco_would_load_it():
         assert c[name]["ok"], c[name]
     assert c["capabilities"]["id"] == 27182 and c["capabilities"]["source"] == "linux_ebpf"
     assert c["capabilities"]["name"] == "lbd"
+    assert c["capabilities"]["get_metrics"] is True          # get_metrics (plugin API 3.6.0)
     assert c["init_schema_config"]["ok"], c["init_schema_config"]
     listed = next(d["field_list"] for d in lines if "field_list" in d)
     assert [f["name"] for f in listed] == [f.name for f in falco.FIELDS]
 
 
-@pytest.mark.parametrize("framework,ok", [("3.12.0", True), ("3.0.0", True), ("3.1.7", True),
-                                          ("2.9.0", False), ("4.0.0", False)])
+@pytest.mark.parametrize("framework,ok", [("3.12.0", True), ("3.6.0", True), ("3.6.9", True),
+                                          ("3.5.9", False), ("3.0.0", False), ("2.9.0", False),
+                                          ("4.0.0", False)])
 def test_api_version_rule(framework, ok):
     rc, lines = info(framework=framework)
     c = checks(lines)["api_version"]
     assert c["ok"] is ok, c
-    assert "required 3.0.0" in c["detail"]
+    assert "required 3.6.0" in c["detail"]
 
 
 def test_dynamic_symbols_are_only_the_plugin_api():

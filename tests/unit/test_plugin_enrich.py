@@ -140,6 +140,10 @@ def test_fields_come_from_the_batch_enrichment(core):
     assert core.field(cat, "linux.fds[key]") == ["0", "1", "3"]
     assert core.field(cat, "linux.fds[value]") == ["/dev/pts/0", "/dev/pts/0", "/etc/passwd"]
     assert core.field(cat, "linux.pid") == ["100"] and core.field(cat, "linux.tid") == ["101"]
+    # linux.fd[N]: one fd's name; none for an fd not open, a key that is not a number
+    assert core.field(cat, "linux.fd[0]") == ["/dev/pts/0"] and core.field(cat, "linux.fd[3]") == ["/etc/passwd"]
+    assert core.field(cat, "linux.fd[2]") == [] and core.field(cat, "linux.fd[x]") == []
+    assert core.field(curl, "linux.fd[0]") == []
     assert core.field(curl, "linux.user") == ["0(root)"] and core.field(curl, "linux.fds") == []
     assert core.field(curl, "linux.sockaddr.port") == [443] and core.field(curl, "linux.sockaddr.ip") == ["ip4"]
     assert core.field(curl, "linux.arg[uservaddr]") == ["10.1.2.3:443"]

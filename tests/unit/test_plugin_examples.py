@@ -93,3 +93,81 @@ def test_example_and_generated_init_configs_match_the_plugins_schema():
     results = [d for d in lines if d.get("check") == "init_schema_config"]
     assert [d["ok"] for d in results] == [True, True, False], results
     assert "xml" in results[2]["detail"], results[2]
+
+
+# ---- lbd falco-config and Falco's config.d merging ---------------------------------------------
+
+FALCO_YAML = """
+engine: {kind: modern_ebpf}
+rule_matching: first
+load_plugins: [container, k8smeta]
+plugins:
+  - name: container
+    library_path: libcontainer.so
+  - name: k8smeta
+    library_path: libk8smeta.so
+    init_config: {collectorPort: 45000}
+"""
+
+
+def _falco_include(main: dict, dropin: dict, strategy: str = "append") -> dict:
+    """Falco's yaml_helper::include_config_file (0.41-0.44): append extends sequences and
+    overrides scalars, override replaces, add-only adds missing keys only."""
+    out = dict(main)
+    for key, val in dropin.items():
+        if strategy == "append" and isinstance(val, list):
+            out[key] = list(out.get(key) or []) + val
+        elif strategy in ("append", "override"):
+            out[key] = val
+        elif key not in out:
+            out[key] = val
+    return out
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lbd.cli", "falco-config", *args], capture_output=True, text=True,
+                          cwd=ROOT)
+
+
+def test_falco_config_dropin_adds_lbd_and_keeps_the_other_plugins():
+    out = _cli()
+    assert out.returncode == 0, out.stderr
+    dropin = yaml.safe_load(out.stdout)
+    assert set(dropin) == {"plugins", "load_plugins"}        # no scalar: nothing of the user's overridden
+    merged = _falco_include(yaml.safe_load(FALCO_YAML), dropin)
+    assert merged["load_plugins"] == ["container", "k8smeta", "lbd"]
+    assert [p["name"] for p in merged["plugins"]] == ["container", "k8smeta", "lbd"]
+    assert merged["rule_matching"] == "first" and merged["engine"] == {"kind": "modern_ebpf"}
+    # where a drop-in replaces lists (strategy: override, Falco < 0.41) it would unload the others:
+    replaced = _falco_include(yaml.safe_load(FALCO_YAML), dropin, "override")
+    assert replaced["load_plugins"] == ["lbd"]
+    assert "--merge-with" in out.stdout                      # ... and the header says what to do there
+
+
+def test_falco_config_merge_with_keeps_every_plugin_whatever_the_strategy(tmp_path):
+    main = tmp_path / "falco.yaml"
+    main.write_text(FALCO_YAML + "  - name: lbd\n    library_path: /old/liblbd.so\n")
+    out = _cli("--merge-with", str(main))
+    assert out.returncode == 0, out.stderr
+    frag = yaml.safe_load(out.stdout)
+    for strategy in ("append", "override"):
+        base = yaml.safe_load(main.read_text())
+        base["load_plugins"] = [] if strategy == "append" else base["load_plugins"]
+        base["plugins"] = [] if strategy == "append" else base["plugins"]
+        merged = _falco_include(base, frag, strategy)
+        assert merged["load_plugins"] == ["container", "k8smeta", "lbd"], strategy
+        names = [p["name"] for p in merged["plugins"]]
+        assert names == ["container", "k8smeta", "lbd"], strategy           # the old lbd entry replaced
+    lbd_entry = frag["plugins"][-1]
+    assert lbd_entry["library_path"] == str(ROOT / "build" / "liblbd.so")
+    assert frag["plugins"][1]["init_config"] == {"collectorPort": 45000}
+
+
+def test_falco_config_merge_with_a_bad_file_is_one_line(tmp_path):
+    bad = tmp_path / "falco.yaml"
+    bad.write_text("plugins: [unclosed\n")
+    for path in (bad, tmp_path / "missing.yaml"):
+        out = _cli("--merge-with", str(path))
+        assert out.returncode != 0 and out.stdout == ""
+        assert len(out.stderr.strip().splitlines()) == 1 and str(path) in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr

@@ -12,10 +12,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import stat
 
 import pytest
 
-from lbd import args as _args, record
+from lbd import args as _args, flags as lbd_flags, record
 from lbd.args import decode_sockaddr
 from lbd.batch import Batch
 from lbd.falco import FIELDS, PLUGIN_ID
@@ -70,6 +71,28 @@ def sockaddr_of(nr: int, flags: int, payloads) -> tuple | None:
     return None
 
 
+_MODE_BITS = ("S_ISUID", "S_ISGID", "S_ISVTX", "S_IRUSR", "S_IWUSR", "S_IXUSR", "S_IRGRP", "S_IWGRP", "S_IXGRP",
+              "S_IROTH", "S_IWOTH", "S_IXOTH")
+
+
+def flag_names(nr: int, name: str, args: dict) -> list[str]:
+    """linux.flags[name]: lbd.flags.names() of a flags argument split at '|'; a mode argument by the
+    <sys/stat.h> bit names (as plugin/gen_tables.py builds that set)."""
+    if name not in args:
+        return []
+    spec = next(a for a in _args.arg_specs(nr) if a.name == name)
+    if spec.kind == "mode":
+        v, out = int(args[name]), []
+        for bit in _MODE_BITS:
+            if v & getattr(stat, bit):
+                out.append(bit)
+                v &= ~getattr(stat, bit)
+        return out + ([hex(v)] if v else []) or ["0"]
+    if spec.kind != "flags" or not spec.flags:
+        return []
+    return lbd_flags.names(spec.flags, int(args[name])).split("|")
+
+
 def expected(nr: int, e, args: dict, payloads, limit: int, arg_names=ARG_NAMES) -> dict:
     """What every field must hold for an event outside the current batch (record values only)."""
     uid, gid, pid, tid, ppid = (int(e[k]) for k in ("uid", "gid", "pid", "tid", "ppid"))
@@ -101,6 +124,8 @@ def expected(nr: int, e, args: dict, payloads, limit: int, arg_names=ARG_NAMES) 
     }
     for a in arg_names:
         x[f"linux.arg[{a}]"] = [plain(format_value(args[a], limit))] if a in args else []
+        x[f"linux.flags[{a}]"] = flag_names(nr, a, args)
+        x[f"linux.fd[{a}]"] = []                  # not a number, and no fd table outside a batch
     sa = sockaddr_of(nr, int(e["flags"]), payloads)
     fam = ip = port = path = []
     if sa is not None:
