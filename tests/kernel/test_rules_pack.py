@@ -81,7 +81,7 @@ def captured():
     require_bpf()
     ensure_built()
     rules = _rules()
-    labels = sorted(rules.labels() | {"linux.pid.num", "linux.ppid.num"})
+    labels = sorted(rules.labels() | {"linux.pid.num", "linux.ppid.num", "linux.arg[argv]"})
     driver = subprocess.Popen([sys.executable, "-c", DRIVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True, cwd=ROOT)
     roots: dict[int, str] = {}
@@ -115,8 +115,11 @@ def captured():
         (pid,), (ppid,) = ev["linux.pid.num"], ev["linux.ppid.num"]
         parent.setdefault(pid, ppid)
     out: dict[str, list] = {name: [] for name in roots.values()}
+    launch = f"{sys.executable} -m tests.kernel.rules_workloads "
     for ev in events:
         pid = ev["linux.pid.num"][0]
+        if pid in roots and any(a.startswith(launch) for a in ev.get("linux.arg[argv]", [])):
+            continue                          # the driver starting the workload: not the workload's
         seen = set()
         while pid not in roots and pid in parent and pid not in seen:
             seen.add(pid)
