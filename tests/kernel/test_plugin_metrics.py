@@ -18,11 +18,9 @@ from tests.plugin_host.host import LiveHost, run_host
 CALLS = 20000
 
 
-def _gated(calls: int, delay: float = 0.0) -> subprocess.Popen:
-    """A Python child that waits for a line on stdin (or `delay` seconds when delay > 0), then
-    makes `calls` getppid and exits."""
-    wait = f"time.sleep({delay})" if delay else "sys.stdin.readline()"
-    code = f"import os, sys, time\n{wait}\nfor _ in range({calls}): os.getppid()\n"
+def _gated(calls: int) -> subprocess.Popen:
+    """A Python child that waits for a line on stdin, then makes `calls` getppid and exits."""
+    code = f"import os, sys\nsys.stdin.readline()\nfor _ in range({calls}): os.getppid()\n"
     return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, text=True)
 
 
@@ -75,20 +73,28 @@ def test_metrics_count_what_the_host_got():
 
 
 def test_drops_are_warned_once_per_interval_and_summarised():
-    """A 64 KiB ring nobody drains while 100k getppid arrive: get_metrics counts the loss by
+    """A 64 KiB ring nobody drains while getppid calls arrive: get_metrics counts the loss by
     reason and ring, Falco's log gets one warning (two bursts within the interval: still one)
     and a closing summary at warning level."""
     require_bpf()
-    child = _gated(100_000, delay=1.0)
+    # 100k getppid once the probe is attached (the host's signal step after open: bcc's load
+    # takes seconds); a 64 KiB ring holds a few hundred records
+    code = ("import os, signal, sys\nsignal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})\n"
+            "print('ready', flush=True)\nsignal.sigwait({signal.SIGUSR1})\n"
+            "for _ in range(100_000): os.getppid()\n")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
+        assert child.stdout.readline() == "ready\n"
         params = json.dumps({"syscalls": ["getppid"], "only_pids": [child.pid], "ring_size": 65536,
                              "track_state": False})
-        rc, lines, err = run_host("script", "init:{}", f"open:{params}", "sleep:3000", "next:200", "metrics",
-                                  "sleep:200", "next:200", "close", "metrics", "destroy", timeout=120)
-        child.wait(60)
+        rc, lines, err = run_host("script", "init:{}", f"open:{params}", f"signal:{child.pid}", "sleep:3000",
+                                  "next:200", "metrics", "sleep:200", "next:200", "close", "metrics", "destroy",
+                                  timeout=120)
+        assert child.wait(60) == 0
     finally:
         if child.poll() is None:
             child.kill()
+            child.wait()
     assert rc == 0, err
     steps = [d for d in lines if "step" in d]
     assert all(d["rc"] == 0 for d in steps), steps

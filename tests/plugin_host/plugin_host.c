@@ -9,6 +9,7 @@
  *   script STEP...              run steps on one state: init:JSON  open:JSON  next:N  close
  *                               destroy  params  bpffds (BPF fds this process holds)
  *                               metrics (get_metrics)  sleep:MS
+ *                               signal:PID (SIGUSR1 to PID: a workload waiting for the attach)
  *                               (a step that fails is reported, not fatal)
  *   run    [--init JSON] [--open JSON] [--max-events N] [--batches N] [--duration S]
  *          [--field NAME|NAME[ARG]]... [--no-fields] [--arg NAME]... [--copy] [--stdin-stop]
@@ -45,6 +46,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -866,6 +868,10 @@ static int cmd_script(int argc, char **argv)
             long ms = arg ? atol(arg) : 0;
             struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
             nanosleep(&ts, NULL);
+        } else if (!strcmp(step, "signal")) {
+            long pid = arg ? atol(arg) : 0;
+            if (pid <= 0 || kill((pid_t)pid, SIGUSR1) != 0)
+                rc = SS_PLUGIN_FAILURE;
         } else if (!strcmp(step, "params")) {
             const char *p = s ? A.list_open_params(s, &rc) : NULL;
             if (p) {
