@@ -48,7 +48,7 @@ class Child:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 if os.read(r, 1) != b"g":                 # the tracer gave up: never run it
                     os._exit(126)
-                os.close(r)
+                # r is close-on-exec: no close(2) of lbd's own before the command's execve
                 os.execve(path, argv, os.environ if env is None else env)
             except BaseException:
                 pass
