@@ -543,6 +543,8 @@ def _drain(col, write) -> dict:
     for key in ("delivered", "malformed", "late", "ring_pending_bytes", "ring_fill_max", "rings"):
         if key in final:
             out[key] = final[key]
+    if "rings" in final:        # records the kernel wrote that were never read (none once drained)
+        out["unread"] = max(0, sum(r["emitted"] for r in final["rings"]) - final["delivered"])
     return out
 
 
@@ -907,6 +909,10 @@ def cmd_replay(a) -> int:
                 writer.close()
             except OSError:
                 pass
+    if isinstance(error, CliError):                     # the capture is damaged: one line
+        print(f"lbd: error: {error} ({col.events} events read before, {writer.events} written to {writer.name})",
+              file=sys.stderr)
+        return EXIT_ERROR
     st = col.stats()
     lost = f"; the recording dropped: ring full {st.get('dropped', 0)}" if st.get("dropped") else ""
     try:
@@ -946,8 +952,10 @@ def _summary(st: dict, elapsed: float, writer, enricher=None, error=None) -> Non
         why = ("the reader went away" if isinstance(error, OutputClosed) else "write error" if error is not None
                else "the output was blocked when the run stopped")
         not_written = f", {writer.unwritten} not written ({why})"
+    unread = f", {st['unread']} left unread in the rings" if st.get("unread") else ""
     lines = [
-        f"lbd: {st['delivered']} events in {elapsed:.1f}s, {writer.events} written to {writer.name}{not_written}; "
+        f"lbd: {st['delivered']} events in {elapsed:.1f}s{unread}, {writer.events} written to {writer.name}"
+        f"{not_written}; "
         f"dropped: {', '.join(f'{k} {v}' for k, v in lost.items())}; {st['filtered']} filtered in the kernel"
         + (f" ({', '.join(f'{k} {v}' for k, v in sorted(filtered.items()))})" if filtered else ""),
     ]
