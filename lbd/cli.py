@@ -62,21 +62,33 @@ def _seconds(text: str) -> float:
 
 
 class _CommandParser(argparse.ArgumentParser):
-    """A subcommand's parser; with command_after=True what follows the first "--" is a command to
+    """A subcommand's parser.  command_after=True: what follows the first "--" is a command to
     start and trace (`lbd run [options] [EXPR] -- CMD ARGS...`), in `trace_argv` (None without
-    "--"), never parsed as options or as the filter expression."""
+    "--"), never parsed as options or as the filter expression.  intermixed=True: positionals may
+    come between options (`lbd replay FILE --format json EXPR`; argparse's intermixed parsing)."""
 
-    def __init__(self, *args, command_after: bool = False, **kwargs):
+    def __init__(self, *args, command_after: bool = False, intermixed: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.command_after = command_after
+        self.intermixed = intermixed
+        self._inside = False
 
     def parse_known_args(self, args=None, namespace=None):
+        if self._inside:                     # parse_known_intermixed_args calls back here
+            return super().parse_known_args(args, namespace)
         argv = list(sys.argv[1:] if args is None else args)
         trace = None
         if self.command_after and "--" in argv:
             k = argv.index("--")
             argv, trace = argv[:k], argv[k + 1:]
-        ns, extra = super().parse_known_args(argv, namespace)
+        if self.intermixed:
+            self._inside = True
+            try:
+                ns, extra = super().parse_known_intermixed_args(argv, namespace)
+            finally:
+                self._inside = False
+        else:
+            ns, extra = super().parse_known_args(argv, namespace)
         if self.command_after:
             ns.trace_argv = trace
         return ns, extra
@@ -111,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
 
     run = sub.add_parser("run", help="capture syscalls and write events (stdout by default)",
-                         usage="%(prog)s [options] [EXPR] [-- CMD ARGS...]", command_after=True,
+                         usage="%(prog)s [options] [EXPR] [-- CMD ARGS...]", command_after=True, intermixed=True,
                          description="Capture syscalls and write one event per line until Ctrl-C, SIGTERM or "
                                      "--duration; then print a summary on stderr.  SIGHUP reopens the output "
                                      "and log files (logrotate).  EXPR: write only the events it keeps (as "
@@ -158,7 +170,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="also record the capture to FILE (a new file; lbd replay reads it back)")
 
     rec = sub.add_parser("record", help="record a capture to a file (lbd replay plays it back)",
-                         usage="%(prog)s -o FILE [options] [EXPR] [-- CMD ARGS...]", command_after=True,
+                         usage="%(prog)s -o FILE [options] [EXPR] [-- CMD ARGS...]", command_after=True, intermixed=True,
                          description="Capture syscalls, as lbd run does, into a capture file: the raw records and "
                                      "what decoding and enrichment need later (README: Capture and replay), "
                                      "until Ctrl-C, SIGTERM, --duration or the end of CMD; then print a "
@@ -177,7 +189,7 @@ def _parser() -> argparse.ArgumentParser:
                               "filter", "drop_failed", "enter", "duration", "quiet"))
 
     rep = sub.add_parser("replay", help="write the events of a capture file (lbd record, lbd run --record)",
-                         usage="%(prog)s FILE [options] [EXPR]",
+                         usage="%(prog)s FILE [options] [EXPR]", intermixed=True,
                          description="Read a capture file back and write its events as lbd run wrote (or would "
                                      "have written) them: the same lines, byte for byte, in any format.  The "
                                      "recording's own filter applies, and EXPR on top of it.",
