@@ -651,7 +651,9 @@ class _Capture:
 
     def loop(self, write, *, reopen=None, status=None) -> None:
         """Batches to write(batch) until a stop; then drain.  write may raise OutputError (kept in
-        .error; no drain then).  reopen(): SIGHUP.  status(rate): the status line's text."""
+        .error; no drain then), as may the recording (CaptureError: .error a CliError).  reopen():
+        SIGHUP.  status(rate): the status line's text."""
+        from lbd.capture import CaptureError
         from lbd.output.writer import OutputError
 
         col, a, child = self.col, self.a, self.child
@@ -660,7 +662,11 @@ class _Capture:
         hups = 0
         grace = None
         while True:
-            batch = col.next_batch()
+            try:
+                batch = col.next_batch()
+            except CaptureError as e:            # the recording cannot be written (disk full)
+                self.error = CliError(str(e))
+                break
             if len(batch):
                 try:
                     write(batch)
@@ -691,6 +697,8 @@ class _Capture:
                 self.final = _drain(col, write)
             except OutputError as e:
                 self.error = e
+            except CaptureError as e:
+                self.error = CliError(str(e))
         if self.final is None:
             self.final = col.stats()
 
@@ -761,7 +769,7 @@ def cmd_run(a) -> int:
                 except MetricsError as e:
                     raise CliError(str(e)) from None
             pr = col.probe
-            what = (f"the command {' '.join(a.trace_argv)} (pid {run.child.pid}) and its descendants"
+            what = (f"the command {_shown(a.trace_argv)} (pid {run.child.pid}) and its descendants"
                     if run.child is not None else "")
             log.info("capturing %d syscalls%s (%s loader, %d rings of %d KiB: %.1f MiB), %s format, to %s%s; "
                      "Ctrl-C stops", len(pr.selection), f" of {what}" if what else "", pr.kind, pr.nrings,
@@ -814,6 +822,13 @@ def cmd_run(a) -> int:
     return run.result()
 
 
+def _shown(argv: list[str]) -> str:
+    """A command as a shell would take it back, on one line."""
+    import shlex
+
+    return shlex.join(argv).replace("\n", "\\n")
+
+
 def _recorded_line(w) -> None:
     try:
         print(f"lbd: recorded {w.events} events in {w.batches} batches to {w.path} "
@@ -835,7 +850,7 @@ def cmd_record(a) -> int:
         col = run.open()
         try:
             pr = col.probe
-            what = (f" of the command {' '.join(a.trace_argv)} (pid {run.child.pid}) and its descendants"
+            what = (f" of the command {_shown(a.trace_argv)} (pid {run.child.pid}) and its descendants"
                     if run.child is not None else "")
             log.info("capturing %d syscalls%s (%s loader, %d rings of %d KiB: %.1f MiB), recording to %s; "
                      "Ctrl-C stops", len(pr.selection), what, pr.kind, pr.nrings, pr.ring_size >> 10,
@@ -859,14 +874,18 @@ def cmd_record(a) -> int:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
     st = run.final or {}
+    unread = f", {st['unread']} left unread in the rings" if st.get("unread") else ""
     try:
-        print(f"lbd: {st.get('delivered', 0)} events in {run.elapsed:.1f}s; dropped: ring full "
+        print(f"lbd: {st.get('delivered', 0)} events in {run.elapsed:.1f}s{unread}; dropped: ring full "
               f"{st.get('dropped', 0)}, malformed {st.get('malformed', 0)}; {st.get('filtered', 0)} filtered "
               f"in the kernel", file=sys.stderr)
     except OSError:
         pass
     if run.recorded is not None:
         _recorded_line(run.recorded)
+    if run.error is not None:
+        print(f"lbd: error: {run.error}", file=sys.stderr)
+        return EXIT_ERROR
     return run.result()
 
 

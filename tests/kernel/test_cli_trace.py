@@ -338,3 +338,21 @@ def test_stop_drains_the_rings(tmp_path, target, stop):
     n = sum(1 for _ in out.open())
     assert int(m.group(1)) == int(m.group(2)) == n and n > 1000
     assert "left unread" not in err
+
+
+def test_record_write_error_is_one_line(tmp_path):
+    """The capture file cannot grow (RLIMIT_FSIZE: EFBIG): the run stops with the summary and one
+    error line, exit 1."""
+    import resource
+
+    cap = tmp_path / "c.lbdcap"
+    load = "import os\nfor i in range(200000): os.close(os.open('/etc/hostname', os.O_RDONLY))"
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    p = subprocess.run([*LBD, "record", "-o", str(cap), "--duration", "30", "--", sys.executable, "-c", load],
+                       capture_output=True, text=True, timeout=120, preexec_fn=small_files, stdin=subprocess.DEVNULL)
+    assert p.returncode == 1, p.stderr
+    assert p.stderr.splitlines()[-1] == f"lbd: error: cannot write capture file {cap}: File too large"
+    assert "Traceback" not in p.stderr and " -c 'import os\\nfor i" in p.stderr
