@@ -580,7 +580,8 @@ class _Capture:
         self.signals = 0
         self.hups = 0
         self.child = None
-        self.released = False
+        self.released = False        # released or cancelled: the child no longer waits
+        self.ran = False             # released: the command ran
         self.col = None
         self.final: dict | None = None
         self.error = None
@@ -638,16 +639,25 @@ class _Capture:
             col.__enter__()
         except BaseException:
             self.cancel()
+            self._restore()
             raise
         self.col = col
         return col
+
+    def _restore(self) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        self._old = {}
 
     def start(self) -> None:
         """Capture from here on (--duration counts from now); the command runs now."""
         self.t0 = time.monotonic()
         if self.child is not None:
+            if self.stop_signal is not None:     # stopped while the probe was loading: never run it
+                self.cancel()
+                return
             self.child.release()
-            self.released = True
+            self.released = self.ran = True
 
     def loop(self, write, *, reopen=None, status=None) -> None:
         """Batches to write(batch) until a stop; then drain.  write may raise OutputError (kept in
@@ -716,10 +726,8 @@ class _Capture:
                 if recorder is not None:
                     self.recorded = recorder.writer
         self.cancel()
-        for s, h in self._old.items():
-            signal.signal(s, h)
-        self._old = {}
-        if self.child is not None and self.released:
+        self._restore()
+        if self.child is not None and self.ran:
             self.exit_code = self.child.poll()
             if self.exit_code is None:
                 log.warning("the command (pid %d) is still running; it is no longer captured", self.child.pid)
