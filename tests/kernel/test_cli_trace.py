@@ -356,3 +356,59 @@ def test_record_write_error_is_one_line(tmp_path):
     assert p.returncode == 1, p.stderr
     assert p.stderr.splitlines()[-1] == f"lbd: error: cannot write capture file {cap}: File too large"
     assert "Traceback" not in p.stderr and " -c 'import os\\nfor i" in p.stderr
+
+
+CTRL_C = r'''
+import os, signal, sys, time
+def on_int(signum, frame):
+    os.close(os.open(sys.argv[1], os.O_RDONLY))         # once per SIGINT received
+    time.sleep(0.5)
+    sys.exit(5)
+signal.signal(signal.SIGINT, on_int)
+print("ready", flush=True)
+while True:
+    time.sleep(0.05)
+'''
+
+
+def test_ctrl_c_at_the_terminal_reaches_the_command_once(tmp_path, target):
+    """A Ctrl-C typed at lbd's controlling terminal: the command (in lbd's process group) gets one
+    SIGINT, lbd captures its handler to the end and exits with its status."""
+    import fcntl
+    import termios
+
+    out = tmp_path / "ev.jsonl"
+    master, slave = pty.openpty()
+
+    def controlling_terminal():
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)         # a new session (start_new_session): the pty is its tty
+
+    p = subprocess.Popen([*LBD, "run", "--format", "json", "-o", str(out), "--quiet", "--", sys.executable, "-c",
+                          CTRL_C, str(target)], stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                         preexec_fn=controlling_terminal)
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 60
+        while b"\nready\r\n" not in seen and time.monotonic() < deadline:     # the line, not the command shown
+            r, _, _ = select.select([master], [], [], 1)
+            if r:
+                seen += os.read(master, 4096)
+        assert b"\nready\r\n" in seen, seen
+        os.write(master, b"\x03")                      # Ctrl-C: SIGINT to the foreground process group
+        p.wait(timeout=60)
+        while True:
+            r, _, _ = select.select([master], [], [], 0.2)
+            if not r:
+                break
+            try:
+                seen += os.read(master, 4096)
+            except OSError:
+                break
+    finally:
+        if p.poll() is None:
+            p.kill()
+        os.close(master)
+    assert p.returncode == 5, seen
+    opens = [e for e in events(out) if e["syscall"] == "openat" and e["args"].get("filename") == str(target)]
+    assert len(opens) == 1
