@@ -495,6 +495,9 @@ def _open_output(cfg, output: str | None, fmt: str, a, **kw):
     if any(extras.values()) and fmt != "terminal":
         given = " ".join(f"--{k}" for k, v in extras.items() if v)
         _usage_error(f"{given}: only the terminal format shows these (the format is {fmt}: --format terminal)")
+    if fmt == "terminal" and output is not None and output.startswith("nats://"):
+        _usage_error(f"--format terminal: {output} takes normal, json or parquet (the terminal format is for a "
+                     "person at a terminal)")
     writer = open_writer(cfg, output, fmt=fmt, **kw)
     if any(extras.values()):
         from lbd.output.terminal import TerminalFormatter

@@ -380,3 +380,10 @@ def test_replay_of_bad_files_is_one_line(tmp_path):
     p = lbd("replay", str(bad), "--format", "json")
     assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
     assert p.stderr.startswith(f"lbd: error: {bad}: chunk 0 ") and "Traceback" not in p.stderr
+
+
+def test_terminal_format_is_not_for_nats():
+    p = lbd("run", "--format", "terminal", "-o", "nats://127.0.0.1:1/x", "--duration", "1")
+    assert p.returncode == 2
+    assert p.stderr == ("lbd: error: --format terminal: nats://127.0.0.1:1/x takes normal, json or parquet (the "
+                        "terminal format is for a person at a terminal)\n")
