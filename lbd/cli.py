@@ -8,6 +8,12 @@ terminal (not with --quiet), and on Ctrl-C, SIGTERM or --duration detaches the p
 is buffered and prints a summary (events, written, not written, drops by reason, top syscalls) on
 stderr.  SIGHUP reopens the output file and the log file (logrotate's convention).  When the
 output stalls the signals still act within about 0.1 s: what could not be written is counted.
+At every stop the kernel stops writing and what the rings still hold is read and written first.
+`lbd run [options] [EXPR] [-- CMD ARGS...]`: EXPR is a filter expression (as --filter); CMD is
+started held before its exec, captured with its descendants (the kernel follows them) and lbd exits
+with its status (see _Capture for the signals).  On a terminal the default format is `terminal`
+and the status line is off when stdout is stderr's terminal.  `lbd record -o FILE` writes a capture
+file (lbd.capture), `lbd replay FILE` writes its events as `lbd run` did.
 """
 from __future__ import annotations
 
