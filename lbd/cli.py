@@ -925,6 +925,8 @@ def cmd_replay(a) -> int:
         if rcfg.init.putfile:
             rcfg = rcfg.replace(putfile=False)          # never the recording host's event file
         fmt = _choose_format(a, rcfg, a.output, False)
+        if fmt == "parquet" and not a.format and a.output in (None, "-"):
+            fmt = "normal"                              # a Parquet recording's events, on stdout
         writer = _open_output(rcfg, a.output, fmt, a)
         ufilter = _UserFilter(rcfg, a.failed_only, a.process_events)
         extra = None

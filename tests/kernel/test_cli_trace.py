@@ -173,7 +173,8 @@ def _on_pty(argv, stdout_to_pty: bool = True, timeout: float = 120) -> tuple[int
     master, slave = pty.openpty()
     try:
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave if stdout_to_pty else subprocess.DEVNULL,
-                             stderr=slave, env={k: v for k, v in os.environ.items() if k != "NO_COLOR"})
+                             stderr=slave, env={**{k: v for k, v in os.environ.items() if k != "NO_COLOR"},
+                                                "TERM": "xterm"})
         os.close(slave)
         chunks = []
         deadline = time.monotonic() + timeout
