@@ -414,3 +414,12 @@ def test_ctrl_c_at_the_terminal_reaches_the_command_once(tmp_path, target):
     assert p.returncode == 5, seen
     opens = [e for e in events(out) if e["syscall"] == "openat" and e["args"].get("filename") == str(target)]
     assert len(opens) == 1
+
+
+def test_the_command_inherits_no_ignored_signal(tmp_path):
+    """Python ignores SIGPIPE and SIGXFSZ; the command must get them at their defaults (as
+    subprocess's restore_signals gives), or `lbd run -- sh -c 'yes | head'` would behave otherwise."""
+    p = lbd("run", "-o", str(tmp_path / "ev.log"), "--", "grep", "SigIgn", "/proc/self/status")
+    assert p.returncode == 0, p.stderr
+    ignored = int(p.stdout.split()[1], 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1)) and not ignored & (1 << (signal.SIGXFSZ - 1)), p.stdout
