@@ -8,6 +8,12 @@ terminal (not with --quiet), and on Ctrl-C, SIGTERM or --duration detaches the p
 is buffered and prints a summary (events, written, not written, drops by reason, top syscalls) on
 stderr.  SIGHUP reopens the output file and the log file (logrotate's convention).  When the
 output stalls the signals still act within about 0.1 s: what could not be written is counted.
+At every stop the kernel stops writing and what the rings still hold is read and written first.
+`lbd run [options] [EXPR] [-- CMD ARGS...]`: EXPR is a filter expression (as --filter); CMD is
+started held before its exec, captured with its descendants (the kernel follows them) and lbd exits
+with its status (see _Capture for the signals).  On a terminal the default format is `terminal`
+and the status line is off when stdout is stderr's terminal.  `lbd record -o FILE` writes a capture
+file (lbd.capture), `lbd replay FILE` writes its events as `lbd run` did.
 """
 from __future__ import annotations
 
@@ -61,19 +67,83 @@ def _seconds(text: str) -> float:
     return v
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser.  command_after=True: what follows the first "--" is a command to
+    start and trace (`lbd run [options] [EXPR] -- CMD ARGS...`), in `trace_argv` (None without
+    "--"), never parsed as options or as the filter expression.  intermixed=True: positionals may
+    come between options (`lbd replay FILE --format json EXPR`; argparse's intermixed parsing)."""
+
+    def __init__(self, *args, command_after: bool = False, intermixed: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.command_after = command_after
+        self.intermixed = intermixed
+        self._inside = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._inside:                     # parse_known_intermixed_args calls back here
+            return super().parse_known_args(args, namespace)
+        argv = list(sys.argv[1:] if args is None else args)
+        trace = None
+        if self.command_after and "--" in argv:
+            k = argv.index("--")
+            argv, trace = argv[:k], argv[k + 1:]
+        if self.intermixed:
+            self._inside = True
+            try:
+                ns, extra = super().parse_known_intermixed_args(argv, namespace)
+            finally:
+                self._inside = False
+        else:
+            ns, extra = super().parse_known_args(argv, namespace)
+        if self.command_after:
+            ns.trace_argv = trace
+        return ns, extra
+
+
+def _terminal_options(p: argparse.ArgumentParser) -> None:
+    """The terminal format's extras (lbd.output.terminal)."""
+    p.add_argument("--cmdline", action="store_true", help="terminal format: add each event's command line")
+    p.add_argument("--fds", action="store_true", help="terminal format: add the process's open files")
+    p.add_argument("--latency", action="store_true", help="terminal format: add the time spent in the syscall")
+
+
+def _share_options(src: argparse.ArgumentParser, dst: argparse.ArgumentParser, dests) -> None:
+    """Give dst the options of src whose dest is in dests (the same actions, as argparse's parents
+    do, so that options added to `lbd run` come with them); exclusive groups stay exclusive."""
+    groups: dict = {}
+    for action in src._actions:
+        if action.dest not in dests:
+            continue
+        container = dst
+        for g in src._mutually_exclusive_groups:
+            if action in g._group_actions:
+                if id(g) not in groups:
+                    groups[id(g)] = dst.add_mutually_exclusive_group()
+                container = groups[id(g)]
+        container._add_action(action)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lbd", description="Linux behavior detection: capture every syscall with eBPF.")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
 
     run = sub.add_parser("run", help="capture syscalls and write events (stdout by default)",
+                         usage="%(prog)s [options] [EXPR] [-- CMD ARGS...]", command_after=True, intermixed=True,
                          description="Capture syscalls and write one event per line until Ctrl-C, SIGTERM or "
                                      "--duration; then print a summary on stderr.  SIGHUP reopens the output "
-                                     "and log files (logrotate).")
+                                     "and log files (logrotate).  EXPR: write only the events it keeps (as "
+                                     "--filter).  -- CMD ARGS...: start CMD and capture it and every process it "
+                                     "starts (followed in the kernel), stop when it exits and exit with its "
+                                     "status; SIGTERM (and --duration) are passed on to CMD, Ctrl-C reaches it "
+                                     "from the terminal; lbd then waits up to 2 s for it to exit.")
+    run.add_argument("expression", nargs="?", metavar="EXPR",
+                     help="a filter expression (README: Filter expressions); the same as --filter EXPR")
     run.add_argument("--config", metavar="FILE",
                      help="JSON or YAML configuration (default: /etc/lbd/lbd.yaml when it exists, else the embedded one)")
-    run.add_argument("--format", choices=("normal", "json", "parquet"),
-                     help="output format (default: config's format); parquet writes a new file (--output)")
+    run.add_argument("--format", choices=("normal", "json", "terminal", "parquet"),
+                     help="output format (default: terminal when stdout is a terminal and no --config chose one, "
+                          "else config's format); parquet writes a new file (--output)")
     run.add_argument("--output", "-o", metavar="PATH",
                      help="append events to PATH (created with mode 0600; never truncated) instead of stdout "
                           "(default: config's path when putfile is true)")
@@ -101,6 +171,47 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", "-q", action="store_true", help="no live status line on stderr")
     run.add_argument("--metrics", metavar="ADDR:PORT",
                      help="serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9464)")
+    _terminal_options(run)
+    run.add_argument("--record", metavar="FILE",
+                     help="also record the capture to FILE (a new file; lbd replay reads it back)")
+
+    rec = sub.add_parser("record", help="record a capture to a file (lbd replay plays it back)",
+                         usage="%(prog)s -o FILE [options] [EXPR] [-- CMD ARGS...]", command_after=True, intermixed=True,
+                         description="Capture syscalls, as lbd run does, into a capture file: the raw records and "
+                                     "what decoding and enrichment need later (README: Capture and replay), "
+                                     "until Ctrl-C, SIGTERM, --duration or the end of CMD; then print a "
+                                     "summary on stderr.  EXPR is pushed into the kernel as far as it can be "
+                                     "and kept in the file: replay applies it.",
+                         epilog="examples:\n"
+                                "  lbd record -o host.lbdcap --duration 30\n"
+                                "  lbd record -o curl.lbdcap -- curl -s https://example.org\n"
+                                "  lbd record -o etc.lbdcap 'arg.filename startswith /etc/'\n"
+                                "  lbd replay host.lbdcap --format json 'failed'",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    rec.add_argument("--output", "-o", metavar="FILE", required=True,
+                     help="the capture file to create (it must not exist)")
+    rec.add_argument("expression", nargs="?", metavar="EXPR", help="a filter expression (as --filter)")
+    _share_options(run, rec, ("config", "syscalls", "syscall", "pid", "comm", "exclude_pid", "exclude_comm",
+                              "filter", "drop_failed", "enter", "duration", "quiet"))
+
+    rep = sub.add_parser("replay", help="write the events of a capture file (lbd record, lbd run --record)",
+                         usage="%(prog)s FILE [options] [EXPR]", intermixed=True,
+                         description="Read a capture file back and write its events as lbd run wrote (or would "
+                                     "have written) them: the same lines, byte for byte, in any format.  The "
+                                     "recording's own filter applies, and EXPR on top of it.",
+                         epilog="examples:\n"
+                                "  lbd replay host.lbdcap\n"
+                                "  lbd replay host.lbdcap --format json -o host.jsonl\n"
+                                "  lbd replay host.lbdcap --format parquet -o host.parquet\n"
+                                "  lbd replay host.lbdcap 'syscall = connect and sockaddr.port = 443'",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    rep.add_argument("file", metavar="FILE", help="a capture file")
+    rep.add_argument("expression", nargs="?", metavar="EXPR", help="write only the events EXPR keeps")
+    rep.add_argument("--format", choices=("normal", "json", "terminal", "parquet"),
+                     help="output format (default: terminal on a terminal, else the recording's format)")
+    rep.add_argument("--output", "-o", metavar="PATH", help="append events to PATH instead of stdout")
+    _share_options(run, rep, ("failed_only", "process_events"))
+    _terminal_options(rep)
 
     doc = sub.add_parser("doctor", help="check that this host can capture, and say what is missing")
     doc.add_argument("--tracefs", metavar="DIR", help="where tracefs is (default /sys/kernel/tracing)")
@@ -223,7 +334,7 @@ def _check_selection(cfg) -> None:
 def _run_config(a):
     cfg = _load_config(a.config)
     changes = {}
-    if a.format:
+    if getattr(a, "format", None) in ("normal", "json", "parquet"):     # terminal is the CLI's alone
         changes["format"] = a.format
     if a.syscalls:
         changes["interest_syscall_file"] = a.syscalls
@@ -262,7 +373,8 @@ class _UserFilter:
         self.process_events = process_events
         self.sched_min = record.NR_SCHED_FORK
         o = cfg.open
-        self.only_pids = np.array(o.only_pids, dtype=np.uint32) if o.only_pids else None
+        # following (a traced command): the kernel keeps the descendants, whose pids are not listed
+        self.only_pids = np.array(o.only_pids, dtype=np.uint32) if o.only_pids and not o.follow else None
         self.only_comms = (np.array([name_bytes(c)[:COMM_MAX] for c in o.only_comms], dtype="S16")
                            if o.only_comms else None)
         self.drop_pids = np.array(o.filter_pids, dtype=np.uint32) if o.filter_pids else None
@@ -310,24 +422,342 @@ class _UserFilter:
         return keep
 
 
-def cmd_run(a) -> int:
-    from lbd.collector import Collector
-    from lbd.output.writer import OutputClosed, OutputError, open_writer
+EXIT_NOT_FOUND = 127    # the command after -- cannot be run (as a shell's exit status says it)
+TRACE_GRACE_S = 2.0     # how long lbd waits for a traced command to exit after a stop (signal, --duration)
 
+
+def _usage_error(message: str):
+    """A bad command line found after parsing: one message (it may carry a caret line), exit 2."""
+    print(f"lbd: error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
+
+
+def _expression(a) -> str | None:
+    """The filter expression: EXPR or --filter (the same thing; not both), compiled here so that a
+    bad one is reported with the expression and a caret under the column (exit 2) before anything
+    is loaded or started."""
+    expr = getattr(a, "expression", None)
+    opt = getattr(a, "filter", None)
+    if expr is not None and opt is not None:
+        _usage_error("a filter expression was given twice (EXPR and --filter): give one")
+    text = expr if expr is not None else opt
+    if text is None or not text.strip():
+        return None
+    from lbd.filter import FilterError, compile as compile_filter
+
+    try:
+        compile_filter(text)
+    except FilterError as e:
+        _usage_error(str(e))
+    return text
+
+
+def _config_chose_format(path: str | None) -> bool:
+    """Whether the configuration file --config names (else /etc/lbd/lbd.yaml when it exists) sets
+    `format` itself (then it stays the default on a terminal too).  Called after Config.load read
+    the same file, so it parses; a file that cannot be read again counts as choosing."""
+    from lbd.config import SYSTEM_PATH
+
+    if path is None:
+        if not os.path.exists(SYSTEM_PATH):
+            return False
+        path = SYSTEM_PATH
+    try:
+        import yaml
+
+        with open(path, "rb") as f:
+            doc = yaml.safe_load(f.read().decode("utf-8-sig")) or {}
+        init = doc.get("init_config") or {}
+        return "format" in doc or "format" in init
+    except Exception:  # noqa: BLE001 - any doubt: the file's format stands
+        return True
+
+
+def _stdout_terminal() -> bool:
+    try:
+        return os.isatty(sys.stdout.fileno())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _choose_format(a, cfg, output: str | None, config_path: str | None) -> str:
+    """--format; else the configuration file's format when it sets one; else terminal when the
+    events go to a terminal; else the configuration's format (normal by default)."""
+    if getattr(a, "format", None):
+        return a.format
+    if config_path is not False and _config_chose_format(config_path):
+        return cfg.init.format
+    to_stdout = output == "-" or (output is None and not cfg.init.putfile)
+    if to_stdout and _stdout_terminal():
+        return "terminal"
+    return cfg.init.format
+
+
+def _open_output(cfg, output: str | None, fmt: str, a, **kw):
+    """open_writer in `fmt`, with the terminal format's extras (--cmdline --fds --latency)."""
+    from lbd.output.writer import open_writer
+
+    extras = {k: bool(getattr(a, k, False)) for k in ("cmdline", "fds", "latency")}
+    if any(extras.values()) and fmt != "terminal":
+        given = " ".join(f"--{k}" for k, v in extras.items() if v)
+        _usage_error(f"{given}: only the terminal format shows these (the format is {fmt}: --format terminal)")
+    if fmt == "terminal" and output is not None and output.startswith("nats://"):
+        _usage_error(f"--format terminal: {output} takes normal, json or parquet (the terminal format is for a "
+                     "person at a terminal)")
+    writer = open_writer(cfg, output, fmt=fmt, **kw)
+    if any(extras.values()):
+        from lbd.output.terminal import TerminalFormatter
+
+        writer.formatter = TerminalFormatter(cfg.init.str_max_size, color=writer.formatter.color, **extras)
+    return writer
+
+
+def _shares_terminal(writer) -> bool:
+    """The events go to the terminal stderr is (the status line would mix with them)."""
+    fd = getattr(writer, "fd", None)
+    if not isinstance(fd, int):
+        return False
+    try:
+        if not (os.isatty(fd) and os.isatty(sys.stderr.fileno())):
+            return False
+        return os.fstat(fd).st_rdev == os.fstat(sys.stderr.fileno()).st_rdev
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _check_new_file(path: str) -> None:
+    """A capture file is created, never overwritten: say so before anything is loaded."""
+    if os.path.lexists(path):
+        raise CliError(f"cannot create capture file {path}: it exists (a capture is never overwritten)")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise CliError(f"cannot create capture file {path}: {parent} is not a directory")
+
+
+def _drain(col, write) -> dict:
+    """At the end of a capture: stop the kernel from writing more (drop_mode), then deliver every
+    record the rings still hold through write(batch), so that nothing captured before the stop is
+    lost.  Returns the final stats: the kernel's counters as they were when capture stopped (what
+    drop_mode turned away afterwards is not counted), what was delivered after the drain."""
+    probe = col.probe
+    stopped = False
+    kernel = col.stats()
+    if probe is not None:
+        try:
+            probe.update(probe.config.replace(drop_mode=True))
+            stopped = True
+        except Exception as e:  # noqa: BLE001 - draining without it is bounded below
+            log.debug("capture not stopped before draining: %s", e)
+    flush = col.ring is not None                 # one consumer: release what the merge holds back
+    empties = 0
+    for _ in range(100000 if stopped else 64):
+        batch = col.next_batch(1 if flush else None, flush=flush)
+        if len(batch):
+            empties = 0
+            write(batch)
+            continue
+        empties += 1
+        if flush or empties >= 3:
+            break
+    final = col.stats()
+    out = dict(kernel)
+    for key in ("delivered", "malformed", "late", "ring_pending_bytes", "ring_fill_max", "rings"):
+        if key in final:
+            out[key] = final[key]
+    if "rings" in final:        # records the kernel wrote that were never read (none once drained)
+        out["unread"] = max(0, sum(r["emitted"] for r in final["rings"]) - final["delivered"])
+    return out
+
+
+class _Capture:
+    """What `lbd run` and `lbd record` share: the probe loaded around a command started first
+    (trace_argv), the batches handed to `write(batch)` until a stop, then drained; the signals,
+    SIGHUP's reopen, the status line.
+
+    Signals: SIGINT, SIGTERM and --duration stop the capture.  With a command: a SIGTERM to lbd and
+    --duration are passed on to the command as SIGTERM; a SIGINT is not (a Ctrl-C at the terminal
+    already reached the command, which is in lbd's process group; passing it on would deliver it
+    twice); lbd then captures until the command exits, at most TRACE_GRACE_S seconds (a second
+    signal: at once), and leaves a command still running then to itself (no longer captured)."""
+
+    def __init__(self, a, cfg, *, record: str | None = None, batch_size: int | None = None):
+        self.a = a
+        self.cfg = cfg
+        self.record_path = record
+        self.batch_size = batch_size
+        self.stop_signal = None
+        self.signals = 0
+        self.hups = 0
+        self.child = None
+        self.released = False        # released or cancelled: the child no longer waits
+        self.ran = False             # released: the command ran
+        self.col = None
+        self.final: dict | None = None
+        self.error = None
+        self.exit_code = None        # the command's
+        self.recorded = None         # the capture file's writer once closed (events, bytes)
+        self.enricher = None
+        self.t0 = time.monotonic()
+        self.elapsed = 0.0
+        self._old: dict = {}
+
+    # -- the command -----------------------------------------------------------------------------
+
+    def spawn(self) -> None:
+        """Start the command (held before its exec) and point the configuration at it."""
+        argv = getattr(self.a, "trace_argv", None)
+        if argv is None:
+            return
+        from lbd.trace import Child, TraceError
+
+        try:
+            self.child = Child.spawn(argv)
+        except TraceError as e:              # as a shell says it: 127
+            print(f"lbd: error: {e}", file=sys.stderr)
+            raise SystemExit(EXIT_NOT_FOUND) from None
+        pids = list(self.cfg.open.only_pids)
+        if pids and len(pids) >= 64:
+            self.cancel()
+            raise CliError(f"--pid: {len(pids)} pids and the command's make {len(pids) + 1}, at most 64")
+        self.cfg = self.cfg.replace(only_pids=pids + [self.child.pid], follow=True)
+
+    def cancel(self) -> None:
+        if self.child is not None and not self.released:
+            self.child.cancel()
+            self.released = True
+
+    # -- the run ---------------------------------------------------------------------------------
+
+    def on_signal(self, signum, frame) -> None:
+        self.stop_signal = signum
+        self.signals += 1
+
+    def on_hup(self, signum, frame) -> None:
+        self.hups += 1
+
+    def open(self):
+        """Load the probe (the command released only once it is attached); the Collector."""
+        from lbd.collector import Collector
+        from lbd.filter.pushdown import kernel_config
+
+        self._old = {s: signal.signal(s, self.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        self._old[signal.SIGHUP] = signal.signal(signal.SIGHUP, self.on_hup)
+        # the filter's part the kernel can decide goes into the probe's filters
+        col = Collector(kernel_config(self.cfg), enrich=True, batch_size=self.batch_size, record=self.record_path)
+        try:
+            col.__enter__()
+        except BaseException:
+            self.cancel()
+            self._restore()
+            raise
+        self.col = col
+        return col
+
+    def _restore(self) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        self._old = {}
+
+    def start(self) -> None:
+        """Capture from here on (--duration counts from now); the command runs now."""
+        self.t0 = time.monotonic()
+        if self.child is not None:
+            if self.stop_signal is not None:     # stopped while the probe was loading: never run it
+                self.cancel()
+                return
+            self.child.release()
+            self.released = self.ran = True
+
+    def loop(self, write, *, reopen=None, status=None) -> None:
+        """Batches to write(batch) until a stop; then drain.  write may raise OutputError (kept in
+        .error; no drain then), as may the recording (CaptureError: .error a CliError).  reopen():
+        SIGHUP.  status(rate): the status line's text."""
+        from lbd.capture import CaptureError
+        from lbd.output.writer import OutputError
+
+        col, a, child = self.col, self.a, self.child
+        last = self.t0
+        last_events = 0
+        hups = 0
+        grace = None
+        while True:
+            try:
+                batch = col.next_batch()
+            except CaptureError as e:            # the recording cannot be written (disk full)
+                self.error = CliError(str(e))
+                break
+            if len(batch):
+                try:
+                    write(batch)
+                except OutputError as e:
+                    self.error = e
+                    break
+            if self.hups != hups and reopen is not None:
+                hups = self.hups
+                reopen()
+            now = time.monotonic()
+            if child is not None and child.poll() is not None:
+                break
+            timed_out = a.duration is not None and now - self.t0 >= a.duration
+            if self.stop_signal is not None or timed_out:
+                if child is None:
+                    break
+                if grace is None:
+                    if self.stop_signal != signal.SIGINT:
+                        child.signal(signal.SIGTERM)
+                    grace = now + TRACE_GRACE_S
+                elif now >= grace or self.signals > 1:
+                    break
+            if status is not None and now - last >= 1.0:
+                status((col.events - last_events) / (now - last))
+                last, last_events = now, col.events
+        if self.error is None:
+            try:
+                self.final = _drain(col, write)
+            except OutputError as e:
+                self.error = e
+            except CaptureError as e:
+                self.error = CliError(str(e))
+        if self.final is None:
+            self.final = col.stats()
+
+    def close(self) -> None:
+        """Detach the probe (the recording gets its end), restore the signals; the command's exit
+        code when it has exited."""
+        col, self.col = self.col, None
+        if col is not None:
+            self.elapsed = time.monotonic() - self.t0
+            self.enricher = col.enricher
+            recorder = col.recorder
+            try:
+                col.close(self.final)
+            finally:
+                if recorder is not None:
+                    self.recorded = recorder.writer
+        self.cancel()
+        self._restore()
+        if self.child is not None and self.ran:
+            self.exit_code = self.child.poll()
+            if self.exit_code is None:
+                log.warning("the command (pid %d) is still running; it is no longer captured", self.child.pid)
+
+    def result(self) -> int:
+        """The exit status: the command's when it exited, else 130 after a Ctrl-C, else 0."""
+        if self.exit_code is not None:
+            return self.exit_code
+        return EXIT_INTERRUPTED if self.stop_signal == signal.SIGINT else EXIT_OK
+
+
+def cmd_run(a) -> int:
+    from lbd.output.writer import OutputClosed
+
+    a.filter = _expression(a)
     cfg = _run_config(a)
     _check_selection(cfg)
+    fmt = _choose_format(a, cfg, a.output, a.config)
+    if a.record:
+        _check_new_file(a.record)
     log_handler = setup_logging(cfg)
-    ufilter = _UserFilter(cfg, a.failed_only, a.process_events)
-    stop = {"signal": None}
-    hup = {"n": 0}
-
-    def on_signal(signum, frame):
-        stop["signal"] = signum
-
-    def on_hup(signum, frame):
-        hup["n"] += 1
-
-    status = sys.stderr.isatty() and not a.quiet
     if a.metrics:
         from lbd.metrics import MetricsError, parse_address
 
@@ -335,23 +765,19 @@ def cmd_run(a) -> int:
             parse_address(a.metrics)
         except MetricsError as e:
             raise CliError(str(e)) from None
+    run = _Capture(a, cfg, record=a.record)
     # the output first: a file that cannot be opened stops the run before the probe is loaded
-    writer = open_writer(cfg, a.output, should_stop=lambda: stop["signal"] is not None)
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    old[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hup)
-    t0 = time.monotonic()
-    final = None
-    col = None
-    error: OutputError | None = None
+    writer = _open_output(cfg, a.output, fmt, a, should_stop=lambda: run.stop_signal is not None)
+    status = sys.stderr.isatty() and not a.quiet and not _shares_terminal(writer)
     closed = False
     metrics = None
     try:
+        run.spawn()
+        ufilter = _UserFilter(run.cfg, a.failed_only, a.process_events)
         # Parquet converts a batch at a time: large batches amortise the per-batch work
-        bsize = max(cfg.init.batch_size, 16384) if writer.format == "parquet" else None
-        from lbd.filter.pushdown import kernel_config
-
-        # the filter's part the kernel can decide goes into the probe's filters
-        with Collector(kernel_config(cfg), enrich=True, batch_size=bsize) as col:
+        run.batch_size = max(cfg.init.batch_size, 16384) if writer.format == "parquet" else None
+        col = run.open()
+        try:
             if a.metrics:
                 from lbd.metrics import MetricsError, StatsCollector, serve
 
@@ -360,49 +786,38 @@ def cmd_run(a) -> int:
                 except MetricsError as e:
                     raise CliError(str(e)) from None
             pr = col.probe
-            log.info("capturing %d syscalls (%s loader, %d rings of %d KiB: %.1f MiB), %s format, to %s; "
-                     "Ctrl-C stops", len(pr.selection), pr.kind, pr.nrings, pr.ring_size >> 10,
-                     pr.ring_bytes / (1 << 20), writer.format, writer.name)
+            what = (f"the command {_shown(a.trace_argv)} (pid {run.child.pid}) and its descendants"
+                    if run.child is not None else "")
+            log.info("capturing %d syscalls%s (%s loader, %d rings of %d KiB: %.1f MiB), %s format, to %s%s; "
+                     "Ctrl-C stops", len(pr.selection), f" of {what}" if what else "", pr.kind, pr.nrings,
+                     pr.ring_size >> 10, pr.ring_bytes / (1 << 20), writer.format, writer.name,
+                     f", recording to {a.record}" if a.record else "")
             if metrics is not None:
                 host = f"[{metrics.address}]" if ":" in metrics.address else metrics.address
                 log.info("metrics at http://%s:%d/metrics", host, metrics.port)
-            t0 = time.monotonic()              # --duration counts from the attach
-            last = t0
-            last_events = 0
-            hups = 0
-            for batch in col:
-                if len(batch):
-                    try:
-                        writer.write_batch(batch, ufilter.mask(batch))
-                    except OutputError as e:
-                        error = e
-                        break
-                if hup["n"] != hups:
-                    hups = hup["n"]
-                    _reopen(writer, log_handler)
-                now = time.monotonic()
-                if stop["signal"] is not None or (a.duration is not None and now - t0 >= a.duration):
-                    break
-                if status and now - last >= 1.0:
-                    st = col.stats()
-                    rate = (col.events - last_events) / (now - last)
-                    use = 100.0 * st["ring_fill_max"]          # the fullest ring
-                    sys.stderr.write(f"\r\033[K{rate:10.0f} events/s  {col.events} events  "
-                                     f"{writer.events} written  {st['dropped']} dropped  ring {use:4.1f}%")
-                    sys.stderr.flush()
-                    last, last_events = now, col.events
-            final = col.stats()
-        if error is None:
+            run.start()
+
+            def show(rate: float) -> None:
+                st = col.stats()
+                use = 100.0 * st["ring_fill_max"]          # the fullest ring
+                sys.stderr.write(f"\r\033[K{rate:10.0f} events/s  {col.events} events  "
+                                 f"{writer.events} written  {st['dropped']} dropped  ring {use:4.1f}%")
+                sys.stderr.flush()
+
+            run.loop(lambda b: writer.write_batch(b, ufilter.mask(b)), reopen=lambda: _reopen(writer, log_handler),
+                     status=show if status else None)
+        finally:
+            run.close()
+        if run.error is None:
             closed = True
             try:
                 writer.close()                 # what is buffered, after the probe is detached
-            except OutputError as e:
-                error = e
+            except OSError as e:
+                run.error = e
     finally:
+        run.cancel()
         if metrics is not None:
             metrics.close()
-        for s, h in old.items():
-            signal.signal(s, h)
         if status:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
@@ -411,13 +826,154 @@ def cmd_run(a) -> int:
                 writer.close()
             except OSError:
                 pass
-    _summary(final, time.monotonic() - t0, writer, col.enricher if col is not None else None, error)
-    if col is not None and col.enricher is not None:
-        log.debug("enrichment: %s", col.enricher.stats())
+    if run.final is not None:
+        _summary(run.final, run.elapsed, writer, run.enricher, run.error)
+        if run.recorded is not None:
+            _recorded_line(run.recorded)
+    if run.enricher is not None:
+        log.debug("enrichment: %s", run.enricher.stats())
+    error = run.error
     if error is not None and not isinstance(error, OutputClosed):
         print(f"lbd: error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    return EXIT_INTERRUPTED if stop["signal"] == signal.SIGINT else EXIT_OK
+    return run.result()
+
+
+def _shown(argv: list[str]) -> str:
+    """A command as a shell would take it back, on one line."""
+    import shlex
+
+    return shlex.join(argv).replace("\n", "\\n")
+
+
+def _recorded_line(w) -> None:
+    try:
+        print(f"lbd: recorded {w.events} events in {w.batches} batches to {w.path} "
+              f"({w.bytes / (1 << 20):.1f} MiB)", file=sys.stderr)
+    except OSError:
+        pass
+
+
+def cmd_record(a) -> int:
+    a.filter = _expression(a)
+    cfg = _run_config(a)
+    _check_selection(cfg)
+    _check_new_file(a.output)
+    setup_logging(cfg)
+    run = _Capture(a, cfg, record=a.output)
+    status = sys.stderr.isatty() and not a.quiet
+    try:
+        run.spawn()
+        col = run.open()
+        try:
+            pr = col.probe
+            what = (f" of the command {_shown(a.trace_argv)} (pid {run.child.pid}) and its descendants"
+                    if run.child is not None else "")
+            log.info("capturing %d syscalls%s (%s loader, %d rings of %d KiB: %.1f MiB), recording to %s; "
+                     "Ctrl-C stops", len(pr.selection), what, pr.kind, pr.nrings, pr.ring_size >> 10,
+                     pr.ring_bytes / (1 << 20), a.output)
+            run.start()
+
+            def show(rate: float) -> None:
+                st = col.stats()
+                rec = col.recorder
+                size = rec.writer.bytes / (1 << 20) if rec is not None else 0.0
+                sys.stderr.write(f"\r\033[K{rate:10.0f} events/s  {col.events} events  {size:.1f} MiB  "
+                                 f"{st['dropped']} dropped  ring {100.0 * st['ring_fill_max']:4.1f}%")
+                sys.stderr.flush()
+
+            run.loop(lambda b: None, status=show if status else None)
+        finally:
+            run.close()
+    finally:
+        run.cancel()
+        if status:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+    st = run.final or {}
+    unread = f", {st['unread']} left unread in the rings" if st.get("unread") else ""
+    try:
+        print(f"lbd: {st.get('delivered', 0)} events in {run.elapsed:.1f}s{unread}; dropped: ring full "
+              f"{st.get('dropped', 0)}, malformed {st.get('malformed', 0)}; {st.get('filtered', 0)} filtered "
+              f"in the kernel", file=sys.stderr)
+    except OSError:
+        pass
+    if run.recorded is not None:
+        _recorded_line(run.recorded)
+    if run.error is not None:
+        print(f"lbd: error: {run.error}", file=sys.stderr)
+        return EXIT_ERROR
+    return run.result()
+
+
+def cmd_replay(a) -> int:
+    from lbd.capture import CaptureError
+    from lbd.collector import Collector
+    from lbd.config import Config
+    from lbd.output.writer import OutputClosed, OutputError
+
+    expr = _expression(a)
+    setup_logging(Config.default())
+    try:
+        col = Collector(replay=a.file, enrich=True)
+    except CaptureError as e:
+        raise CliError(str(e)) from None
+    error = None
+    writer = None
+    try:
+        rcfg = col.config
+        if rcfg.init.putfile:
+            rcfg = rcfg.replace(putfile=False)          # never the recording host's event file
+        fmt = _choose_format(a, rcfg, a.output, False)
+        if fmt == "parquet" and not a.format and a.output in (None, "-"):
+            fmt = "normal"                              # a Parquet recording's events, on stdout
+        writer = _open_output(rcfg, a.output, fmt, a)
+        ufilter = _UserFilter(rcfg, a.failed_only, a.process_events)
+        extra = None
+        if expr is not None:
+            from lbd.filter import compile as compile_filter
+
+            extra = compile_filter(expr)
+        try:
+            with col:
+                for batch in col:
+                    if len(batch):
+                        mask = ufilter.mask(batch)
+                        if extra is not None:
+                            f = extra(batch)
+                            mask = f if mask is None else mask & f
+                        writer.write_batch(batch, mask)
+        except CaptureError as e:
+            error = CliError(str(e))
+        except OutputError as e:
+            error = e
+        if error is None or not isinstance(error, OutputError):
+            try:
+                writer.close()
+            except OutputError as e:
+                error = e
+    finally:
+        col.close()
+        if writer is not None:
+            try:
+                writer.close()
+            except OSError:
+                pass
+    if isinstance(error, CliError):                     # the capture is damaged: one line
+        print(f"lbd: error: {error} ({col.events} events read before, {writer.events} written to {writer.name})",
+              file=sys.stderr)
+        return EXIT_ERROR
+    st = col.stats()
+    lost = f"; the recording dropped: ring full {st.get('dropped', 0)}" if st.get("dropped") else ""
+    try:
+        print(f"lbd: {col.events} events replayed from {a.file}, {writer.events} written to {writer.name}{lost}",
+              file=sys.stderr)
+    except OSError:
+        pass
+    if error is not None and not isinstance(error, OutputClosed):
+        print(f"lbd: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
 
 
 def _reopen(writer, log_handler) -> None:
@@ -446,8 +1002,10 @@ def _summary(st: dict, elapsed: float, writer, enricher=None, error=None) -> Non
         why = ("the reader went away" if isinstance(error, OutputClosed) else "write error" if error is not None
                else "the output was blocked when the run stopped")
         not_written = f", {writer.unwritten} not written ({why})"
+    unread = f", {st['unread']} left unread in the rings" if st.get("unread") else ""
     lines = [
-        f"lbd: {st['delivered']} events in {elapsed:.1f}s, {writer.events} written to {writer.name}{not_written}; "
+        f"lbd: {st['delivered']} events in {elapsed:.1f}s{unread}, {writer.events} written to {writer.name}"
+        f"{not_written}; "
         f"dropped: {', '.join(f'{k} {v}' for k, v in lost.items())}; {st['filtered']} filtered in the kernel"
         + (f" ({', '.join(f'{k} {v}' for k, v in sorted(filtered.items()))})" if filtered else ""),
     ]
@@ -565,7 +1123,7 @@ def cmd_falco_config(a) -> int:
 
 
 COMMANDS = {"run": cmd_run, "doctor": cmd_doctor, "syscalls": cmd_syscalls, "stats": cmd_stats,
-            "falco-config": cmd_falco_config}
+            "falco-config": cmd_falco_config, "record": cmd_record, "replay": cmd_replay}
 
 
 def _message(e: BaseException) -> str:

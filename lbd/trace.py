@@ -44,11 +44,13 @@ class Child:
         if pid == 0:                                      # the child: wait for go, then exec
             try:
                 os.close(w)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                # what Python ignores (SIGPIPE, SIGXFSZ) the command must not inherit ignored
+                # (subprocess's restore_signals); lbd's own handlers are reset by the exec
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ):
+                    signal.signal(sig, signal.SIG_DFL)
                 if os.read(r, 1) != b"g":                 # the tracer gave up: never run it
                     os._exit(126)
-                os.close(r)
+                # r is close-on-exec: no close(2) of lbd's own before the command's execve
                 os.execve(path, argv, os.environ if env is None else env)
             except BaseException:
                 pass

@@ -213,3 +213,177 @@ def test_unexpected_errors_carry_no_class_name():
     assert _message(CliError("a\nb")) == "a b"
     assert _message(KeyError("k")) == "unexpected failure: 'k' (--debug shows where)"
     assert _message(ValueError()) == "unexpected failure: no message (--debug shows where)"
+
+
+# ---- lbd run EXPR / -- CMD, record, replay: what is decided before the kernel ---------------------
+
+
+def test_expression_given_twice_is_a_usage_error(tmp_path):
+    marker = tmp_path / "ran"
+    p = lbd("run", "--filter", "failed", "failed", "--", "touch", str(marker))
+    assert p.returncode == 2
+    assert p.stderr == "lbd: error: a filter expression was given twice (EXPR and --filter): give one\n"
+    assert not marker.exists()
+
+
+def test_bad_expression_prints_it_with_a_caret(tmp_path):
+    marker = tmp_path / "ran"
+    for cmd in (["run"], ["record", "-o", str(tmp_path / "c.lbdcap")], ["replay", str(tmp_path / "c.lbdcap")]):
+        p = lbd(*cmd, "pid = 1 and comm startswith", "--", "touch", str(marker)) if cmd[0] != "replay" else \
+            lbd(*cmd, "pid = 1 and comm startswith")
+        assert p.returncode == 2, (cmd, p.stderr)
+        lines = p.stderr.splitlines()
+        assert lines[0].startswith("lbd: error: filter, column 28: ") and "Traceback" not in p.stderr
+        assert lines[1:] == ["  pid = 1 and comm startswith", "  " + " " * 27 + "^"]
+    assert not marker.exists() and not (tmp_path / "c.lbdcap").exists()
+
+
+def test_terminal_extras_need_the_terminal_format(tmp_path):
+    out = tmp_path / "ev.jsonl"
+    p = lbd("run", "--format", "json", "--cmdline", "--latency", "-o", str(out), "--duration", "1")
+    assert p.returncode == 2
+    assert p.stderr == ("lbd: error: --cmdline --latency: only the terminal format shows these (the format is "
+                        "json: --format terminal)\n")
+    assert not out.exists()
+
+
+def test_record_never_overwrites(tmp_path):
+    cap = tmp_path / "c.lbdcap"
+    cap.write_bytes(b"keep")
+    p = lbd("record", "-o", str(cap), "--duration", "1")
+    assert p.returncode == 1
+    assert p.stderr == f"lbd: error: cannot create capture file {cap}: it exists (a capture is never overwritten)\n"
+    assert cap.read_bytes() == b"keep"
+    p = lbd("record", "--duration", "1")
+    assert p.returncode == 2 and "-o" in p.stderr
+
+
+def test_command_not_found_exits_127(tmp_path):
+    p = lbd("run", "-o", str(tmp_path / "ev.log"), "--", "lbd-no-such-command-anywhere")
+    assert p.returncode == 127
+    assert p.stderr == "lbd: error: command not found or not executable: lbd-no-such-command-anywhere\n"
+
+
+def test_positionals_and_the_command_parse():
+    from lbd.cli import _parser
+
+    p = _parser()
+    a = p.parse_args(["run", "syscall = openat", "--duration", "2", "--", "sh", "-c", "echo --x", "--"])
+    assert (a.expression, a.duration, a.trace_argv) == ("syscall = openat", 2.0, ["sh", "-c", "echo --x", "--"])
+    a = p.parse_args(["run", "--quiet", "failed"])
+    assert (a.expression, a.trace_argv, a.quiet) == ("failed", None, True)
+    a = p.parse_args(["replay", "c.lbdcap", "--format", "json", "failed", "-o", "x"])
+    assert (a.file, a.expression, a.format, a.output) == ("c.lbdcap", "failed", "json", "x")
+    a = p.parse_args(["record", "-o", "c", "--", "true"])
+    assert (a.output, a.expression, a.trace_argv) == ("c", None, ["true"])
+
+
+@pytest.mark.parametrize("text, chose", [
+    ("init_config: {format: normal}\n", True),
+    ("format: json\n", True),
+    ('{"init_config": {"format": "json"}}', True),
+    ("init_config: {log_level: INFO}\n", False),
+    ("", False),
+])
+def test_config_file_choosing_the_format(tmp_path, text, chose):
+    from lbd.cli import _config_chose_format
+
+    ext = ".json" if text.startswith("{") else ".yaml"
+    path = tmp_path / f"c{ext}"
+    path.write_text(text)
+    assert _config_chose_format(str(path)) is chose
+
+
+def test_format_default(tmp_path, monkeypatch):
+    import argparse
+
+    import lbd.cli as cli
+    from lbd.config import Config
+
+    cfg = Config.default()
+    yaml_cfg = tmp_path / "c.yaml"
+    yaml_cfg.write_text("init_config: {format: normal}\n")
+    monkeypatch.setattr(cli, "_config_chose_format", lambda path: path is not None)
+
+    def fmt(tty, format=None, output=None, config=None, c=cfg):
+        monkeypatch.setattr(cli, "_stdout_terminal", lambda: tty)
+        return cli._choose_format(argparse.Namespace(format=format), c, output, config)
+
+    assert fmt(True) == "terminal" and fmt(False) == "normal"
+    assert fmt(True, output="-") == "terminal" and fmt(True, output="ev.log") == "normal"
+    assert fmt(True, format="json") == "json" and fmt(False, format="terminal") == "terminal"
+    assert fmt(True, config=str(yaml_cfg)) == "normal"                    # the file chose
+    assert fmt(True, c=cfg.replace(putfile=True, path=str(tmp_path / "x"))) == "normal"   # events to a file
+
+
+def _synthetic_capture(path):
+    """A capture of random records (no kernel), and the events replay writes by default."""
+    import numpy as np
+
+    from lbd import record
+    from lbd.batch import Batch
+    from lbd.capture import CaptureWriter
+    from lbd.config import Config
+    from lbd.ringimage import image_of, random_cases
+
+    cases = random_cases(300, seed=11)
+    ring = image_of([c.record for c in cases], size=1 << 22).ring(index=0)
+    w = CaptureWriter(path, {"wall_offset_ns": 0, "config": Config.default().to_dict()})
+    kept = failed = 0
+    while True:
+        b = Batch(100, 100 * 2048)
+        if not ring.fill(b):
+            break
+        w.write_batch(b)
+        ev = b.events
+        out = (ev["nr"] < record.NR_SCHED_FORK) & ((ev["flags"] & np.uint32(record.F_STATE)) == 0)
+        kept += int(out.sum())
+        failed += int((out & (ev["res"] < 0)).sum())
+    w.close({})
+    return kept, failed
+
+
+def test_replay_of_a_capture_without_a_kernel(tmp_path):
+    cap = tmp_path / "c.lbdcap"
+    kept, failed = _synthetic_capture(cap)
+    assert kept and failed
+    p = lbd("replay", str(cap), "--format", "json")
+    assert p.returncode == 0, p.stderr
+    assert len(p.stdout.splitlines()) == kept
+    assert all(json.loads(line)["syscall"] for line in p.stdout.splitlines())
+    assert p.stderr == f"lbd: 300 events replayed from {cap}, {kept} written to stdout\n"
+    p = lbd("replay", str(cap), "failed", "--format", "json")
+    assert p.returncode == 0 and len(p.stdout.splitlines()) == failed
+    assert all(json.loads(line)["res"] < 0 for line in p.stdout.splitlines())
+    p = lbd("replay", str(cap))                   # stdout a pipe: the recording's format (normal)
+    assert p.returncode == 0 and p.stdout.startswith("[") and len(p.stdout.splitlines()) == kept
+    p = lbd("replay", str(cap), "--format", "terminal", "--latency")
+    assert p.returncode == 0 and len(p.stdout.splitlines()) == kept and "\x1b[" not in p.stdout
+
+
+def test_replay_of_bad_files_is_one_line(tmp_path):
+    missing = tmp_path / "none.lbdcap"
+    p = lbd("replay", str(missing))
+    assert (p.returncode, p.stderr) == (1, f"lbd: error: cannot open capture file {missing}: No such file or directory\n")
+    junk = tmp_path / "junk.lbdcap"
+    junk.write_bytes(b"\x00" * 64)
+    p = lbd("replay", str(junk))
+    assert (p.returncode, p.stderr) == (1, f"lbd: error: {junk}: not an lbd capture file (no LBDCAP header)\n")
+    cap = tmp_path / "c.lbdcap"
+    _synthetic_capture(cap)
+    data = bytearray(cap.read_bytes())
+    k = data.find(b"LBDC", 16)
+    for i in range(k + 40, k + 120):
+        data[i] ^= 0xA5
+    bad = tmp_path / "bad.lbdcap"
+    bad.write_bytes(bytes(data))
+    p = lbd("replay", str(bad), "--format", "json")
+    assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
+    assert p.stderr.startswith(f"lbd: error: {bad}: chunk 0 ") and "Traceback" not in p.stderr
+
+
+def test_terminal_format_is_not_for_nats():
+    p = lbd("run", "--format", "terminal", "-o", "nats://127.0.0.1:1/x", "--duration", "1")
+    assert p.returncode == 2
+    assert p.stderr == ("lbd: error: --format terminal: nats://127.0.0.1:1/x takes normal, json or parquet (the "
+                        "terminal format is for a person at a terminal)\n")
