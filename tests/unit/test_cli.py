@@ -129,7 +129,7 @@ def test_duration_must_be_positive_and_finite(value):
     for cmd in ("run", "stats"):
         p = lbd(cmd, f"--duration={value}")
         assert p.returncode == 2 and "Traceback" not in p.stderr
-        assert f"argument --duration: '{value}'" in p.stderr.splitlines()[-1]
+        assert f"argument -d/--duration: '{value}'" in p.stderr.splitlines()[-1]
 
 
 def test_empty_selection_is_an_error(tmp_path):
