@@ -767,6 +767,10 @@ def main(argv: list[str] | None = None) -> int:
     early = _take_sigint()                   # the `lbd` script
     try:
         p = _parser()
+        if "_ARGCOMPLETE" in os.environ:      # the shell asks for completions (README: shell completion)
+            import argcomplete
+
+            argcomplete.autocomplete(p)       # prints them and exits
         a = p.parse_args(argv)
         if not a.command:
             p.print_help(sys.stderr)
