@@ -689,9 +689,22 @@ def cmd_stats(a) -> int:
                 sys.stdout.write("\n")
         sys.stdout.flush()
 
+    def count(batch):
+        mask = batch.output_mask()
+        if ufilter is not None:
+            f = ufilter(batch)
+            mask = f if mask is None else mask & f
+        if a.failed_only:                     # the kernel's failed_only lets exit and exit_group through
+            f = batch.events["res"] < 0
+            mask = f if mask is None else mask & f
+        counts.add_batch(batch, mask)
+
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    kcfg = kernel_config(cfg)
     try:
-        with Collector(kernel_config(cfg), enrich=bool(ufilter is not None and ufilter.needs_enrichment)) as col:
+        with Collector(kcfg, enrich=bool(ufilter is not None and ufilter.needs_enrichment)) as col:
+            # the kernel's counters at the start (read before saying so: what follows is counted)
+            before = col.probe.syscall_stats() if not events else None
             if events:
                 log.info("counting %d syscalls%s", len(col.probe.selection),
                          f" for {duration:.1f}s" if duration else " until Ctrl-C")
@@ -699,16 +712,11 @@ def cmd_stats(a) -> int:
                 log.info("counting every syscall in the kernel%s",
                          f" for {duration:.1f}s" if duration else " until Ctrl-C")
             counts = lstats.Counts(a.per_process)
-            before = col.probe.syscall_stats() if not events else None
             t0 = last = time.monotonic()       # the duration counts from the attach
             shown = False
             for batch in col:
                 if events and len(batch):
-                    mask = batch.output_mask()
-                    if ufilter is not None:
-                        f = ufilter(batch)
-                        mask = f if mask is None else mask & f
-                    counts.add_batch(batch, mask)
+                    count(batch)
                 now = time.monotonic()
                 done = stop["signal"] is not None or (duration is not None and now - t0 >= duration)
                 if a.interval and now - last >= a.interval:
@@ -720,6 +728,14 @@ def cmd_stats(a) -> int:
                     counts, last, shown = lstats.Counts(a.per_process), now, True
                 if done:
                     break
+            if events:
+                # stop capturing, then count what the rings still hold (every call made until now)
+                col.probe.update(kcfg.replace(drop_mode=True))
+                for _ in range(10_000):
+                    batch = col.next_batch(0, flush=True)
+                    if not len(batch):
+                        break
+                    count(batch)
             now = time.monotonic()
             # what is left: the whole run, or an interval cut short (unless it is a mere moment)
             if not shown or now - last >= 0.1 * a.interval:
