@@ -121,8 +121,9 @@ examples:
   lbd doctor                               # can this host capture? what is missing, how to fix it
   lbd doctor --config /etc/lbd/lbd.yaml    # with that configuration's loader and rings
   sudo setpriv --reuid=65534 --regid=65534 --clear-groups \\
-       --inh-caps=+bpf,+perfmon,+dac_read_search --ambient-caps=+bpf,+perfmon,+dac_read_search \\
-       lbd doctor                          # what an unprivileged user with these capabilities can do""",
+       --inh-caps=+bpf,+perfmon,+dac_read_search,+sys_ptrace \\
+       --ambient-caps=+bpf,+perfmon,+dac_read_search,+sys_ptrace \\
+       lbd doctor                          # as a user without root, with the capabilities lbd needs""",
     "syscalls": """\
 examples:
   lbd syscalls                             # the table; * marks the selected syscalls
@@ -144,10 +145,20 @@ examples:
 }
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """--help: descriptions wrapped to the terminal, the examples epilog kept line for line (what
+    RawDescriptionHelpFormatter does to both)."""
+
+    def _fill_text(self, text, width, indent):
+        if text.startswith("examples:"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lbd", description="Linux behavior detection: capture every syscall with eBPF.",
                                 epilog="examples:\n  lbd doctor\n  lbd run -e openat -d 5\n  lbd stats -i 1\n"
-                                       "  lbd COMMAND --help", formatter_class=argparse.RawDescriptionHelpFormatter)
+                                       "  lbd COMMAND --help", formatter_class=_HelpFormatter)
     p.add_argument("-V", "--version", action="version", version=f"lbd {version()}")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     # the global options again, for after the subcommand (`lbd run --debug`); SUPPRESS: not given
@@ -158,7 +169,7 @@ def _parser() -> argparse.ArgumentParser:
 
     def add(name, **kw):
         return sub.add_parser(name, parents=[common], epilog=EXAMPLES[name],
-                              formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
+                              formatter_class=_HelpFormatter, **kw)
 
     run = add("run", help="capture syscalls and write events (stdout by default)",
               description="Capture syscalls and write one event per line until Ctrl-C, SIGTERM or "
@@ -216,9 +227,10 @@ def _parser() -> argparse.ArgumentParser:
              description="Count syscalls for a while (-d) or at every interval (-i): per syscall (default) or "
                          "per process (-P), with errors, total and p99 latency.  Without a process filter, "
                          "per syscall, every syscall of the host is counted in the kernel (open_params."
-                         "syscall_stats) and no event is captured.  With a filter (-p, -n, -u, -x, -e's "
-                         "list only narrows the rows, EXPR) or -P, the matching events are captured (all "
-                         "syscalls, or -e's) and counted in user space.  P99_US is the upper edge of the "
+                         "syscall_stats) and no event is captured.  With a filter (-p, -n, -u, -x, EXPR, or "
+                         "the configuration's pid, comm, uid or failed filters; -e only narrows the rows) or "
+                         "-P, the matching events are captured (all syscalls, or -e's) and counted in user "
+                         "space.  P99_US is the upper edge of the "
                          "power-of-two latency bucket that holds the 99th percentile.")
     st.add_argument("expr", nargs="?", metavar="EXPR", help="count only the events this filter expression keeps")
     st.add_argument("-d", "--duration", type=_seconds, metavar="S",
@@ -627,7 +639,11 @@ def _stats_config(a):
             syscalls.lookup(name)
         except KeyError:
             raise CliError(f"-e {name}: not a known syscall (lbd syscalls lists them)") from None
-    events = bool(a.per_process or a.pid or a.comm or a.uid or a.failed_only or exprs)
+    o = cfg.open
+    # the configuration's own process filters count too: the kernel's counters know no process
+    own = any((o.only_pids, o.only_tids, o.only_comms, o.only_uids, o.filter_pids, o.filter_comms, o.filter_uids,
+               o.failed_only, o.drop_failed, o.filter.strip()))
+    events = bool(a.per_process or a.pid or a.comm or a.uid or a.failed_only or exprs or own)
     if not events:
         # every syscall counted at its exit in the kernel; no record is written
         return cfg.replace(syscall_stats=True, drop_mode=True, track_state=False, emit_enter=False), False

@@ -3,6 +3,7 @@ errors; the filtered counts (pid, comm, an expression) from captured events; tab
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -114,3 +115,33 @@ def test_interval_prints_a_table_each_time():
     assert p.returncode == 0, p.stderr
     heads = [x for x in p.stdout.splitlines() if x.split() == ["SYSCALL", "COUNT", "ERRORS", "TOTAL_MS", "P99_US"]]
     assert len(heads) >= 2 and "\033[2J" not in p.stdout          # not a terminal: no redraw
+
+
+def test_interval_on_a_terminal_redraws_the_screen():
+    """Like top: each table clears the screen and starts at the top."""
+    require_bpf()
+    import pty
+
+    main, sub = pty.openpty()
+    try:
+        p = subprocess.run([sys.executable, "-m", "lbd.cli", "stats", "-i", "0.3", "-d", "1", "--top", "2"],
+                           stdout=sub, stderr=subprocess.PIPE, text=True, timeout=120)
+        os.close(sub)
+        sub = -1
+        out = b""
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:                     # EIO: the writer is gone and all was read
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        if sub >= 0:
+            os.close(sub)
+        os.close(main)
+    assert p.returncode == 0, p.stderr
+    screens = out.decode().split("\033[H\033[2J")
+    assert screens[0] == "" and len(screens) >= 3        # nothing before the first clear; a table after each
+    assert all("SYSCALL" in x and "counted in the kernel" in x for x in screens[1:])

@@ -392,3 +392,34 @@ def test_config_paths_are_relative_to_the_config_file(tmp_path):
                        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert p.returncode == 0, p.stderr
     assert {r["name"] for r in json.loads(p.stdout) if r["selected"]} == {"read", "write"}
+
+
+def test_stats_counts_in_the_kernel_unless_a_filter_needs_the_events(tmp_path):
+    from lbd import cli, syscalls
+
+    p = cli._parser()
+    empty = tmp_path / "empty.json"                        # not /etc/lbd/lbd.yaml, whatever this host has
+    empty.write_text("{}")
+
+    def conf(*args):
+        args = args if "--config" in args else (*args, "--config", str(empty))
+        return cli._stats_config(p.parse_args(["stats", *args]))
+
+    cfg, events = conf()
+    assert not events and cfg.open.syscall_stats and cfg.open.drop_mode and not cfg.open.track_state
+    cfg, events = conf("-e", "openat,read")                 # -e only narrows the rows
+    assert not events and cfg.open.syscall_stats
+    every = tuple(sc.name for sc in syscalls.TABLE if sc.implemented)
+    cfg, events = conf("-p", "1")
+    assert events and not cfg.open.syscall_stats and not cfg.open.drop_mode
+    assert cfg.open.only_pids == (1,) and cfg.open.syscalls == every
+    cfg, events = conf("-P", "-e", "openat")
+    assert events and cfg.open.syscalls == ("openat",)
+    cfg, events = conf("-u", "0", "-x", "-n", "sshd")
+    assert events and cfg.open.only_uids == (0,) and cfg.open.failed_only and cfg.open.only_comms == ("sshd",)
+    cfg, events = conf("failed", "--filter", "pid = 1")
+    assert events and cfg.open.filter == "(failed) and (pid = 1)"
+    c = tmp_path / "c.json"
+    c.write_text(json.dumps({"open_params": {"filter_comms": ["sshd"]}}))
+    cfg, events = conf("--config", str(c))                  # the configuration's own filters count
+    assert events and cfg.open.filter_comms == ("sshd",)

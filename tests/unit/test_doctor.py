@@ -157,3 +157,9 @@ def test_unreadable_status_is_a_line_not_a_crash(tmp_path):
     for fn in (doctor.check_privileges, doctor.check_proc_access):
         c = fn(host)
         assert not c.ok and "cannot read the capabilities" in c.detail
+
+
+def test_doctor_help_example_gives_the_capabilities_doctor_asks_for():
+    from lbd import cli
+
+    assert doctor.CAPS_ARG in cli.EXAMPLES["doctor"]
