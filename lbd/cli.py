@@ -70,6 +70,17 @@ def _syscall_list(text: str) -> list[str]:
     return [n.strip() for n in names]
 
 
+def _syscall_completer(prefix: str, **kw) -> list[str]:
+    """Shell completion of syscall names, also after the commas of -e's list (`-e openat,re<TAB>`)."""
+    from lbd import syscalls
+
+    head, comma, last = prefix.rpartition(",")
+    lead = head + comma
+    if not comma and last.startswith("trace="):
+        lead, last = "trace=", last[len("trace="):]
+    return [lead + sc.name for sc in syscalls.TABLE if sc.implemented and sc.name.startswith(last)]
+
+
 def _uid(text: str) -> int:
     """-u: a uid number or a user name of this host."""
     if text.isdigit():
@@ -184,9 +195,11 @@ def _parser() -> argparse.ArgumentParser:
                           "(default: config's path when putfile is true)")
     sel = run.add_mutually_exclusive_group()
     sel.add_argument("--syscalls", metavar="FILE", help="interesting-syscalls JSON file (the seed's format)")
-    sel.add_argument("--syscall", metavar="NAME", nargs="+", action="extend", help="capture only these syscalls")
+    sel.add_argument("--syscall", metavar="NAME", nargs="+", action="extend",
+                     help="capture only these syscalls").completer = _syscall_completer
     sel.add_argument("-e", dest="syscall", metavar="SYSCALLS", type=_syscall_list, action="extend",
-                     help="capture only these syscalls, strace's way: -e openat,read or -e trace=openat,read")
+                     help="capture only these syscalls, strace's way: -e openat,read or -e trace=openat,read"
+                     ).completer = _syscall_completer
     run.add_argument("-p", "--pid", type=int, nargs="+", action="extend", metavar="PID", help="keep only these pids")
     run.add_argument("-n", "--comm", nargs="+", action="extend", metavar="NAME",
                      help="keep only these command names (any bytes; cut to the kernel's 15)")
@@ -247,7 +260,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="count only these users (uid or name)")
     st.add_argument("-x", "--failed-only", action="store_true", help="count only failed syscalls")
     st.add_argument("-e", "--syscall", type=_syscall_list, action="extend", metavar="SYSCALLS",
-                    help="only these syscalls: -e openat,read or -e trace=openat,read")
+                    help="only these syscalls: -e openat,read or -e trace=openat,read").completer = _syscall_completer
     st.add_argument("--filter", metavar="EXPR", help="a filter expression (as EXPR)")
     st.add_argument("--json", action="store_true", help="one JSON object (one per interval with -i) instead of tables")
 

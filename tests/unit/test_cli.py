@@ -369,6 +369,9 @@ def test_shell_completion():
     assert sorted(_complete("lbd run --sysc")) == ["--syscall", "--syscalls"]
     assert "--per-process" in _complete("lbd stats --per")
     assert set(_complete("lbd ")) >= {"run", "doctor", "syscalls", "stats", "falco-config"}
+    assert set(_complete("lbd run -e openat,fcntl,clos")) == {"openat,fcntl,close", "openat,fcntl,close_range"}
+    assert "trace=execve" in _complete("lbd stats -e trace=exec")
+    assert "newfstatat" in _complete("lbd run --syscall openat newfs")
 
 
 def test_cli_has_the_argcomplete_marker():
