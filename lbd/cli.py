@@ -692,7 +692,7 @@ def cmd_stats(a) -> int:
     def on_signal(signum, frame):
         stop["signal"] = signum
 
-    def emit(counts, seconds, st, final):
+    def emit(counts, seconds, st):
         rows = counts.rows(only_nrs)
         head = {"mode": "events" if events else "kernel", "seconds": round(seconds, 3),
                 "events": sum(r.count for r in rows), "dropped": st["dropped"], "filtered": st["filtered"],
@@ -753,7 +753,7 @@ def cmd_stats(a) -> int:
                         snap = col.probe.syscall_stats()
                         counts.add_kernel(lstats.kernel_counts(snap, before))
                         before = snap
-                    emit(counts, now - last, col.stats(), done)
+                    emit(counts, now - last, col.stats())
                     counts, last, shown = lstats.Counts(a.per_process), now, True
                 if done:
                     break
@@ -770,7 +770,7 @@ def cmd_stats(a) -> int:
             if not shown or now - last >= 0.1 * a.interval:
                 if not events:
                     counts.add_kernel(lstats.kernel_counts(col.probe.syscall_stats(), before))
-                emit(counts, now - last, col.stats(), True)
+                emit(counts, now - last, col.stats())
     finally:
         for s, h in old.items():
             signal.signal(s, h)
