@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK
 """The `lbd` command line: run, doctor, syscalls, stats, falco-config.
 
 Errors are one line on stderr (never a Python class name) and a non-zero exit code; --debug shows
@@ -87,7 +88,7 @@ class _CommandParser(argparse.ArgumentParser):
         if self.command_after and "--" in argv:
             k = argv.index("--")
             argv, trace = argv[:k], argv[k + 1:]
-        if self.intermixed:
+        if self.intermixed and "_ARGCOMPLETE" not in os.environ:   # (completion follows plain parsing)
             self._inside = True
             try:
                 ns, extra = super().parse_known_intermixed_args(argv, namespace)
@@ -123,25 +124,155 @@ def _share_options(src: argparse.ArgumentParser, dst: argparse.ArgumentParser, d
         container._add_action(action)
 
 
+def _syscall_list(text: str) -> list[str]:
+    """-e: comma-separated syscall names, strace's way (`-e openat,read` or `-e trace=openat,read`)."""
+    names = text.removeprefix("trace=").split(",")
+    if not all(n.strip() for n in names):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME[,NAME...] (e.g. openat,read or trace=openat)")
+    return [n.strip() for n in names]
+
+
+def _syscall_completer(prefix: str, **kw) -> list[str]:
+    """Shell completion of syscall names, also after the commas of -e's list (`-e openat,re<TAB>`)."""
+    from lbd import syscalls
+
+    head, comma, last = prefix.rpartition(",")
+    lead = head + comma
+    if not comma and last.startswith("trace="):
+        lead, last = "trace=", last[len("trace="):]
+    return [lead + sc.name for sc in syscalls.TABLE if sc.implemented and sc.name.startswith(last)]
+
+
+def _uid(text: str) -> int:
+    """-u: a uid number or a user name of this host."""
+    if text.isdigit():
+        v = int(text)
+        if v > 0xFFFFFFFE:
+            raise argparse.ArgumentTypeError(f"{text!r}: a uid is at most 4294967294")
+        return v
+    import pwd
+
+    try:
+        return pwd.getpwnam(text).pw_uid
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a uid nor a user name of this host") from None
+
+
+def _positive(text: str) -> int:
+    """--top: a positive whole number."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
+    return int(text)
+
+
+def version() -> str:
+    """The installed package's version (its metadata), else the source tree's lbd.__version__."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("lbd")
+    except metadata.PackageNotFoundError:
+        from lbd import __version__
+
+        return __version__
+
+
+# The examples every subcommand's --help ends with (bcc's habit); tests parse each command line.
+EXAMPLES = {
+    "run": """\
+examples:
+  lbd run                                  # every selected syscall, one line each, until Ctrl-C
+  lbd run -e openat,execve -d 10           # only openat and execve, for 10 seconds
+  lbd run -e trace=connect -f json         # strace's -e trace= spelling; JSON Lines
+  lbd run -p 1234 -x                       # failed syscalls of pid 1234 only
+  lbd run -n nginx -o /tmp/nginx.log       # processes named nginx, appended to a file
+  lbd run -u 1000 -q                       # syscalls of uid 1000, no status line
+  lbd run 'syscall in (open, openat) and arg.filename startswith /etc/ and not comm in (sshd, login)'
+  lbd run -- curl -s http://localhost/     # a command and all it starts (like strace -f)
+  lbd run -f terminal --latency -e openat,read -- cat /etc/hostname
+  lbd run -x 'errno = EACCES'              # what fails with EACCES
+  lbd run --record host.lbdcap -f json -o host.jsonl
+  lbd run --config /etc/lbd/lbd.yaml --debug""",
+    "doctor": """\
+examples:
+  lbd doctor                               # can this host capture? what is missing, how to fix it
+  lbd doctor --config /etc/lbd/lbd.yaml    # with that configuration's loader and rings
+  sudo setpriv --reuid=65534 --regid=65534 --clear-groups \\
+       --inh-caps=+bpf,+perfmon,+dac_read_search,+sys_ptrace \\
+       --ambient-caps=+bpf,+perfmon,+dac_read_search,+sys_ptrace \\
+       lbd doctor                          # as a user without root, with the capabilities lbd needs""",
+    "syscalls": """\
+examples:
+  lbd syscalls                             # the table; * marks the selected syscalls
+  lbd syscalls --json | jq '.[] | select(.selected) | .name'
+  lbd syscalls --config /etc/lbd/lbd.yaml  # that configuration's selection""",
+    "stats": """\
+examples:
+  lbd stats                                # every syscall of the host for 5 s, counted in the kernel
+  lbd stats -d 10 --top 5                  # the 5 most frequent, over 10 s
+  lbd stats -i 1                           # a new table every second (redrawn like top on a terminal)
+  lbd stats -P -x                          # per process, failed syscalls only
+  lbd stats -p 1234 -e openat,read,write   # these syscalls of pid 1234
+  lbd stats -u 1000 --json                 # uid 1000's syscalls, one JSON object
+  lbd stats 'syscall = openat and errno = ENOENT' -P""",
+    "record": """\
+examples:
+  lbd record -o host.lbdcap -d 30          # the whole host for 30 s
+  lbd record -o curl.lbdcap -- curl -s https://example.org
+  lbd record -o etc.lbdcap 'arg.filename startswith /etc/'""",
+    "replay": """\
+examples:
+  lbd replay host.lbdcap
+  lbd replay host.lbdcap -f json -o host.jsonl
+  lbd replay host.lbdcap -f parquet -o host.parquet
+  lbd replay host.lbdcap 'syscall = connect and sockaddr.port = 443'""",
+    "falco-config": """\
+examples:
+  lbd falco-config > /etc/falco/config.d/lbd.yaml
+  lbd falco-config --merge-with /etc/falco/falco.yaml""",
+}
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """--help: descriptions wrapped to the terminal, the examples epilog kept line for line (what
+    RawDescriptionHelpFormatter does to both)."""
+
+    def _fill_text(self, text, width, indent):
+        if text.startswith("examples:"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lbd", description="Linux behavior detection: capture every syscall with eBPF.")
+    p = argparse.ArgumentParser(prog="lbd", description="Linux behavior detection: capture every syscall with eBPF.",
+                                epilog="examples:\n  lbd doctor\n  lbd run -e openat -d 5\n  lbd stats -i 1\n"
+                                       "  lbd COMMAND --help", formatter_class=_HelpFormatter)
+    p.add_argument("-V", "--version", action="version", version=f"lbd {version()}")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    # the global options again, for after the subcommand (`lbd run --debug`); SUPPRESS: not given
+    # there, they keep what was given before it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
 
-    run = sub.add_parser("run", help="capture syscalls and write events (stdout by default)",
-                         usage="%(prog)s [options] [EXPR] [-- CMD ARGS...]", command_after=True, intermixed=True,
-                         description="Capture syscalls and write one event per line until Ctrl-C, SIGTERM or "
-                                     "--duration; then print a summary on stderr.  SIGHUP reopens the output "
-                                     "and log files (logrotate).  EXPR: write only the events it keeps (as "
-                                     "--filter).  -- CMD ARGS...: start CMD and capture it and every process it "
-                                     "starts (followed in the kernel), stop when it exits and exit with its "
-                                     "status; SIGTERM (and --duration) are passed on to CMD, Ctrl-C reaches it "
-                                     "from the terminal; lbd then waits up to 2 s for it to exit.")
+    def add(name, **kw):
+        return sub.add_parser(name, parents=[common], epilog=EXAMPLES[name],
+                              formatter_class=_HelpFormatter, **kw)
+
+    run = add("run", help="capture syscalls and write events (stdout by default)",
+              usage="%(prog)s [options] [EXPR] [-- CMD ARGS...]", command_after=True, intermixed=True,
+              description="Capture syscalls and write one event per line until Ctrl-C, SIGTERM or "
+                          "--duration; then print a summary on stderr.  SIGHUP reopens the output "
+                          "and log files (logrotate).  EXPR: write only the events it keeps (as "
+                          "--filter).  -- CMD ARGS...: start CMD and capture it and every process it "
+                          "starts (followed in the kernel), stop when it exits and exit with its "
+                          "status; SIGTERM (and --duration) are passed on to CMD, Ctrl-C reaches it "
+                          "from the terminal; lbd then waits up to 2 s for it to exit.")
     run.add_argument("expression", nargs="?", metavar="EXPR",
                      help="a filter expression (README: Filter expressions); the same as --filter EXPR")
     run.add_argument("--config", metavar="FILE",
                      help="JSON or YAML configuration (default: /etc/lbd/lbd.yaml when it exists, else the embedded one)")
-    run.add_argument("--format", choices=("normal", "json", "terminal", "parquet"),
+    run.add_argument("-f", "--format", choices=("normal", "json", "terminal", "parquet"),
                      help="output format (default: terminal when stdout is a terminal and no --config chose one, "
                           "else config's format); parquet writes a new file (--output)")
     run.add_argument("--output", "-o", metavar="PATH",
@@ -149,10 +280,16 @@ def _parser() -> argparse.ArgumentParser:
                           "(default: config's path when putfile is true)")
     sel = run.add_mutually_exclusive_group()
     sel.add_argument("--syscalls", metavar="FILE", help="interesting-syscalls JSON file (the seed's format)")
-    sel.add_argument("--syscall", metavar="NAME", nargs="+", action="extend", help="capture only these syscalls")
-    run.add_argument("--pid", type=int, nargs="+", action="extend", metavar="PID", help="keep only these pids")
-    run.add_argument("--comm", nargs="+", action="extend", metavar="NAME",
+    sel.add_argument("--syscall", metavar="NAME", nargs="+", action="extend",
+                     help="capture only these syscalls").completer = _syscall_completer
+    sel.add_argument("-e", dest="syscall", metavar="SYSCALLS", type=_syscall_list, action="extend",
+                     help="capture only these syscalls, strace's way: -e openat,read or -e trace=openat,read"
+                     ).completer = _syscall_completer
+    run.add_argument("-p", "--pid", type=int, nargs="+", action="extend", metavar="PID", help="keep only these pids")
+    run.add_argument("-n", "--comm", nargs="+", action="extend", metavar="NAME",
                      help="keep only these command names (any bytes; cut to the kernel's 15)")
+    run.add_argument("-u", "--uid", type=_uid, nargs="+", action="extend", metavar="UID",
+                     help="keep only these users (uid or name), in the kernel (open_params.only_uids)")
     run.add_argument("--exclude-pid", type=int, nargs="+", action="extend", metavar="PID", help="drop these pids")
     run.add_argument("--exclude-comm", nargs="+", action="extend", metavar="NAME", help="drop these command names")
     run.add_argument("--filter", metavar="EXPR",
@@ -160,14 +297,14 @@ def _parser() -> argparse.ArgumentParser:
                           "'syscall = openat and arg.filename startswith /etc/'; what the kernel can decide of "
                           "it (syscalls, pids, comms, uids, failed) is dropped there (open_params.filter)")
     fail = run.add_mutually_exclusive_group()
-    fail.add_argument("--failed-only", action="store_true",
+    fail.add_argument("-x", "--failed-only", action="store_true",
                       help="write only failed syscalls (res < 0); filtered in user space: the kernel still "
                            "captures every selected call (they count in the summary, and keep the fd table right)")
     fail.add_argument("--drop-failed", action="store_true", help="drop failed syscalls (res < 0), in the kernel")
     run.add_argument("--enter", action="store_true", help="also emit enter events (dir '>')")
     run.add_argument("--process-events", action="store_true",
                      help="also write the process-tree records (sched_process_fork/exec/exit)")
-    run.add_argument("--duration", type=_seconds, metavar="S", help="stop after S seconds (> 0)")
+    run.add_argument("-d", "--duration", type=_seconds, metavar="S", help="stop after S seconds (> 0)")
     run.add_argument("--quiet", "-q", action="store_true", help="no live status line on stderr")
     run.add_argument("--metrics", metavar="ADDR:PORT",
                      help="serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9464)")
@@ -175,67 +312,77 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--record", metavar="FILE",
                      help="also record the capture to FILE (a new file; lbd replay reads it back)")
 
-    rec = sub.add_parser("record", help="record a capture to a file (lbd replay plays it back)",
-                         usage="%(prog)s -o FILE [options] [EXPR] [-- CMD ARGS...]", command_after=True, intermixed=True,
-                         description="Capture syscalls, as lbd run does, into a capture file: the raw records and "
-                                     "what decoding and enrichment need later (README: Capture and replay), "
-                                     "until Ctrl-C, SIGTERM, --duration or the end of CMD; then print a "
-                                     "summary on stderr.  EXPR is pushed into the kernel as far as it can be "
-                                     "and kept in the file: replay applies it.",
-                         epilog="examples:\n"
-                                "  lbd record -o host.lbdcap --duration 30\n"
-                                "  lbd record -o curl.lbdcap -- curl -s https://example.org\n"
-                                "  lbd record -o etc.lbdcap 'arg.filename startswith /etc/'\n"
-                                "  lbd replay host.lbdcap --format json 'failed'",
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    rec = add("record", help="record a capture to a file (lbd replay plays it back)",
+              usage="%(prog)s -o FILE [options] [EXPR] [-- CMD ARGS...]", command_after=True, intermixed=True,
+              description="Capture syscalls, as lbd run does, into a capture file: the raw records and "
+                          "what decoding and enrichment need later (README: Capture and replay), "
+                          "until Ctrl-C, SIGTERM, --duration or the end of CMD; then print a "
+                          "summary on stderr.  EXPR is pushed into the kernel as far as it can be "
+                          "and kept in the file: replay applies it.")
     rec.add_argument("--output", "-o", metavar="FILE", required=True,
                      help="the capture file to create (it must not exist)")
     rec.add_argument("expression", nargs="?", metavar="EXPR", help="a filter expression (as --filter)")
     _share_options(run, rec, ("config", "syscalls", "syscall", "pid", "comm", "exclude_pid", "exclude_comm",
                               "filter", "drop_failed", "enter", "duration", "quiet"))
 
-    rep = sub.add_parser("replay", help="write the events of a capture file (lbd record, lbd run --record)",
-                         usage="%(prog)s FILE [options] [EXPR]", intermixed=True,
-                         description="Read a capture file back and write its events as lbd run wrote (or would "
-                                     "have written) them: the same lines, byte for byte, in any format.  The "
-                                     "recording's own filter applies, and EXPR on top of it.",
-                         epilog="examples:\n"
-                                "  lbd replay host.lbdcap\n"
-                                "  lbd replay host.lbdcap --format json -o host.jsonl\n"
-                                "  lbd replay host.lbdcap --format parquet -o host.parquet\n"
-                                "  lbd replay host.lbdcap 'syscall = connect and sockaddr.port = 443'",
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    rep = add("replay", help="write the events of a capture file (lbd record, lbd run --record)",
+              usage="%(prog)s FILE [options] [EXPR]", intermixed=True,
+              description="Read a capture file back and write its events as lbd run wrote (or would "
+                          "have written) them: the same lines, byte for byte, in any format.  The "
+                          "recording's own filter applies, and EXPR on top of it.")
     rep.add_argument("file", metavar="FILE", help="a capture file")
     rep.add_argument("expression", nargs="?", metavar="EXPR", help="write only the events EXPR keeps")
-    rep.add_argument("--format", choices=("normal", "json", "terminal", "parquet"),
+    rep.add_argument("-f", "--format", choices=("normal", "json", "terminal", "parquet"),
                      help="output format (default: terminal on a terminal, else the recording's format)")
     rep.add_argument("--output", "-o", metavar="PATH", help="append events to PATH instead of stdout")
     _share_options(run, rep, ("failed_only", "process_events"))
     _terminal_options(rep)
 
-    doc = sub.add_parser("doctor", help="check that this host can capture, and say what is missing")
+    doc = add("doctor", help="check that this host can capture, and say what is missing",
+              description="Check that this host can capture (privileges and capabilities, kernel, BPF, BTF, "
+                          "loader, tracefs) and say what is missing and how to fix it; exit 1 when "
+                          "capture cannot work.")
     doc.add_argument("--tracefs", metavar="DIR", help="where tracefs is (default /sys/kernel/tracing)")
     doc.add_argument("--config", metavar="FILE", help="check with this configuration (loader, rings)")
 
-    scs = sub.add_parser("syscalls", help="the syscall table, with the selected ones")
+    scs = add("syscalls", help="the syscall table, with the selected ones",
+              description="Print the syscall table (number, name, arguments), marking the selected ones.")
     scs.add_argument("--json", action="store_true", help="one JSON array of objects")
     scs.add_argument("--config", metavar="FILE", help="show the selection of this configuration")
 
-    st = sub.add_parser("stats", help="count syscalls per name and process for a while (no event output)")
-    st.add_argument("--duration", type=_seconds, default=5.0, metavar="S")
-    st.add_argument("--config", metavar="FILE")
-    st.add_argument("--top", type=int, default=15, metavar="N")
-    st.add_argument("--json", action="store_true", help="one JSON object instead of tables")
+    st = add("stats", help="count syscalls per syscall or per process, with errors and latency (a better syscount)",
+             description="Count syscalls for a while (-d) or at every interval (-i): per syscall (default) or "
+                         "per process (-P), with errors, total and p99 latency.  Without a process filter, "
+                         "per syscall, every syscall of the host is counted in the kernel (open_params."
+                         "syscall_stats) and no event is captured.  With a filter (-p, -n, -u, -x, EXPR, or "
+                         "the configuration's pid, comm, uid or failed filters; -e only narrows the rows) or "
+                         "-P, the matching events are captured (all syscalls, or -e's) and counted in user "
+                         "space.  P99_US is the upper edge of the "
+                         "power-of-two latency bucket that holds the 99th percentile.")
+    st.add_argument("expr", nargs="?", metavar="EXPR", help="count only the events this filter expression keeps")
+    st.add_argument("-d", "--duration", type=_seconds, metavar="S",
+                    help="stop after S seconds (default: 5, or until Ctrl-C with -i)")
+    st.add_argument("-i", "--interval", type=_seconds, metavar="S",
+                    help="print a table every S seconds (the counts of that interval); on a terminal the "
+                         "screen is redrawn, like top")
+    st.add_argument("--config", metavar="FILE", help="JSON or YAML configuration (rings, loader, filters)")
+    st.add_argument("-T", "--top", type=_positive, default=15, metavar="N", help="rows per table (default 15)")
+    st.add_argument("-P", "--per-process", action="store_true", help="count per process (pid, comm), not per syscall")
+    st.add_argument("-p", "--pid", type=int, nargs="+", action="extend", metavar="PID", help="count only these pids")
+    st.add_argument("-n", "--comm", nargs="+", action="extend", metavar="NAME", help="count only these command names")
+    st.add_argument("-u", "--uid", type=_uid, nargs="+", action="extend", metavar="UID",
+                    help="count only these users (uid or name)")
+    st.add_argument("-x", "--failed-only", action="store_true", help="count only failed syscalls")
+    st.add_argument("-e", "--syscall", type=_syscall_list, action="extend", metavar="SYSCALLS",
+                    help="only these syscalls: -e openat,read or -e trace=openat,read").completer = _syscall_completer
+    st.add_argument("--filter", metavar="EXPR", help="a filter expression (as EXPR)")
+    st.add_argument("--json", action="store_true", help="one JSON object (one per interval with -i) instead of tables")
 
-    fc = sub.add_parser("falco-config", help="print a Falco config.d drop-in that adds lbd's plugin",
-                        description="Print a drop-in for /etc/falco/config.d/ that adds lbd's plugin to the "
-                                    "plugins Falco loads (Falco >= 0.41 appends a drop-in's lists), or with "
-                                    "--merge-with the whole plugins and load_plugins lists of a falco.yaml with "
-                                    "lbd added (for Falco 0.38-0.40, or a strategy: override entry).",
-                        epilog="examples:\n"
-                               "  lbd falco-config > /etc/falco/config.d/lbd.yaml\n"
-                               "  lbd falco-config --merge-with /etc/falco/falco.yaml",
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    fc = add("falco-config", help="print a Falco config.d drop-in that adds lbd's plugin",
+             description="Print a drop-in for /etc/falco/config.d/ that adds lbd's plugin to the "
+                         "plugins Falco loads (Falco >= 0.41 appends a drop-in's lists), or with "
+                         "--merge-with the whole plugins and load_plugins lists of a falco.yaml with "
+                         "lbd added (for Falco 0.38-0.40, or a strategy: override entry).")
     fc.add_argument("--merge-with", metavar="FALCO_YAML",
                     help="print FALCO_YAML's plugins and load_plugins with lbd added")
     return p
@@ -345,6 +492,8 @@ def _run_config(a):
         changes["only_pids"] = a.pid
     if a.comm:
         changes["only_comms"] = _comms(a.comm, "--comm")
+    if getattr(a, "uid", None):
+        changes["only_uids"] = a.uid
     if a.exclude_pid:
         changes["filter_pids"] = list(cfg.open.filter_pids) + a.exclude_pid
     if a.exclude_comm:
@@ -1052,61 +1201,140 @@ def cmd_syscalls(a) -> int:
     return EXIT_OK
 
 
-def cmd_stats(a) -> int:
-    from collections import Counter
-
-    import numpy as np
-
-    from lbd.args import syscall_name
-    from lbd.collector import Collector
+def _stats_config(a):
+    """`lbd stats`'s configuration, and whether it counts captured events (True) or only reads the
+    kernel's per-syscall counters (False: per syscall, no process filter; nothing is captured)."""
+    from lbd import syscalls
 
     cfg = _load_config(a.config)
-    _check_selection(cfg)
+    exprs = [e for e in (a.expr, a.filter) if e and e.strip()]
+    for name in a.syscall or ():
+        try:
+            syscalls.lookup(name)
+        except KeyError:
+            raise CliError(f"-e {name}: not a known syscall (lbd syscalls lists them)") from None
+    o = cfg.open
+    # the configuration's own process filters count too: the kernel's counters know no process
+    own = any((o.only_pids, o.only_tids, o.only_comms, o.only_uids, o.filter_pids, o.filter_comms, o.filter_uids,
+               o.failed_only, o.drop_failed, o.filter.strip()))
+    events = bool(a.per_process or a.pid or a.comm or a.uid or a.failed_only or exprs or own)
+    if not events:
+        # every syscall counted at its exit in the kernel; no record is written
+        return cfg.replace(syscall_stats=True, drop_mode=True, track_state=False, emit_enter=False), False
+    changes = {"syscall_stats": False, "emit_enter": False, "drop_mode": False,
+               "syscalls": a.syscall or [sc.name for sc in syscalls.TABLE if sc.implemented]}
+    if a.pid:
+        changes["only_pids"] = a.pid
+    if a.comm:
+        changes["only_comms"] = _comms(a.comm, "--comm")
+    if a.uid:
+        changes["only_uids"] = a.uid
+    if a.failed_only:
+        changes["failed_only"] = True
+    if exprs:
+        changes["filter"] = " and ".join(f"({e})" for e in exprs) if len(exprs) > 1 else exprs[0]
+    return cfg.replace(**changes), True
+
+
+def cmd_stats(a) -> int:
+    from lbd import stats as lstats
+    from lbd import syscalls
+    from lbd.collector import Collector
+    from lbd.filter.pushdown import compiled, kernel_config
+
+    cfg, events = _stats_config(a)
     setup_logging(cfg)
-    by_nr: Counter = Counter()
-    by_proc: Counter = Counter()
+    only_nrs = frozenset(syscalls.lookup(n).nr for n in a.syscall) if a.syscall else None
+    ufilter = compiled(cfg) if events else None
+    duration = a.duration if a.duration is not None else (None if a.interval else 5.0)
+    redraw = bool(a.interval) and not a.json and sys.stdout.isatty()
     stop = {"signal": None}
 
     def on_signal(signum, frame):
         stop["signal"] = signum
 
+    def emit(counts, seconds, st):
+        rows = counts.rows(only_nrs)
+        head = {"mode": "events" if events else "kernel", "seconds": round(seconds, 3),
+                "events": sum(r.count for r in rows), "dropped": st["dropped"], "filtered": st["filtered"],
+                "malformed": st["malformed"]}
+        if a.json:
+            doc = dict(head)
+            if a.per_process:
+                doc["processes"] = [r.to_json() for r in rows]
+            else:
+                doc["syscalls"] = [r.to_json() for r in rows]
+            if a.interval:
+                doc["time"] = time.strftime("%H:%M:%S")
+            json.dump(doc, sys.stdout)
+            sys.stdout.write("\n")
+        else:
+            if redraw:
+                sys.stdout.write("\033[H\033[2J")          # like top: the table replaces the last one
+            stamp = f"[{time.strftime('%H:%M:%S')}] " if a.interval else ""
+            how = "counted in the kernel" if not events else f"{head['dropped']} dropped"
+            sys.stdout.write(f"{stamp}{head['events']} syscalls in {seconds:.1f}s ({how})\n"
+                             f"{lstats.table(rows, a.per_process, a.top)}\n")
+            if a.interval and not redraw:
+                sys.stdout.write("\n")
+        sys.stdout.flush()
+
+    def count(batch):
+        mask = batch.output_mask()
+        if ufilter is not None:
+            f = ufilter(batch)
+            mask = f if mask is None else mask & f
+        if a.failed_only:                     # the kernel's failed_only lets exit and exit_group through
+            f = batch.events["res"] < 0
+            mask = f if mask is None else mask & f
+        counts.add_batch(batch, mask)
+
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    t0 = time.monotonic()
+    kcfg = kernel_config(cfg)
     try:
-        with Collector(cfg) as col:
-            log.info("counting %d syscalls for %.1fs", len(col.probe.selection), a.duration)
-            t0 = time.monotonic()              # the duration counts from the attach
+        with Collector(kcfg, enrich=bool(ufilter is not None and ufilter.needs_enrichment)) as col:
+            # the kernel's counters at the start (read before saying so: what follows is counted)
+            before = col.probe.syscall_stats() if not events else None
+            if events:
+                log.info("counting %d syscalls%s", len(col.probe.selection),
+                         f" for {duration:.1f}s" if duration else " until Ctrl-C")
+            else:
+                log.info("counting every syscall in the kernel%s",
+                         f" for {duration:.1f}s" if duration else " until Ctrl-C")
+            counts = lstats.Counts(a.per_process)
+            t0 = last = time.monotonic()       # the duration counts from the attach
+            shown = False
             for batch in col:
-                if len(batch):
-                    ev = batch.events
-                    nrs, counts = np.unique(ev["nr"], return_counts=True)
-                    by_nr.update(dict(zip(nrs.tolist(), counts.tolist())))
-                    keys, counts = np.unique(ev[["pid", "comm"]], return_counts=True)
-                    by_proc.update({(int(k["pid"]), k["comm"].decode(errors="replace")): int(c)
-                                    for k, c in zip(keys, counts)})
-                if stop["signal"] is not None or time.monotonic() - t0 >= a.duration:
+                if events and len(batch):
+                    count(batch)
+                now = time.monotonic()
+                done = stop["signal"] is not None or (duration is not None and now - t0 >= duration)
+                if a.interval and now - last >= a.interval:
+                    if not events:
+                        snap = col.probe.syscall_stats()
+                        counts.add_kernel(lstats.kernel_counts(snap, before))
+                        before = snap
+                    emit(counts, now - last, col.stats())
+                    counts, last, shown = lstats.Counts(a.per_process), now, True
+                if done:
                     break
-            st = col.stats()
+            if events:
+                # stop capturing, then count what the rings still hold (every call made until now)
+                col.probe.update(kcfg.replace(drop_mode=True))
+                for _ in range(10_000):
+                    batch = col.next_batch(0, flush=True)
+                    if not len(batch):
+                        break
+                    count(batch)
+            now = time.monotonic()
+            # what is left: the whole run, or an interval cut short (unless it is a mere moment)
+            if not shown or now - last >= 0.1 * a.interval:
+                if not events:
+                    counts.add_kernel(lstats.kernel_counts(col.probe.syscall_stats(), before))
+                emit(counts, now - last, col.stats())
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-    elapsed = time.monotonic() - t0
-    total = sum(by_nr.values())
-    if a.json:
-        json.dump({"events": total, "seconds": round(elapsed, 3), "dropped": st["dropped"],
-                   "filtered": st["filtered"], "malformed": st["malformed"],
-                   "syscalls": [{"name": syscall_name(nr), "nr": nr, "count": c} for nr, c in by_nr.most_common()],
-                   "processes": [{"pid": pid, "comm": comm, "count": c} for (pid, comm), c in by_proc.most_common()]},
-                  sys.stdout)
-        sys.stdout.write("\n")
-        return EXIT_INTERRUPTED if stop["signal"] == signal.SIGINT else EXIT_OK
-    print(f"{total} events in {elapsed:.1f}s ({st['dropped']} dropped, {st['filtered']} filtered)")
-    print("\nper syscall:")
-    for nr, c in by_nr.most_common(a.top):
-        print(f"  {c:10d}  {syscall_name(nr)}")
-    print("\nper process:")
-    for (pid, comm), c in by_proc.most_common(a.top):
-        print(f"  {c:10d}  {pid:7d}  {comm}")
     return EXIT_INTERRUPTED if stop["signal"] == signal.SIGINT else EXIT_OK
 
 
@@ -1145,6 +1373,10 @@ def main(argv: list[str] | None = None) -> int:
     early = _take_sigint()                   # the `lbd` script
     try:
         p = _parser()
+        if "_ARGCOMPLETE" in os.environ:      # the shell asks for completions (README: shell completion)
+            import argcomplete
+
+            argcomplete.autocomplete(p)       # prints them and exits
         a = p.parse_args(argv)
         if not a.command:
             p.print_help(sys.stderr)

@@ -115,6 +115,9 @@ Value rules:
 * arrays: a JSON array (a list or tuple from Python).  The item limit applies to the entries as
   given; duplicates are then collapsed, keeping the first occurrence's order, and stored as a tuple.
 * ``syscalls`` names are only checked for shape here; the syscall table resolves them.
+* paths (``path``, ``log_file``, ``spool_dir``, ``python_home``, ``interest_syscall_file``) read
+  from a configuration file are relative to that file's directory when they are not absolute
+  (``Config.from_file``); from a dict, the plugin's strings or ``replace`` they are used as given.
 
 Errors: every problem raises ``ConfigError`` (a ``ValueError``) whose message names the key (as
 ``section.key``), the bad value and the limit, e.g. ``open_params.filter_pids: 65 entries, at most
@@ -741,8 +744,10 @@ class Config:
         bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0
         text = _text(data[bom:], name, bom)
         doc = _parse_json(text, name, bom) if ext == ".json" else _parse_yaml(text, name, bom)
+        base = os.path.dirname(os.path.abspath(name))
         try:
-            return cls.from_dict({} if doc is None else doc)
+            init_raw, open_raw = _split({} if doc is None else doc)
+            return _build(_default(), _relative_to(init_raw, base), _relative_to(open_raw, base))
         except ConfigError as e:
             raise e.prefixed(name) from None
 
@@ -841,6 +846,22 @@ def _split(d: Any) -> tuple[Mapping, Mapping]:
         raise ConfigError(*unknown)
     return ({k: v for k, v in d.items() if _KEYS[k][0] == INIT},
             {k: v for k, v in d.items() if _KEYS[k][0] == OPEN})
+
+
+#: the keys whose value is a file or directory path: in a configuration file, a relative one is
+#: relative to that file's directory (not to the working directory of whoever loads it)
+PATH_KEYS = frozenset({"path", "log_file", "spool_dir", "python_home", "interest_syscall_file"})
+
+
+def _relative_to(raw: Mapping, base: str) -> Mapping:
+    """raw with its relative paths (PATH_KEYS; not "" = the default, not a nats:// URL) joined to
+    base.  Values of other types are left for validation to reject."""
+    out = dict(raw)
+    for k, v in raw.items():
+        if k in PATH_KEYS and isinstance(v, str) and v and not os.path.isabs(v) and "\0" not in v \
+                and not (k == "path" and v.startswith("nats://")):
+            out[k] = os.path.normpath(os.path.join(base, v))
+    return out
 
 
 def _top_mapping(d: Any) -> Mapping:

@@ -17,9 +17,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+CAP_DAC_READ_SEARCH = 2
+CAP_SYS_PTRACE = 19
 CAP_SYS_ADMIN = 21
+CAP_SYS_RESOURCE = 24
 CAP_PERFMON = 38
 CAP_BPF = 39
+
+CAP_NAMES = {CAP_DAC_READ_SEARCH: "CAP_DAC_READ_SEARCH", CAP_SYS_PTRACE: "CAP_SYS_PTRACE",
+             CAP_SYS_ADMIN: "CAP_SYS_ADMIN", CAP_SYS_RESOURCE: "CAP_SYS_RESOURCE", CAP_PERFMON: "CAP_PERFMON",
+             CAP_BPF: "CAP_BPF"}
+#: What lbd needs each capability for, found by running it without each one (tests/kernel/
+#: test_unprivileged.py as uid 65534, test_service_caps.py as uid 0 with a reduced bounding set).
+#: CAP_SYS_RESOURCE is not needed: kernels >= 5.11 (lbd's minimum) charge BPF memory to the
+#: cgroup, not to RLIMIT_MEMLOCK (libbpf's "Failed to bump RLIMIT_MEMLOCK" is then harmless).
+CAP_USES = {
+    CAP_BPF: "create the maps and load the probe",
+    CAP_PERFMON: "attach it to the tracepoints and read kernel memory",
+    CAP_DAC_READ_SEARCH: "read /proc/PID/fd of other users' processes (with CAP_SYS_PTRACE), and tracefs "
+                         "for the bcc fallback",
+    CAP_SYS_PTRACE: "read /proc/PID/exe and /proc/PID/fd of other users' processes",
+}
+#: the capabilities to give lbd to run without root, as setpriv and capsh spell them
+CAPS_ARG = "+bpf,+perfmon,+dac_read_search,+sys_ptrace"
+CAPS_HOWTO = (f"run as root, or with the capabilities: sudo setpriv --reuid=USER --init-groups "
+              f"--inh-caps={CAPS_ARG} --ambient-caps={CAPS_ARG} lbd ... (systemd: User=USER with AmbientCapabilities=CAP_BPF "
+              f"CAP_PERFMON CAP_DAC_READ_SEARCH CAP_SYS_PTRACE; or setcap "
+              f"cap_bpf,cap_perfmon,cap_dac_read_search,cap_sys_ptrace+ep on a copy of the interpreter)")
 
 MIN_KERNEL = (5, 11)  # BPF ring buffer (5.8), task-local storage in tracing programs (5.11)
 TRACEPOINTS = (
@@ -60,20 +84,50 @@ def _effective_caps(status: Path) -> int:
     return 0
 
 
+def _caps_text(caps: int, which) -> str:
+    return ", ".join(f"{CAP_NAMES[c]} ({CAP_USES[c]})" for c in which if caps >> c & 1)
+
+
 def check_privileges(host: Host) -> Check:
+    """The capabilities the probe needs: CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN), effective
+    now; root is not needed, and root without them (a reduced bounding set) is not enough."""
     try:
         caps = _effective_caps(host.proc_status)
-    except OSError as e:
-        return Check("privileges", False, f"cannot read {host.proc_status}: {e.strerror}", "run on Linux with /proc mounted")
+    except (OSError, ValueError) as e:
+        return Check("privileges", False, f"cannot read the capabilities in {host.proc_status}: {e}",
+                     "run on Linux with /proc mounted")
     has = lambda cap: bool(caps >> cap & 1)  # noqa: E731
-    if os.geteuid() == 0 and has(CAP_SYS_ADMIN):
-        return Check("privileges", True, "root with CAP_SYS_ADMIN")
+    uid = os.geteuid()
     if has(CAP_BPF) and has(CAP_PERFMON):
-        return Check("privileges", True, "CAP_BPF and CAP_PERFMON")
+        return Check("privileges", True, f"uid {uid} with {_caps_text(caps, (CAP_BPF, CAP_PERFMON))}")
+    if has(CAP_SYS_ADMIN):
+        return Check("privileges", True, f"uid {uid} with CAP_SYS_ADMIN (covers CAP_BPF and CAP_PERFMON)")
+    missing = [CAP_NAMES[c] for c in (CAP_BPF, CAP_PERFMON) if not has(c)]
     return Check(
-        "privileges", False, f"uid {os.geteuid()} without CAP_BPF+CAP_PERFMON (CapEff={caps:#x})",
-        "run as root, or grant the capabilities: setcap cap_bpf,cap_perfmon+ep <python>",
+        "privileges", False, f"uid {uid} without {' and '.join(missing)} (CapEff={caps:#x}): CAP_BPF is needed to "
+        f"{CAP_USES[CAP_BPF]}, CAP_PERFMON to {CAP_USES[CAP_PERFMON]}", CAPS_HOWTO,
     )
+
+
+def check_proc_access(host: Host) -> Check:
+    """CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE: the enrichment reads /proc/PID/exe and /proc/PID/fd
+    of processes that were running before the capture; other users' need both capabilities."""
+    try:
+        caps = _effective_caps(host.proc_status)
+    except (OSError, ValueError) as e:
+        return Check("process context", False, f"cannot read the capabilities in {host.proc_status}: {e}",
+                     "run on Linux with /proc mounted", essential=False)
+    need = (CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE)
+    missing = [CAP_NAMES[c] for c in need if not caps >> c & 1]
+    if not missing:
+        return Check("process context", True, "CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE: /proc/PID/exe and "
+                     "/proc/PID/fd of every process can be read (for processes that started before lbd)",
+                     essential=False)
+    return Check("process context", False,
+                 f"without {' and '.join(missing)}: the executable and open files of other users' processes that "
+                 "started before lbd are unknown (their syscalls are still captured; what they open from now on is "
+                 "known)", f"add {', '.join(c.lower() for c in missing)} to lbd's capabilities ({CAPS_ARG})",
+                 essential=False)
 
 
 def _kernel_version(release: str) -> tuple[int, int]:
@@ -128,6 +182,9 @@ def check_tracefs(host: Host) -> Check:
     except PermissionError:
         return Check("tracefs", False, f"{host.tracefs}: permission denied" + why,
                      "run as root, or add CAP_DAC_READ_SEARCH (tracefs is root-only)", essential=need)
+    except OSError as e:                     # EIO, ELOOP...: say what, never crash the report
+        return Check("tracefs", False, f"{host.tracefs}: cannot be read: {e.strerror or e}" + why,
+                     f"check the mount of {host.tracefs} (mount -t tracefs nodev {host.tracefs})", essential=need)
     if not mounted:
         return Check(
             "tracefs", False, f"{host.tracefs} is not mounted (no {events})" + why,
@@ -259,12 +316,12 @@ def check_pytest_plugin(host: Host, earlier: list[Check]) -> Check:
                      essential=False)
     return Check("pytest plugin", False, "tests using the `syscalls` fixture will skip: they need what capture "
                  f"needs (failed: {', '.join(bad)})",
-                 "run pytest as root, or: setcap cap_bpf,cap_perfmon+ep <the python that runs pytest>",
+                 "run pytest as root, or with CAP_BPF and CAP_PERFMON (lbd doctor's privileges line says how)",
                  essential=False)
 
 
 CHECKS: tuple[Callable[[Host], Check], ...] = (
-    check_privileges, check_kernel, check_ringbuf, check_btf, check_loader, check_tracefs, check_bcc, check_headers,
+    check_privileges, check_proc_access, check_kernel, check_ringbuf, check_btf, check_loader, check_tracefs, check_bcc, check_headers,
     check_rings, check_load,
 )
 

@@ -171,6 +171,14 @@ class BccLoader(Loader):
             import bcc
         except Exception as e:  # ImportError, or libbcc failing to load
             raise LoaderError(f"cannot import bcc ({e}); run `lbd doctor`") from None
+        try:                                # bcc reads the tracepoints' formats there while compiling
+            (Path(tracefs) / "events" / "sched" / "sched_process_exit" / "format").stat()
+        except PermissionError:
+            raise LoaderError(f"bcc: {tracefs} is not readable (permission denied) and bcc compiles the probe "
+                              f"against its tracepoint formats: run as root or add CAP_DAC_READ_SEARCH "
+                              f"(lbd doctor)") from None
+        except OSError:
+            pass                            # not mounted: bcc says what it misses
         cflags = [f"-I{BPF_DIR}", "-DLBD_BCC", f"-DLBD_MAX_CPUS={ncpus}", "-Wno-unused-function"]
         if _has_group_dead(Path(tracefs)):
             cflags.append("-DLBD_HAVE_GROUP_DEAD=1")

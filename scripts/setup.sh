@@ -43,7 +43,7 @@ apt_install() {
 pyver=$("$sys_python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 apt_install python3-bpfcc bpfcc-tools python3-venv "python${pyver}-dev" "libpython${pyver}" \
     linux-libc-dev manpages-dev libbpf-dev bpftool gcc make pkg-config zlib1g-dev libelf-dev libcjson-dev \
-    clang llvm curl ca-certificates nats-server strace
+    clang llvm curl ca-certificates nats-server strace python3-argcomplete
 
 # ---- 1b. libbpf, static and -fPIC, for the CO-RE loader (build/libbpf) ----
 bash "$here/scripts/build_libbpf.sh"

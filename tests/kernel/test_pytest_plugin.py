@@ -510,6 +510,6 @@ def test_skips_without_privileges():
     assert "1 skipped" in out and "error" not in out.lower(), out
     reasons = [line for line in out.splitlines() if line.startswith("SKIPPED")]
     assert len(reasons) == 1, out
-    assert ("lbd: recording syscalls needs root or CAP_BPF+CAP_PERFMON: uid 65534 without CAP_BPF+CAP_PERFMON"
+    assert ("lbd: recording syscalls needs root or CAP_BPF+CAP_PERFMON: uid 65534 without CAP_BPF and CAP_PERFMON"
             in reasons[0]), reasons
     assert "`lbd doctor` lists what this host lacks" in reasons[0]

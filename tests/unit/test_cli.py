@@ -129,7 +129,7 @@ def test_duration_must_be_positive_and_finite(value):
     for cmd in ("run", "stats"):
         p = lbd(cmd, f"--duration={value}")
         assert p.returncode == 2 and "Traceback" not in p.stderr
-        assert f"argument --duration: '{value}'" in p.stderr.splitlines()[-1]
+        assert f"argument -d/--duration: '{value}'" in p.stderr.splitlines()[-1]
 
 
 def test_empty_selection_is_an_error(tmp_path):
@@ -387,3 +387,216 @@ def test_terminal_format_is_not_for_nats():
     assert p.returncode == 2
     assert p.stderr == ("lbd: error: --format terminal: nats://127.0.0.1:1/x takes normal, json or parquet (the "
                         "terminal format is for a person at a terminal)\n")
+
+
+# ---- CLI habits (issue 13): version, examples, short options, global options, completion, paths ----
+
+import shlex  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+
+def _subparsers(p):
+    import argparse
+
+    action = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+def test_version_long_and_short():
+    from importlib import metadata
+
+    want = f"lbd {metadata.version('lbd')}\n"
+    for flag in ("--version", "-V"):
+        p = lbd(flag)
+        assert p.returncode == 0 and p.stdout == want, p.stderr
+
+
+def test_version_without_package_metadata_is_the_source_trees(monkeypatch):
+    from importlib import metadata
+
+    import lbd as pkg
+    from lbd import cli
+
+    def missing(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", missing)
+    assert cli.version() == pkg.__version__
+
+
+def _examples(help_text: str) -> list[list[str]]:
+    """The example command lines at the end of a --help: backslash continuations joined, comments
+    and what follows a pipe or a redirection left out, from the word `lbd` on."""
+    assert "\nexamples:\n" in help_text, help_text
+    body = help_text.split("\nexamples:\n", 1)[1].replace("\\\n", " ")
+    out = []
+    for line in body.splitlines():
+        if not line.strip():
+            continue
+        assert line.startswith("  "), f"not an indented example line: {line!r}"
+        words = shlex.split(line, comments=True)
+        for stop in ("|", ">", ">>"):
+            if stop in words:
+                words = words[:words.index(stop)]
+        out.append(words[words.index("lbd") + 1:])
+    return out
+
+
+def test_every_subcommand_help_ends_with_examples_that_parse():
+    from lbd import cli, syscalls
+    from lbd.filter import compile as compile_filter
+
+    p = cli._parser()
+    subs = _subparsers(p)
+    assert set(subs) == set(cli.COMMANDS)
+    for name, sp in subs.items():
+        text = sp.format_help()
+        assert text.rstrip().splitlines()[-1].startswith("  "), f"{name}: --help must end with the examples"
+        examples = _examples(text)
+        assert len(examples) >= 2, name
+        for words in examples:
+            assert words[0] == name, (name, words)
+            try:
+                a = p.parse_args(words)
+            except SystemExit:
+                pytest.fail(f"lbd {shlex.join(words)}: does not parse")
+            for expr in (getattr(a, "filter", None), getattr(a, "expr", None)):
+                if expr:
+                    compile_filter(expr)                   # a real expression
+            for sc in getattr(a, "syscall", None) or ():
+                syscalls.lookup(sc)                        # real syscall names
+    # and the real --help output has them (RawDescriptionHelpFormatter keeps the lines)
+    for name in subs:
+        out = lbd(name, "--help")
+        assert out.returncode == 0 and "\nexamples:\n  lbd " in out.stdout
+
+
+def test_short_options_are_the_long_ones():
+    from lbd import cli
+
+    p = cli._parser()
+    a = p.parse_args(["run", "-p", "1", "2", "-n", "nginx", "-u", "0", "-x", "-d", "2.5", "-o", "ev.log", "-f", "json",
+                      "-e", "trace=openat,read", "-e", "close", "-q"])
+    assert (a.pid, a.comm, a.uid, a.failed_only, a.duration, a.output, a.format, a.syscall, a.quiet) == \
+        ([1, 2], ["nginx"], [0], True, 2.5, "ev.log", "json", ["openat", "read", "close"], True)
+    cfg = cli._run_config(a)
+    assert cfg.open.only_uids == (0,) and cfg.open.syscalls == ("openat", "read", "close")
+    assert cfg.open.only_pids == (1, 2) and cfg.open.only_comms == ("nginx",)
+    s = p.parse_args(["stats", "-p", "7", "-n", "x", "-u", "root", "-x", "-e", "openat", "-d", "1", "-i", "0.5",
+                      "-P", "--top", "3", "failed"])
+    assert (s.pid, s.comm, s.uid, s.failed_only, s.syscall, s.duration, s.interval, s.per_process, s.top, s.expr) == \
+        ([7], ["x"], [0], True, ["openat"], 1.0, 0.5, True, 3, "failed")
+    assert p.parse_args(["run", "--syscall", "openat", "read"]).syscall == ["openat", "read"]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["run", "-e", "openat,,read"], "argument -e: 'openat,,read': expected NAME[,NAME...]"),
+    (["run", "-u", "no-such-user-here"], "argument -u/--uid: 'no-such-user-here' is neither a uid nor a user name"),
+    (["stats", "-u", "4294967295"], "a uid is at most 4294967294"),
+    (["stats", "--top", "0"], "argument -T/--top: '0': expected a whole number >= 1"),
+    (["run", "-e", "openat", "--syscalls", "x.json"], "not allowed with argument"),
+])
+def test_bad_short_option_values_are_one_line(args, needle):
+    p = lbd(*args)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert needle in p.stderr.splitlines()[-1], p.stderr
+
+
+def test_stats_unknown_syscall_is_one_line():
+    p = lbd("stats", "-e", "frobnicate", "-d", "1")
+    assert p.returncode == 1
+    assert p.stderr == "lbd: error: -e frobnicate: not a known syscall (lbd syscalls lists them)\n"
+
+
+def test_stats_bad_expression_is_one_line():
+    p = lbd("stats", "syscall = = openat", "-d", "1")
+    assert p.returncode == 1 and "Traceback" not in p.stderr and "open_params.filter" in p.stderr
+
+
+def test_global_options_after_the_subcommand(tmp_path):
+    from lbd import cli
+
+    p = cli._parser()
+    assert p.parse_args(["run", "--debug"]).debug is True
+    assert p.parse_args(["--debug", "run"]).debug is True
+    assert p.parse_args(["run"]).debug is False
+    assert p.parse_args(["stats", "--debug", "-d", "1"]).debug is True
+    missing = str(tmp_path / "missing.json")
+    after = lbd("syscalls", "--config", missing, "--debug")
+    assert after.returncode == 1 and "Traceback" in after.stderr
+    plain = lbd("syscalls", "--config", missing)
+    assert plain.returncode == 1 and "Traceback" not in plain.stderr
+
+
+def _complete(line: str) -> list[str]:
+    """What the shell gets for `line<TAB>`: argcomplete's protocol (the words on fd 8)."""
+    env = {**os.environ, "_ARGCOMPLETE": "1", "_ARGCOMPLETE_IFS": "\n", "COMP_LINE": line,
+           "COMP_POINT": str(len(line)), "COMP_TYPE": "9"}
+    cmd = f"{shlex.quote(sys.executable)} -m lbd.cli 8>&1 9>/dev/null"
+    p = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return [w.strip() for w in p.stdout.split("\n") if w.strip()]
+
+
+def test_shell_completion():
+    assert _complete("lbd ru") == ["run"]
+    assert sorted(_complete("lbd run --sysc")) == ["--syscall", "--syscalls"]
+    assert "--per-process" in _complete("lbd stats --per")
+    assert set(_complete("lbd ")) >= {"run", "doctor", "syscalls", "stats", "falco-config"}
+    assert set(_complete("lbd run -e openat,fcntl,clos")) == {"openat,fcntl,close", "openat,fcntl,close_range"}
+    assert "trace=execve" in _complete("lbd stats -e trace=exec")
+    assert "newfstatat" in _complete("lbd run --syscall openat newfs")
+
+
+def test_cli_has_the_argcomplete_marker():
+    from lbd import cli
+
+    head = Path(cli.__file__).read_bytes()[:1024]
+    assert b"PYTHON_ARGCOMPLETE_OK" in head        # global completion (activate-global-python-argcomplete)
+
+
+def test_config_paths_are_relative_to_the_config_file(tmp_path):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "sel.json").write_text(json.dumps({"read": {"syscall_id": 0, "interesting": 1},
+                                               "write": {"syscall_id": 1, "interesting": 1}}))
+    (conf / "c.yaml").write_text("init_config: {log_file: logs/lbd.log, spool_dir: spool}\n"
+                                 "open_params: {interest_syscall_file: sel.json}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    p = subprocess.run([sys.executable, "-m", "lbd.cli", "syscalls", "--json", "--config", "../conf/c.yaml"],
+                       capture_output=True, text=True, timeout=60, cwd=elsewhere,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert p.returncode == 0, p.stderr
+    assert {r["name"] for r in json.loads(p.stdout) if r["selected"]} == {"read", "write"}
+
+
+def test_stats_counts_in_the_kernel_unless_a_filter_needs_the_events(tmp_path):
+    from lbd import cli, syscalls
+
+    p = cli._parser()
+    empty = tmp_path / "empty.json"                        # not /etc/lbd/lbd.yaml, whatever this host has
+    empty.write_text("{}")
+
+    def conf(*args):
+        args = args if "--config" in args else (*args, "--config", str(empty))
+        return cli._stats_config(p.parse_args(["stats", *args]))
+
+    cfg, events = conf()
+    assert not events and cfg.open.syscall_stats and cfg.open.drop_mode and not cfg.open.track_state
+    cfg, events = conf("-e", "openat,read")                 # -e only narrows the rows
+    assert not events and cfg.open.syscall_stats
+    every = tuple(sc.name for sc in syscalls.TABLE if sc.implemented)
+    cfg, events = conf("-p", "1")
+    assert events and not cfg.open.syscall_stats and not cfg.open.drop_mode
+    assert cfg.open.only_pids == (1,) and cfg.open.syscalls == every
+    cfg, events = conf("-P", "-e", "openat")
+    assert events and cfg.open.syscalls == ("openat",)
+    cfg, events = conf("-u", "0", "-x", "-n", "sshd")
+    assert events and cfg.open.only_uids == (0,) and cfg.open.failed_only and cfg.open.only_comms == ("sshd",)
+    cfg, events = conf("failed", "--filter", "pid = 1")
+    assert events and cfg.open.filter == "(failed) and (pid = 1)"
+    c = tmp_path / "c.json"
+    c.write_text(json.dumps({"open_params": {"filter_comms": ["sshd"]}}))
+    cfg, events = conf("--config", str(c))                  # the configuration's own filters count
+    assert events and cfg.open.filter_comms == ("sshd",)

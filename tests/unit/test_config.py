@@ -563,3 +563,31 @@ def test_key_info():
                     "default": 8 << 20, "description": DESCRIPTIONS["ring_size"]}
     assert C.key_info("filter_comms")["range"] == "at most 16 entries, each 1..16 bytes"
     raises("did you mean 'ring_size'", fn=C.key_info, name="ringsize")
+
+
+def test_paths_in_a_file_are_relative_to_its_directory(tmp_path, monkeypatch):
+    d = tmp_path / "etc" / "lbd"
+    d.mkdir(parents=True)
+    f = d / "lbd.json"
+    f.write_text(json.dumps({
+        "init_config": {"putfile": True, "path": "events/ev.log", "log_file": "../log/lbd.log",
+                        "spool_dir": "/var/spool/x", "python_home": "venv"},
+        "open_params": {"interest_syscall_file": "sel.json"}}))
+    monkeypatch.chdir(tmp_path)
+    cfg = Config.from_file("etc/lbd/lbd.json")
+    assert cfg.init.path == str(d / "events" / "ev.log")
+    assert cfg.init.log_file == str(tmp_path / "etc" / "log" / "lbd.log")
+    assert cfg.init.spool_dir == "/var/spool/x"                      # absolute: as given
+    assert cfg.init.python_home == str(d / "venv")
+    assert cfg.open.interest_syscall_file == str(d / "sel.json")
+    # flat files too; "" keeps its meaning (the default) and a NATS URL is not a path
+    f.write_text(json.dumps({"path": "nats://127.0.0.1:4222/lbd", "interest_syscall_file": "", "log_file": "x.log"}))
+    cfg = Config.from_file(f)
+    assert cfg.init.path == "nats://127.0.0.1:4222/lbd" and cfg.open.interest_syscall_file == ""
+    assert cfg.init.log_file == str(d / "x.log")
+    # not from a file: as given
+    assert Config.from_dict({"log_file": "x.log"}).init.log_file == "x.log"
+    # a bad type is still the validation's one-line error
+    f.write_text(json.dumps({"log_file": 3}))
+    with pytest.raises(ConfigError, match="log_file"):
+        Config.from_file(f)

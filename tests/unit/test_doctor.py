@@ -103,3 +103,63 @@ def test_cli_doctor_names_unmounted_tracefs(tmp_path):
     assert p.returncode == 1, p.stdout + p.stderr
     assert "FAIL  tracefs" in p.stdout and str(tmp_path) in p.stdout
     assert "skipped: an essential check above failed" in p.stdout
+
+
+def _status(tmp_path, *caps) -> Path:
+    status = tmp_path / "status"
+    status.write_text(f"Name:\tx\nCapEff:\t{sum(1 << c for c in caps):016x}\n")
+    return status
+
+
+def test_privileges_name_each_capability_and_what_for(tmp_path, monkeypatch):
+    monkeypatch.setattr(doctor.os, "geteuid", lambda: 65534)
+    c = doctor.check_privileges(doctor.Host(proc_status=_status(tmp_path, doctor.CAP_BPF)))
+    assert not c.ok and c.essential and "uid 65534 without CAP_PERFMON" in c.detail
+    assert "--ambient-caps=+bpf,+perfmon,+dac_read_search,+sys_ptrace" in c.fix
+    c = doctor.check_privileges(doctor.Host(proc_status=_status(tmp_path, doctor.CAP_BPF, doctor.CAP_PERFMON)))
+    assert c.ok and "uid 65534 with CAP_BPF (create the maps and load the probe)" in c.detail
+    assert doctor.check_privileges(doctor.Host(proc_status=_status(tmp_path, doctor.CAP_SYS_ADMIN))).ok
+    # root without the capabilities (a reduced bounding set) is not enough
+    monkeypatch.setattr(doctor.os, "geteuid", lambda: 0)
+    c = doctor.check_privileges(doctor.Host(proc_status=_status(tmp_path, doctor.CAP_DAC_READ_SEARCH)))
+    assert not c.ok and "uid 0 without CAP_BPF and CAP_PERFMON" in c.detail
+
+
+def test_process_context_needs_both_proc_capabilities(tmp_path):
+    both = doctor.check_proc_access(doctor.Host(proc_status=_status(
+        tmp_path, doctor.CAP_DAC_READ_SEARCH, doctor.CAP_SYS_PTRACE)))
+    assert both.ok and not both.essential
+    one = doctor.check_proc_access(doctor.Host(proc_status=_status(tmp_path, doctor.CAP_DAC_READ_SEARCH)))
+    assert not one.ok and not one.essential and "without CAP_SYS_PTRACE" in one.detail
+    assert "cap_sys_ptrace" in one.fix and "cap_dac_read_search" not in one.fix.split("(")[0]
+
+
+def test_unreadable_tracefs_is_a_line_not_a_crash(tmp_path, monkeypatch):
+    import errno
+
+    def eio(self):
+        raise OSError(errno.EIO, os.strerror(errno.EIO), str(self))
+
+    monkeypatch.setattr(Path, "is_dir", eio)
+    c = doctor.check_tracefs(doctor.Host(tracefs=tmp_path, loader="bcc"))
+    assert not c.ok and c.essential and "cannot be read: Input/output error" in c.detail
+
+    def eacces(self):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+
+    monkeypatch.setattr(Path, "is_dir", eacces)
+    c = doctor.check_tracefs(doctor.Host(tracefs=tmp_path, loader="bcc"))
+    assert not c.ok and "permission denied" in c.detail and "CAP_DAC_READ_SEARCH" in c.fix
+
+
+def test_unreadable_status_is_a_line_not_a_crash(tmp_path):
+    host = doctor.Host(proc_status=tmp_path / "missing")
+    for fn in (doctor.check_privileges, doctor.check_proc_access):
+        c = fn(host)
+        assert not c.ok and "cannot read the capabilities" in c.detail
+
+
+def test_doctor_help_example_gives_the_capabilities_doctor_asks_for():
+    from lbd import cli
+
+    assert doctor.CAPS_ARG in cli.EXAMPLES["doctor"]
