@@ -657,7 +657,9 @@ def _open_output(cfg, output: str | None, fmt: str, a, **kw):
     if any(extras.values()):
         from lbd.output.terminal import TerminalFormatter
 
-        writer.formatter = TerminalFormatter(cfg.init.str_max_size, color=writer.formatter.color, **extras)
+        writer.formatter = TerminalFormatter(cfg.init.str_max_size, color=writer.formatter.color,
+                                             capture_env=cfg.open.capture_env,
+                                             secret_pattern=cfg.init.secret_pattern, **extras)
     return writer
 
 

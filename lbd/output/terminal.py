@@ -18,6 +18,8 @@
   iovec lengths and control messages (``cmsg_data=[5]`` for SCM_RIGHTS), group lists ``[0, 4]``;
   names that depend on another argument (prctl's arg2 by option, a socket's protocol by family,
   a socket option by level); prctl(PR_SET_NAME)'s name is the thread's comm after the call;
+* execve's environment as the other formats write it: its address unless capture_env (the probe
+  did not read it), with capture_env the strings with secret_pattern's values as ``NAME=***``;
 * open's mode is left out when the flags do not create a file (as strace does);
 * the result: ``= 3``; a failed call ``= -1 ENAME (message)`` (lbd.errnos); mmap and friends in hex;
   ``= ?`` for exit and exit_group; an enter record (dir ``>``) ends in `` ...`` and an exit whose
@@ -113,11 +115,13 @@ def _sockaddr(sa: SockAddr, limit: int) -> str:
 class _Ctx:
     """What one format() call shares: palette, limit, the batch's arrays as Python values."""
 
-    def __init__(self, batch, palette: Palette, limit: int):
+    def __init__(self, batch, palette: Palette, limit: int, capture_env: bool = False, secret_pattern: str = ""):
         self.p = palette
         self.limit = limit
         self.batch = batch
         self.arena = memoryview(batch.arena)
+        self.capture_env = capture_env
+        self.secret_pattern = secret_pattern
 
 
 def _field_text(c: _Ctx, f, v, others) -> str:
@@ -296,6 +300,12 @@ def _line(c: _Ctx, r: _Rows, j: int, enrich: dict | None, opts) -> str:
                 # the new name: the probe reads the thread's comm again after the call
                 parts.append(f"{p.string}{comm_q}{p.reset}")
                 continue
+            if spec.name == "envp" and spec.kind_id == K["strarr"]:
+                if not c.capture_env:           # not read (capture_env off): its address
+                    parts.append(f"{spec.name}={_ptr(raws[k])}" if sched else _ptr(raws[k]))
+                    continue
+                if payload:                     # as the other formats: secret values masked
+                    payload = b"\0".join(_mask_env(x, c.secret_pattern) for x in payload.split(b"\0"))
             text = _arg_text(c, spec, raws[k], payload, bool(flags >> (record.F_FAULT_SHIFT + k) & 1),
                              bool(flags >> (record.F_TRUNC_SHIFT + k) & 1), others, offs[k])
             parts.append(f"{spec.name}={text}" if sched else text)
@@ -331,17 +341,29 @@ def _mode_unused(specs, raws) -> bool:
     return not int(raws[len(specs) - 2]) & _O_CREAT_TMPFILE
 
 
+def _ptr(raw: int) -> str:
+    return "NULL" if raw == 0 else hex(raw)
+
+
+def _mask_env(s: bytes, pattern: str) -> bytes:
+    """NAME=VALUE: NAME=*** when NAME matches secret_pattern (lbd.output.reference.mask_env)."""
+    from lbd.output.reference import secret_name
+
+    name, eq, _ = s.partition(b"=")
+    return name + b"=***" if eq and pattern and secret_name(pattern, name) else s
+
+
 class _Opts:
     def __init__(self, cmdline: bool, fds: bool, latency: bool):
         self.cmdline, self.fds, self.latency = cmdline, fds, latency
 
 
 def terminal_line(batch, i: int, *, limit: int = 0, color: bool = False, cmdline: bool = False, fds: bool = False,
-                  latency: bool = False) -> str:
+                  latency: bool = False, capture_env: bool = False, secret_pattern: str = "") -> str:
     """Event i of the batch as one line of the terminal format (no newline)."""
     from lbd.enrich.layout import event_info, has_enrichment
 
-    c = _Ctx(batch, ANSI if color else PLAIN, limit)
+    c = _Ctx(batch, ANSI if color else PLAIN, limit, capture_env, secret_pattern)
     info = event_info(batch, i) if (cmdline or fds) and has_enrichment(batch) else None
     return _line(c, _Rows(batch.events[i: i + 1]), 0, info, _Opts(cmdline, fds, latency))
 
@@ -353,8 +375,9 @@ class TerminalFormatter:
     fds, latency: the extras of the module docstring.  Invariant: the buffer holds whole lines."""
 
     def __init__(self, limit: int = 0, *, color: bool = False, cmdline: bool = False, fds: bool = False,
-                 latency: bool = False):
+                 latency: bool = False, capture_env: bool = False, secret_pattern: str = ""):
         self.limit = limit
+        self.capture_env, self.secret_pattern = capture_env, secret_pattern
         self.color = color
         self.palette = ANSI if color else PLAIN
         self.opts = _Opts(cmdline, fds, latency)
@@ -374,7 +397,7 @@ class TerminalFormatter:
             import numpy as np
 
             idx = np.flatnonzero(np.asarray(mask, dtype=bool)).tolist()
-        c = _Ctx(batch, self.palette, self.limit)
+        c = _Ctx(batch, self.palette, self.limit, self.capture_env, self.secret_pattern)
         extras = (self.opts.cmdline or self.opts.fds) and has_enrichment(batch)
         rows = _Rows(batch.events[idx] if mask is not None else batch.events)
         lines = [_line(c, rows, j, event_info(batch, i) if extras else None, self.opts) for j, i in enumerate(idx)]

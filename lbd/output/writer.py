@@ -129,7 +129,8 @@ class Writer:
         elif fmt == "terminal":
             from lbd.output.terminal import TerminalFormatter, use_color
 
-            self.formatter = TerminalFormatter(limit, color=use_color(fd) if color is None else color)
+            self.formatter = TerminalFormatter(limit, color=use_color(fd) if color is None else color,
+                                               capture_env=capture_env, secret_pattern=secret_pattern)
         else:
             from lbd._format import Formatter
 

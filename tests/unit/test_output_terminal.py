@@ -114,7 +114,7 @@ def test_thread_comm_escapes_and_truncation():
     cut = rec("openat", {"dfd": -100, "filename": "/very/long/path", "flags": 0}, str_max=5, res=3)
     assert '"/very"...' in one(cut)                  # the probe cut it: ... although under the limit
     argv = rec("execve", {"filename": "/bin/x", "argv": ["x", "-y"], "envp": []}, res=0)
-    assert body(one(argv)).endswith('execve("/bin/x", ["x", "-y"], []) = 0')
+    assert body(one(argv, capture_env=True)).endswith('execve("/bin/x", ["x", "-y"], []) = 0')
 
 
 def test_latency_and_extras_need_enrichment(tmp_path):
@@ -235,3 +235,17 @@ def test_quote_reads_back(data, limit):
         assert data.startswith(bytes(out)) and len(out) < len(data)
     else:
         assert bytes(out) == data
+
+
+def test_environment_follows_capture_env_and_masks_secrets():
+    """envp as the other formats write it: not shown unless capture_env (its address, as strace
+    shows a pointer it does not read; was `[, ...]`), and secret values masked when it is on."""
+    r = rec("execve", {"filename": "/bin/x", "argv": ["x"], "envp": ["HOME=/root", "API_TOKEN=s3cr3t"]}, res=0)
+    off = body(one(r))
+    assert "s3cr3t" not in off and "HOME" not in off and "[, ...]" not in off
+    assert re.search(r'execve\("/bin/x", \["x"\], (0x[0-9a-f]+|NULL)\) = 0$', off), off
+    on = body(one(r, capture_env=True, secret_pattern="*TOKEN*"))
+    assert on.endswith('execve("/bin/x", ["x"], ["HOME=/root", "API_TOKEN=***"]) = 0'), on
+    f = TerminalFormatter(0, capture_env=True, secret_pattern="*TOKEN*")
+    f.format(batch_of(r))
+    assert b'"API_TOKEN=***"' in f.getvalue()
