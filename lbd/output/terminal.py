@@ -330,7 +330,7 @@ def _line(c: _Ctx, r: _Rows, j: int, enrich: dict | None, opts) -> str:
     return head + body + tail + extra
 
 
-_O_CREAT_TMPFILE = os.O_CREAT | getattr(os, "O_TMPFILE", 0o20200000)
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0o20200000)      # __O_TMPFILE | O_DIRECTORY
 
 
 def _mode_unused(specs, raws) -> bool:
@@ -338,7 +338,8 @@ def _mode_unused(specs, raws) -> bool:
     not use (no O_CREAT, no O_TMPFILE), so strace leaves it out."""
     if len(specs) < 2 or specs[-1].name != "mode" or specs[-2].flags != "open_flags":
         return False
-    return not int(raws[len(specs) - 2]) & _O_CREAT_TMPFILE
+    flags = int(raws[len(specs) - 2])
+    return not (flags & os.O_CREAT or flags & _O_TMPFILE == _O_TMPFILE)
 
 
 def _ptr(raw: int) -> str:

@@ -249,3 +249,15 @@ def test_environment_follows_capture_env_and_masks_secrets():
     f = TerminalFormatter(0, capture_env=True, secret_pattern="*TOKEN*")
     f.format(batch_of(r))
     assert b'"API_TOKEN=***"' in f.getvalue()
+
+
+def test_open_mode_left_out_for_a_directory_open():
+    """O_DIRECTORY shares a bit with O_TMPFILE: a plain directory open takes no mode (strace
+    leaves it out; lbd showed `, 0`), O_TMPFILE and O_CREAT do."""
+    d = rec("openat", {"dfd": -100, "filename": "/root", "mode": 0,
+                       "flags": os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC}, res=3)
+    assert body(one(d)).endswith('openat(AT_FDCWD, "/root", O_RDONLY|O_DIRECTORY|O_CLOEXEC) = 3'), one(d)
+    t = rec("openat", {"dfd": -100, "filename": "/tmp", "mode": 0o600, "flags": os.O_RDWR | os.O_TMPFILE}, res=3)
+    assert body(one(t)).endswith(", 0600) = 3"), one(t)
+    c = rec("openat", {"dfd": -100, "filename": "/tmp/x", "mode": 0o644, "flags": os.O_WRONLY | os.O_CREAT}, res=3)
+    assert body(one(c)).endswith(", 0644) = 3"), one(c)
