@@ -55,6 +55,29 @@ def wall_offset_ns() -> int:
     return best[1]
 
 
+def probe_config(cfg: Config) -> Config:
+    """The configuration the probe is loaded with: cfg with its filter's kernel part pushed down
+    (lbd.filter.pushdown.kernel_config).  When the user chose no syscalls (neither ``syscalls``
+    nor ``interest_syscall_file``) and the filter names the syscalls it keeps, those are the
+    selection: ``filter="syscall = newfstatat and ..."`` captures newfstatat even though the
+    packaged default selection leaves it out (met with the default selection, it would capture
+    nothing)."""
+    from lbd.filter.fields import SYSCALL_NAMES
+    from lbd.filter.plan import LIMITS
+    from lbd.filter.pushdown import kernel_config, plan_of
+
+    plan = plan_of(cfg)
+    if plan is None:
+        return cfg
+    o = cfg.open
+    if not o.syscalls and not o.interest_syscall_file and plan.syscalls is not None and not plan.matches_nothing:
+        real = sorted(n for n in plan.syscalls - set(plan.drop_syscalls)
+                      if SYSCALL_NAMES[n] < record.NR_SCHED_FORK)
+        if real and len(real) <= LIMITS["syscalls"]:
+            cfg = cfg.replace(syscalls=real)
+    return kernel_config(cfg)
+
+
 class Collector:
     """Loads the probe on enter, detaches it on exit; iterating yields Batch objects.
 
@@ -149,11 +172,10 @@ class Collector:
     def __enter__(self) -> Collector:
         if self._replay_path is not None:
             return self._enter_replay()
-        from lbd.filter.pushdown import kernel_config
         from lbd.probe import Probe
 
         # the filter's part the kernel can decide goes into the probe's maps
-        self.probe = Probe(kernel_config(self.config), own_pid=self._own_pid, host_pid=self._host_pid,
+        self.probe = Probe(probe_config(self.config), own_pid=self._own_pid, host_pid=self._host_pid,
                            own_tids=self._own_tids)
         try:
             wall = self.wall_offset = wall_offset_ns()
