@@ -420,7 +420,8 @@ class Instance:
 
     def __init__(self, state: PluginState, cfg, replay: str | None = None):
         from lbd.collector import Collector, fill_until
-        from lbd.filter.pushdown import compiled, kernel_config
+        from lbd.collector import probe_config
+        from lbd.filter.pushdown import compiled
 
         self.state = state
         self.cfg = cfg
@@ -437,7 +438,8 @@ class Instance:
         self._fill = fill_until
         self._lock = threading.Lock()
         self.filter = compiled(cfg)
-        self.kernel_cfg = kernel_config(cfg)
+        # the filter's kernel part, its syscalls the selection when open_params name none
+        self.kernel_cfg = probe_config(cfg)
         self._attach = bool(cfg.init.putfile) or (self.filter is not None and self.filter.needs_enrichment)
         self._opened = time.monotonic()
         self._next_check = self._opened + DROP_CHECK_S

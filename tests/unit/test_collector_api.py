@@ -171,3 +171,25 @@ def test_bad_filter_points_at_the_column():
     with pytest.raises(ConfigError) as e:
         Collector(filter="syscall = openat and nosuchfield = 1")
     assert "nosuchfield" in str(e.value)
+
+
+def test_probe_config_selects_the_filters_syscalls():
+    """A filter naming syscalls outside the packaged default selection captured nothing (the
+    pushdown met the default selection with them: drop_mode); with no syscalls of the user's,
+    the filter's are the selection."""
+    from lbd.collector import probe_config
+    from lbd.config import Config
+    from lbd.probe import resolve_selection
+
+    d = Config.default()
+    assert syscalls.lookup("newfstatat").nr not in resolve_selection(d)
+    k = probe_config(d.replace(filter="syscall = newfstatat and arg.filename = /x"))
+    assert list(k.open.syscalls) == ["newfstatat"] and not k.open.drop_mode
+    k = probe_config(d.replace(filter="syscall in (openat, sched_process_exit) and pid = 7"))
+    assert list(k.open.syscalls) == ["openat"] and list(k.open.only_pids) == [7]
+    # the user's own selection is met, never widened
+    k = probe_config(d.replace(syscalls=["openat", "close"], filter="syscall in (close, newfstatat)"))
+    assert list(k.open.syscalls) == ["close"]
+    k = probe_config(d.replace(syscalls=["openat"], filter="syscall = newfstatat"))
+    assert k.open.drop_mode
+    assert probe_config(d) is d and probe_config(d.replace(filter="pid = 3")).open.syscalls == ()
