@@ -332,7 +332,7 @@ class Collector:
             keep = self.filter(batch)
             internal = batch.output_mask()      # state records: for the tables, never output
             if internal is not None:
-                keep &= internal
+                keep = keep & internal
             if not keep.all():
                 out = self._select(batch, np.flatnonzero(keep))
         if self.max_events is not None:
