@@ -96,7 +96,8 @@ class Collector:
     either way.
 
     duration=S ends the iteration S seconds after the probe is attached (or the replay opened);
-    max_events=N ends it once N events were handed out (the last batch cut to exactly N).
+    max_events=N ends it once N events were handed out (the last batch cut to exactly N; state
+    records are not handed out then either: they are not events of the selection).
     Ctrl-C (KeyboardInterrupt) inside the with block leaves it as any exception does: the
     consumer threads stopped, the probe detached, the exception raised to the caller.
 
@@ -328,12 +329,12 @@ class Collector:
         if self.recorder is not None:
             self.recorder.write(batch)
         out = batch
-        if self.filter is not None and len(batch):
-            keep = self.filter(batch)
-            internal = batch.output_mask()      # state records: for the tables, never output
-            if internal is not None:
-                keep = keep & internal
-            if not keep.all():
+        if (self.filter is not None or self.max_events is not None) and len(batch):
+            keep = batch.output_mask()          # state records: for the tables, never output
+            if self.filter is not None:
+                f = self.filter(batch)
+                keep = f if keep is None else keep & f
+            if keep is not None and not keep.all():
                 out = self._select(batch, np.flatnonzero(keep))
         if self.max_events is not None:
             left = self.max_events - self.events

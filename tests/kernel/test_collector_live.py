@@ -85,6 +85,9 @@ def test_max_events_exactly():
     require_bpf()
     from lbd.collector import Collector
 
+    from lbd import syscalls
+
+    nr = syscalls.lookup("getppid").nr
     child = os.fork()
     if child == 0:                          # getppid flat out until killed
         try:
@@ -98,7 +101,7 @@ def test_max_events_exactly():
             with Collector({"syscalls": ["getppid"], "only_pids": [child]}, max_events=n) as col:
                 for b in col:
                     got += len(b)
-                    assert (b.events["pid"] == child).all()
+                    assert (b.events["pid"] == child).all() and (b.events["nr"] == nr).all()
             assert got == n == col.events
     finally:
         os.kill(child, signal.SIGKILL)

@@ -102,11 +102,17 @@ def test_filtered_batches_keep_ts_rings_and_enrichment(capfile):
 
 
 def test_max_events_cuts_the_last_batch(capfile):
-    for n in (1, 99, 100, 101, 250):
+    whole = []
+    with Collector(replay=capfile, enrich=True) as c:      # the events of the selection, in order
+        for b in c:
+            out = b.output_mask()
+            whole += [b[i] for i in range(len(b)) if out is None or out[i]]
+    assert 400 < len(whole) < 600
+    for n in (1, 99, 100, 101, 250, len(whole)):
         got = replayed(capfile, max_events=n)
         assert sum(map(len, got)) == n
-        whole = [e for batch in replayed(capfile) for e in batch]
         assert [e for batch in got for e in batch] == whole[:n]
+    assert sum(map(len, replayed(capfile, max_events=len(whole) + 1))) == len(whole)   # the file ends first
     got = replayed(capfile, max_events=10, filter="syscall = close")
     assert sum(map(len, got)) == 10 and all(e["syscall"] == "close" for b in got for e in b)
 
