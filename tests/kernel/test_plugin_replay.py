@@ -92,7 +92,10 @@ def test_plugin_replays_the_live_events(tmp_path):
                 assert g.get(f) == c.get(f), (k, f, g.get(f), c.get(f))
         assert g["linux.cmdline"] == [info["cmdline"]], (k, g["linux.cmdline"], info)
         assert g["linux.ppid.num"] == [info["ppid"]]
-        assert g.get("linux.fullpath", [""]) == [info["fullpath"]] or not info["fullpath"]
+        if info["fullpath"]:
+            assert g["linux.fullpath"] == [info["fullpath"]]
+        assert g.get("linux.fds[key]", []) == [str(fd) for fd, _ in info["fds"]], k
+        assert g.get("linux.fds[value]", []) == [p for _, p in info["fds"]], k
         seen.add(g["linux.syscall"][0])
     assert {"openat", "close", "connect", "execve", "newfstatat"} <= seen, seen
     assert any(g["linux.cmdline"] == ["/bin/true lbd-replay-arg"] for g in got)
