@@ -61,6 +61,15 @@ def _comm_text(c: bytes) -> str:
 _VALID_NRS = [sc.nr for sc in syscalls.TABLE] + [record.NR_SCHED_FORK, record.NR_SCHED_EXEC, record.NR_SCHED_EXIT]
 
 
+def _take_rows(rows: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """rows[idx] for a packed structured array (ENRICH_DTYPE): taken as rows of 32-bit words, 8x
+    faster than numpy's structured fancy indexing."""
+    size = rows.dtype.itemsize
+    if rows.flags.c_contiguous and rows.ndim == 1 and size % 4 == 0:
+        return rows.view(np.uint32).reshape(-1, size // 4)[idx].view(rows.dtype).reshape(-1)
+    return rows[idx]
+
+
 def _signed(raw: np.ndarray, bits: int) -> np.ndarray:
     if bits >= 64:
         return raw.view(np.int64)
@@ -208,8 +217,8 @@ class Batch(_decode.Batch):
         batch has them: a batch of the kept events that outlives nothing of this one but the
         enrichment's string and fd tables (shared; valid as long as this batch's).  wall_offset:
         the one this batch was filled with (the table's ts = record ts + wall_offset).  No Python
-        per event: the records' bytes are copied a run of adjacent records at a time and validated
-        again by load()."""
+        per event: the records' bytes are copied a run of adjacent records at a time (or, for many
+        runs, gathered as 8-byte words in one numpy take) and validated again by load()."""
         ev = self.events
         idx = np.asarray(idx, dtype=np.intp)
         if len(idx):
@@ -221,14 +230,24 @@ class Batch(_decode.Batch):
             firsts = np.concatenate(([0], cut))
             lasts = np.concatenate((cut - 1, [len(idx) - 1]))
             arena = self.arena
-            data = np.concatenate([arena[a:b] for a, b in zip(start[firsts].tolist(), end[lasts].tolist())])
+            base = _decode.ARENA_OFFSET
+            if len(firsts) > 16 and not ((start - base) & 7).any():
+                # many runs: each record's span is whole 8-byte words from the arena's first prefix,
+                # gathered as words (one numpy take) rather than one slice per run
+                words = arena[base: base + (len(arena) - base) // 8 * 8].view(np.uint64)
+                w0, nw = (start - base) >> 3, span >> 3
+                ends = np.cumsum(nw)
+                pos = np.repeat(w0 - (ends - nw), nw) + np.arange(int(ends[-1]), dtype=np.int64)
+                data = words[pos].view(np.uint8)
+            else:
+                data = np.concatenate([arena[a:b] for a, b in zip(start[firsts].tolist(), end[lasts].tolist())])
             target.load(data, ev["cpu_ring"][idx], wall_offset, _VALID_NRS)
         else:
             target.release()
         from lbd.enrich.layout import has_enrichment
 
         if has_enrichment(self):
-            target.enrich = self.enrich[idx]
+            target.enrich = _take_rows(self.enrich, idx)
             target.strtab = self.strtab
             target.fdtab = self.fdtab
             target.enriched_generation = target.generation

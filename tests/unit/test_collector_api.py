@@ -199,3 +199,32 @@ def test_probe_config_selects_the_filters_syscalls():
     k = probe_config(d.replace(syscalls=["openat"], filter="syscall = newfstatat"))
     assert k.open.drop_mode
     assert probe_config(d) is d and probe_config(d.replace(filter="pid = 3")).open.syscalls == ()
+
+
+@pytest.mark.parametrize("pattern", ["all", "none", "first", "last", "every other", "random", "blocks"])
+def test_select_into_copies_exactly_the_chosen_events(pattern):
+    """Batch.select_into: both ways of copying (a slice per run of adjacent records; many runs
+    gathered as words) give the chosen records, their table rows and their enrichment rows."""
+    from lbd.enrich.layout import empty_enrichment
+
+    cases = random_cases(300, seed=4)
+    ring = image_of([c.record for c in cases], size=1 << 22).ring(index=3)
+    b = Batch(300, 300 * 2048)
+    assert ring.fill(b) == 300
+    empty_enrichment(b)
+    n = len(b)
+    rng = np.random.default_rng(7)
+    keep = {"all": np.ones(n, bool), "none": np.zeros(n, bool), "first": np.arange(n) == 0,
+            "last": np.arange(n) == n - 1, "every other": np.arange(n) % 2 == 0,
+            "random": rng.random(n) < 0.4, "blocks": (np.arange(n) // 7) % 3 == 1}[pattern]
+    idx = np.flatnonzero(keep)
+    t = b.select_into(Batch(b.capacity, b.arena_bytes), idx, 0)
+    assert len(t) == len(idx)
+    for k, i in enumerate(idx.tolist()):
+        assert bytes(t.record(k)) == bytes(b.record(i))
+        assert bytes(t.falco_event(k)) == bytes(b.falco_event(i))
+        for f in record.EVENT_DTYPE.names:
+            if f != "rec":
+                assert np.array_equal(t.events[k][f], b.events[i][f]), f
+        assert t.args(k) == b.args(i)
+    assert t.enrich.tobytes() == b.enrich[idx].tobytes() and t.strtab is b.strtab
