@@ -46,6 +46,15 @@ cdef extern from "<time.h>" nogil:
     tm *localtime_r(const time_t *t, tm *out)
     tm *gmtime_r(const time_t *t, tm *out)
     void tzset()
+    ctypedef int clockid_t
+    cdef struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    int clock_gettime(clockid_t clk, timespec *ts)
+    clockid_t CLOCK_MONOTONIC_COARSE
+
+cdef extern from "<stdlib.h>" nogil:
+    char *getenv(const char *name)
 
 cdef extern from "<unistd.h>" nogil:
     ssize_t c_write "write"(int fd, const void *buf, size_t n)
@@ -787,6 +796,8 @@ cdef class Formatter:
     cdef list flagsets
     cdef char *scratch
     cdef int64_t sec_local, sec_utc
+    cdef int64_t tz_read                # monotonic second of the last tzset (see check_zone)
+    cdef char tz_env[256]               # TZ when it was last read ("\x01" after it: unset)
     cdef char tbuf_local[32]
     cdef char tbuf_utc[32]
     cdef fname *fnames
@@ -817,6 +828,9 @@ cdef class Formatter:
         memset(&self.out, 0, sizeof(obuf))
         self.sec_local = -1
         self.sec_utc = -1
+        self.tz_read = -1
+        self.tz_env[0] = 1
+        self.tz_env[1] = 0
 
     def __dealloc__(self):
         free(self.pyents)
@@ -1168,6 +1182,7 @@ cdef class Formatter:
             c.mask = <const uint8_t *>cnp.PyArray_DATA(m_a)
         if c.fmt == FMT_JSON:
             self.prefetch_flag_names(&c)
+        self.check_zone()
         self.py_prepass(&c, arena)
         cdef size_t done
         with nogil:
@@ -1238,6 +1253,38 @@ cdef class Formatter:
         return done
 
     # -- shared pieces
+
+    cdef void check_zone(self) noexcept nogil:
+        """The local time zone as the process has it now, once per format() call: glibc's
+        localtime_r reads TZ and /etc/localtime once per process, so a zone changed during a run
+        (TZ set, the host's zone changed) left the normal format's times in the old zone while
+        Falco's prefix and linux.time (plugin/lbd_extract.c) moved.  A changed TZ is seen at the
+        next call; the zone file (a stat, in tzset) is looked at once per second at most."""
+        cdef timespec now
+        cdef const char *tz = getenv("TZ")
+        cdef size_t k = 0
+        cdef bint same = False
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &now)
+        if tz == NULL:
+            same = self.tz_env[0] == 1 and self.tz_env[1] == 0
+        else:
+            while k < 255 and tz[k] != 0 and tz[k] == self.tz_env[k]:
+                k += 1
+            same = tz[k] == self.tz_env[k] and (tz[k] == 0 or k == 255)
+        if same and <int64_t>now.tv_sec == self.tz_read:
+            return
+        tzset()
+        self.tz_read = <int64_t>now.tv_sec
+        self.sec_local = -1                 # the cached second's text may be another zone's
+        if tz == NULL:
+            self.tz_env[0] = 1
+            self.tz_env[1] = 0
+        else:
+            k = 0
+            while k < 255 and tz[k] != 0:
+                self.tz_env[k] = tz[k]
+                k += 1
+            self.tz_env[k] = 0
 
     cdef void put_time(self, int64_t ns, bint utc) noexcept nogil:
         cdef int64_t sec = ns // 1000000000

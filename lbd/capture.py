@@ -33,12 +33,14 @@ a question the capture has no answer for gets "unknown" (None), as a process gon
 from __future__ import annotations
 
 import base64
+import collections
 import hashlib
 import json
 import os
 import platform
 import socket
 import struct
+import threading
 import time
 from typing import Iterator
 
@@ -56,6 +58,9 @@ _HEAD = struct.Struct("<8sIII")
 _CHUNK = struct.Struct("<4sIQQ")
 MAX_META = 1 << 20
 MAX_CHUNK = 1 << 31
+#: zstd's level for captures (bench/test_bench_record.py: on host-like records levels -3 to 1 all
+#: cost about the same CPU, 1 gives the smallest files of them: 0.14 of the raw size)
+LEVEL = 1
 
 
 class CaptureError(ValueError):
@@ -98,19 +103,43 @@ class CaptureWriter:
     """Writes a capture file (see the module docstring).  The file must not exist: it is created
     0600, without following a symlink, and never appended to.
 
-    Invariants: the header is written at open; each write_*() appends one whole chunk; close()
-    writes the end chunk (once) and closes the file.  After a write error the writer is broken and
-    raises CaptureError again."""
+    Invariants: the header is written at open; chunks reach the file whole and in the order of
+    the write_*() calls; close() writes the end chunk (once) and closes the file.  After a write
+    error the writer is broken and raises CaptureError again.
 
-    def __init__(self, path: str | os.PathLike, meta: dict, *, compress: str = "zstd", level: int = 1):
+    Compressed chunks are compressed by `workers` threads (zstd releases the GIL), each chunk its
+    own frame as before: write_batch() copies the batch's bytes and returns while earlier chunks
+    are still being compressed (at most 2 x workers pending; a full pipeline waits for the oldest),
+    so a recording keeps up with the capture on several cores.  A write error is raised by the
+    write_*() or close() call that reaches it."""
+
+    def __init__(self, path: str | os.PathLike, meta: dict, *, compress: str = "zstd", level: int = LEVEL,
+                 workers: int | None = None):
         if compress not in ("zstd", "none"):
             raise CaptureError(f"capture compression {compress!r}: zstd or none")
         self.path = os.fspath(path)
         self._z = None
+        self._pool = None
+        self._pending: collections.deque = collections.deque()
         if compress == "zstd":
             import zstandard
 
-            self._z = zstandard.ZstdCompressor(level=level, threads=-1 if (os.cpu_count() or 1) > 1 else 0)
+            self._z = zstandard.ZstdCompressor(level=level)
+            n = workers if workers is not None else min(4, max(1, (os.cpu_count() or 1)))
+            if n > 1:
+                from concurrent.futures import ThreadPoolExecutor
+
+                local = threading.local()
+
+                def compress_one(raw: bytes) -> bytes:
+                    z = getattr(local, "z", None)
+                    if z is None:       # a ZstdCompressor is not thread-safe: one per worker
+                        z = local.z = zstandard.ZstdCompressor(level=level)
+                    return z.compress(raw)
+
+                self._compress_one = compress_one
+                self._pool = ThreadPoolExecutor(n, thread_name_prefix="lbd-capture-zstd")
+                self._depth = 2 * n
         try:
             self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except OSError as e:
@@ -139,11 +168,36 @@ class CaptureWriter:
 
     def _chunk(self, kind: int, *parts) -> None:
         if self.closed:
+            self._stop_pool()
             raise CaptureError(f"capture file {self.path} is closed")
         raw = b"".join(bytes(p) for p in parts)
-        data = self._z.compress(raw) if self._z is not None else raw
-        self._write(_CHUNK.pack(CHUNK_MAGIC, kind, len(raw), len(data)))
-        self._write(data)
+        if self._pool is None:
+            data = self._z.compress(raw) if self._z is not None else raw
+            self._write(_CHUNK.pack(CHUNK_MAGIC, kind, len(raw), len(data)))
+            self._write(data)
+            return
+        self._pending.append((kind, len(raw), self._pool.submit(self._compress_one, raw)))
+        self._drain(self._depth)
+
+    def _drain(self, keep: int) -> None:
+        """Write the compressed chunks in order: those done, and the oldest until at most `keep`
+        are pending."""
+        q = self._pending
+        try:
+            while q and (len(q) > keep or q[0][2].done()):
+                kind, n, fut = q.popleft()
+                data = fut.result()
+                self._write(_CHUNK.pack(CHUNK_MAGIC, kind, n, len(data)))
+                self._write(data)
+        except CaptureError:
+            self._stop_pool()
+            raise
+
+    def _stop_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        self._pending.clear()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def write_batch(self, batch) -> None:
         """One batch, as its arena holds it (raw copy)."""
@@ -163,10 +217,14 @@ class CaptureWriter:
 
     def close(self, stats: dict | None = None) -> None:
         if self.closed:
+            self._stop_pool()
             return
         try:
             self._chunk(T_END, json.dumps(_enc(stats or {}), separators=(",", ":"), default=str).encode())
+            if self._pool is not None:
+                self._drain(0)
         finally:
+            self._stop_pool()
             if not self.closed:
                 self.closed = True
                 os.close(self.fd)

@@ -789,12 +789,13 @@ class _Capture:
     def open(self):
         """Load the probe (the command released only once it is attached); the Collector."""
         from lbd.collector import Collector
-        from lbd.filter.pushdown import kernel_config
 
         self._old = {s: signal.signal(s, self.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self._old[signal.SIGHUP] = signal.signal(signal.SIGHUP, self.on_hup)
-        # the filter's part the kernel can decide goes into the probe's filters
-        col = Collector(kernel_config(self.cfg), enrich=True, batch_size=self.batch_size, record=self.record_path)
+        # the filter's part the kernel can decide goes into the probe's filters (the Collector's
+        # probe_config); the whole filter is applied here (_UserFilter), with the output's other masks
+        col = Collector(self.cfg, enrich=True, batch_size=self.batch_size, record=self.record_path,
+                        apply_filter=False)
         try:
             col.__enter__()
         except BaseException:
@@ -1066,7 +1067,7 @@ def cmd_replay(a) -> int:
     expr = _expression(a)
     setup_logging(Config.default())
     try:
-        col = Collector(replay=a.file, enrich=True)
+        col = Collector(replay=a.file, enrich=True, apply_filter=False)     # filters applied here
     except CaptureError as e:
         raise CliError(str(e)) from None
     error = None
@@ -1294,7 +1295,8 @@ def cmd_stats(a) -> int:
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     kcfg = kernel_config(cfg)
     try:
-        with Collector(kcfg, enrich=bool(ufilter is not None and ufilter.needs_enrichment)) as col:
+        with Collector(kcfg, enrich=bool(ufilter is not None and ufilter.needs_enrichment),
+                       apply_filter=False) as col:                  # counted through ufilter's mask
             # the kernel's counters at the start (read before saying so: what follows is counted)
             before = col.probe.syscall_stats() if not events else None
             if events:

@@ -13,6 +13,12 @@ iterator hands out their batches as they come: the order holds within each consu
 not across consumers (a process whose threads run on CPUs of different consumers may show its
 events of one moment in two batches, in either order).
 
+A filter expression (``Collector(filter=EXPR)`` or the configuration's ``filter``, lbd.filter)
+is applied in two places: its kernel-decidable part (syscalls, pids, comms, uids, failed) goes into
+the probe's maps (lbd.filter.pushdown.kernel_config), and the whole compiled filter runs over every
+batch, after the state engine and the recorder saw all of it, so that the batches handed out hold
+only the events the expression keeps (copied into a batch of their own, Batch.select_into).
+
 Invariants: between __enter__ and __exit__ the probe is attached and batches are reused (a batch
 is valid until the next one is asked for: copy what you keep); __exit__, also on an exception,
 stops the consumer threads, detaches the probe and unmaps the rings.
@@ -24,6 +30,8 @@ import queue
 import threading
 import time
 from typing import Iterator
+
+import numpy as np
 
 from lbd import record
 from lbd.batch import Batch
@@ -47,6 +55,29 @@ def wall_offset_ns() -> int:
     return best[1]
 
 
+def probe_config(cfg: Config) -> Config:
+    """The configuration the probe is loaded with: cfg with its filter's kernel part pushed down
+    (lbd.filter.pushdown.kernel_config).  When the user chose no syscalls (neither ``syscalls``
+    nor ``interest_syscall_file``) and the filter names the syscalls it keeps, those are the
+    selection: ``filter="syscall = newfstatat and ..."`` captures newfstatat even though the
+    packaged default selection leaves it out (met with the default selection, it would capture
+    nothing)."""
+    from lbd.filter.fields import SYSCALL_NAMES
+    from lbd.filter.plan import LIMITS
+    from lbd.filter.pushdown import kernel_config, plan_of
+
+    plan = plan_of(cfg)
+    if plan is None:
+        return cfg
+    o = cfg.open
+    if not o.syscalls and not o.interest_syscall_file and plan.syscalls is not None and not plan.matches_nothing:
+        real = sorted(n for n in plan.syscalls - set(plan.drop_syscalls)
+                      if SYSCALL_NAMES[n] < record.NR_SCHED_FORK)
+        if real and len(real) <= LIMITS["syscalls"]:
+            cfg = cfg.replace(syscalls=real)
+    return kernel_config(cfg)
+
+
 class Collector:
     """Loads the probe on enter, detaches it on exit; iterating yields Batch objects.
 
@@ -57,6 +88,19 @@ class Collector:
     batch.strtab, batch.fdtab: parent, command line, user, group, open files; see lbd.enrich)
     before it is returned; `enricher` is then the Enricher (its stats(), its process table).
 
+    filter=EXPR (or the configuration's "filter"): only the events the expression keeps are handed
+    out (state records never, when a filter is set); the enrichment and the recording still see
+    every event.  A filter that reads enriched fields (cmdline, user, fd.name, ...) turns the
+    enrichment on.  apply_filter=False hands the batches out whole and leaves the filter to the
+    caller (lbd run and the Falco plugin apply it themselves); its kernel part is pushed down
+    either way.
+
+    duration=S ends the iteration S seconds after the probe is attached (or the replay opened);
+    max_events=N ends it once N events were handed out (the last batch cut to exactly N; state
+    records are not handed out then either: they are not events of the selection).
+    Ctrl-C (KeyboardInterrupt) inside the with block leaves it as any exception does: the
+    consumer threads stopped, the probe detached, the exception raised to the caller.
+
     record=PATH also writes every batch the iterator hands out to a capture file (lbd.capture),
     with what the enrichment asked of the host; replay=PATH loads no probe and hands out the
     batches of a capture file instead, enriched from the recorded answers, so that every output
@@ -66,7 +110,19 @@ class Collector:
     def __init__(self, config: Config | dict | None = None, *, batch_size: int | None = None,
                  own_pid: int | None = None, host_pid: int | None = None, own_tids=None, enrich=False,
                  consumers: int | None = None, record: str | os.PathLike | None = None,
-                 replay: str | os.PathLike | None = None, compress: str = "zstd"):
+                 replay: str | os.PathLike | None = None, compress: str = "zstd",
+                 filter: str | None = None, apply_filter: bool = True,  # noqa: A002 - as the config key
+                 duration: float | None = None, max_events: int | None = None):
+        if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))
+                                     or not duration > 0):
+            raise ValueError(f"duration: {duration!r}, a number of seconds > 0 (or None: no limit)")
+        if max_events is not None and (isinstance(max_events, bool) or not isinstance(max_events, int)
+                                       or max_events < 1):
+            raise ValueError(f"max_events: {max_events!r}, an integer >= 1 (or None: no limit)")
+        if filter is not None and not isinstance(filter, str):
+            raise ValueError(f"filter: {filter!r}, a filter expression (text)")
+        self.duration, self.max_events = duration, max_events
+        self._deadline: float | None = None
         self._record_path, self._replay_path, self._compress = record, replay, compress
         if record is not None and replay is not None:
             raise ValueError("a collector records a live capture or replays one, not both")
@@ -81,7 +137,20 @@ class Collector:
             self.reader = CaptureReader(replay)        # the recording run's configuration
             config = self.reader.meta.get("config") or None
         self.config = coerce(config)
+        if filter is not None:
+            self.config = self.config.replace(filter=filter)
+        from lbd.filter.pushdown import compiled
+
+        #: the whole compiled filter applied to every batch (None: none, or apply_filter=False)
+        self.filter = compiled(self.config) if apply_filter else None
+        if self.filter is not None and self.filter.needs_enrichment and not enrich:
+            enrich = True
         self._enrich = enrich
+        #: replaying without an enricher of its own: the object whose feed() takes the recorded
+        #: answers (the Falco plugin runs the state engine itself)
+        self.answer_sink = None
+        self._views: list[Batch] = []
+        self._view_turn = 0
         self.enricher = None
         self.batch_size = batch_size or self.config.init.batch_size
         self.timeout_ms = self.config.init.batch_timeout_ms
@@ -98,14 +167,16 @@ class Collector:
         self._ready: queue.Queue | None = None
         self._held: Batch | None = None     # the batch handed out last (threaded mode)
         self.batches = 0
-        self.events = 0
+        self.events = 0                     # handed out (after the filter)
+        self.events_read = 0                # read from the rings or the capture
 
     def __enter__(self) -> Collector:
         if self._replay_path is not None:
             return self._enter_replay()
         from lbd.probe import Probe
 
-        self.probe = Probe(self.config, own_pid=self._own_pid, host_pid=self._host_pid,
+        # the filter's part the kernel can decide goes into the probe's maps
+        self.probe = Probe(probe_config(self.config), own_pid=self._own_pid, host_pid=self._host_pid,
                            own_tids=self._own_tids)
         try:
             wall = self.wall_offset = wall_offset_ns()
@@ -140,7 +211,11 @@ class Collector:
         except BaseException:
             self.close()
             raise
+        self._start_clock()
         return self
+
+    def _start_clock(self) -> None:
+        self._deadline = None if self.duration is None else time.monotonic() + self.duration
 
     def _enter_replay(self) -> Collector:
         from lbd.capture import CaptureReader, replaying_enricher
@@ -154,6 +229,7 @@ class Collector:
         elif self._enrich:
             self.enricher = self._enrich
         self._chunks = self.reader.chunks()
+        self._start_clock()
         return self
 
     def _next_replayed(self) -> Batch:
@@ -163,8 +239,9 @@ class Collector:
         batch.release()
         for kind, data in self._chunks:
             if kind == "answers":
-                if hasattr(self.enricher, "feed"):
-                    self.enricher.feed(data)
+                sink = self.enricher if self.enricher is not None else self.answer_sink
+                if hasattr(sink, "feed"):
+                    sink.feed(data)
             elif kind == "end":
                 self.replayed_stats = data if isinstance(data, dict) else {}
             else:
@@ -243,13 +320,40 @@ class Collector:
         return self._deliver(batch)
 
     def _deliver(self, batch: Batch) -> Batch:
+        """The batch as handed out: enriched and recorded whole, then narrowed to what the filter
+        keeps and to max_events."""
         self.batches += 1
-        self.events += len(batch)
+        self.events_read += len(batch)
         if self.enricher is not None:
             self.enricher.enrich(batch)
         if self.recorder is not None:
             self.recorder.write(batch)
-        return batch
+        out = batch
+        if (self.filter is not None or self.max_events is not None) and len(batch):
+            keep = batch.output_mask()          # state records: for the tables, never output
+            if self.filter is not None:
+                f = self.filter(batch)
+                keep = f if keep is None else keep & f
+            if keep is not None and not keep.all():
+                out = self._select(batch, np.flatnonzero(keep))
+        if self.max_events is not None:
+            left = self.max_events - self.events
+            if len(out) >= left:
+                self._stopped = True
+                if len(out) > left:
+                    out = self._select(out, np.arange(max(left, 0)))
+        self.events += len(out)
+        return out
+
+    def _select(self, batch: Batch, idx) -> Batch:
+        """The events idx of batch in a batch of their own (two such batches, used in turn)."""
+        self._view_turn ^= 1
+        if len(self._views) < 2:
+            self._views = [None, None]
+        view = self._views[self._view_turn]
+        if view is None or view.capacity < batch.capacity or view.arena_bytes < batch.arena_bytes:
+            view = self._views[self._view_turn] = Batch(batch.capacity, batch.arena_bytes)
+        return batch.select_into(view, idx, self.wall_offset)
 
     def _next_threaded(self, timeout_ms: int | None) -> Batch:
         held, self._held = self._held, None
@@ -294,7 +398,14 @@ class Collector:
 
     def __iter__(self) -> Iterator[Batch]:
         while not self._stopped:
-            yield self.next_batch()
+            if self._deadline is None:
+                yield self.next_batch()
+                continue
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                self._stopped = True
+                break
+            yield self.next_batch(max(1, min(self.timeout_ms, int(left * 1000) + 1)))
 
     def ring_stats(self) -> list[dict]:
         """Per ring, the counters of stats() that belong to one ring, as a flat dict: the kernel's
@@ -309,7 +420,7 @@ class Collector:
         """Counts so far: emitted, dropped, filtered, malformed, delivered, late (and every kernel
         counter); `rings`: per ring, the kernel's counters of its CPUs, what was delivered from it,
         its fill (pending bytes / size).  Replaying: the recording's final counts (once its end is
-        read), with delivered = the events replayed so far."""
+        read), with delivered = the events replayed so far (before the filter)."""
         if self._replay_path is not None:
             d = dict(self.replayed_stats)
             d.setdefault("dropped", 0)
@@ -317,7 +428,7 @@ class Collector:
             d.setdefault("malformed", 0)
             d.setdefault("ring_pending_bytes", 0)
             d.setdefault("ring_fill_max", 0.0)
-            d["delivered"] = self.events
+            d["delivered"] = self.events_read
             return d
         if self.probe is None:
             raise RuntimeError("the collector is not open")

@@ -259,7 +259,8 @@ def error_message(exc: BaseException) -> str:
     from lbd.config import ConfigError
 
     text = " ".join(str(exc).split())
-    known = isinstance(exc, (ConfigError, OSError)) or type(exc).__name__ in ("ProbeError", "InterestingError")
+    known = isinstance(exc, (ConfigError, OSError)) or type(exc).__name__ in ("ProbeError", "InterestingError",
+                                                                              "CaptureError")
     if known and text:
         return text
     if isinstance(exc, RecursionError):
@@ -339,15 +340,18 @@ class PluginState:
     def list_open_params(self) -> str:
         from lbd.config import open_params_list
 
-        return json.dumps(open_params_list())
+        return json.dumps(open_params_list() + [
+            {"value": json.dumps({"replay": "/var/lib/lbd/capture.lbdcap"}),
+             "desc": "read a capture file (lbd record -o FILE) back instead of capturing live"}])
 
     def open(self, open_params: str) -> Instance:
         if self.instance is not None:
             raise RuntimeError("a capture is already open for this plugin; close it first")
         from lbd.config import Config
 
+        replay, open_params = split_replay(open_params)
         cfg = Config.from_plugin(self.init_json, open_params or "")
-        self.instance = Instance(self, cfg)
+        self.instance = Instance(self, cfg, replay=replay)
         return self.instance
 
     def metrics(self) -> list[tuple[str, int | float, bool]]:
@@ -365,6 +369,29 @@ class PluginState:
             self.instance.close()
         logging.getLogger("lbd").removeHandler(self.handler)
         self.handler.close()
+
+
+def split_replay(open_params: str | bytes | None) -> tuple[str | None, str]:
+    """open_params' ``replay`` key (the path of a capture file to read back instead of capturing
+    live) and the open_params without it.  Not a key of lbd's configuration: it chooses where the
+    events come from, not how they are captured.  Raises ConfigError for a value that is not a
+    path; open_params that are not a JSON object are left to Config.from_plugin to report."""
+    from lbd.config import ConfigError
+
+    text = open_params.decode("utf-8", "surrogateescape") if isinstance(open_params, bytes) else (open_params or "")
+    if "replay" not in text:
+        return None, text
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
+        return None, text
+    if not isinstance(doc, dict) or "replay" not in doc:
+        return None, text
+    path = doc.pop("replay")
+    if not isinstance(path, str) or not path.strip() or "\0" in path:
+        raise ConfigError(f"open_params.replay: {json.dumps(path)[:80]}, the path of a capture file "
+                          "(lbd record -o FILE)")
+    return path, json.dumps(doc)
 
 
 #: the tuple Instance.next() returns when nothing arrived in time
@@ -391,9 +418,10 @@ class Instance:
 
     PUTFILE_RETRY_S = 10.0
 
-    def __init__(self, state: PluginState, cfg):
+    def __init__(self, state: PluginState, cfg, replay: str | None = None):
         from lbd.collector import Collector, fill_until
-        from lbd.filter.pushdown import compiled, kernel_config
+        from lbd.collector import probe_config
+        from lbd.filter.pushdown import compiled
 
         self.state = state
         self.cfg = cfg
@@ -410,7 +438,8 @@ class Instance:
         self._fill = fill_until
         self._lock = threading.Lock()
         self.filter = compiled(cfg)
-        self.kernel_cfg = kernel_config(cfg)
+        # the filter's kernel part, its syscalls the selection when open_params name none
+        self.kernel_cfg = probe_config(cfg)
         self._attach = bool(cfg.init.putfile) or (self.filter is not None and self.filter.needs_enrichment)
         self._opened = time.monotonic()
         self._next_check = self._opened + DROP_CHECK_S
@@ -422,8 +451,13 @@ class Instance:
         # run lbd's code: the one opening the capture and each one that calls next() (liblbd.so
         # tells add_own_tid()).
         self._own_tid = threading.get_native_id()
+        self.replay = replay
+        if replay is not None:
+            self._open_replay(replay)
+            return
         try:
-            self.collector = Collector(self.kernel_cfg, host_pid=os.getpid(), own_tids=[self._own_tid]).__enter__()
+            self.collector = Collector(self.kernel_cfg, host_pid=os.getpid(), own_tids=[self._own_tid],
+                                       apply_filter=False).__enter__()
             self.collector.batch.plugin_id = PLUGIN_ID     # the collector's batches all take it
             self.enricher = _make_enricher(cfg, self.collector.probe.selection)
             self._engine = getattr(self.enricher, "_engine", None)
@@ -441,13 +475,39 @@ class Instance:
                  f"; filter {self.filter.expression!r}, in the kernel: {self.filter.plan.describe()}"
                  if self.filter is not None else "")
 
+    def _open_replay(self, path: str) -> None:
+        """open_params.replay: the batches of a capture file instead of a probe, through the same
+        state engine (fed the host's recorded answers, asking nothing of this host), filter and
+        hand-over as a live capture: Falco gets the events the recording run's would have got.
+        next() returns None at the end of the file (liblbd.so: SS_PLUGIN_EOF)."""
+        from lbd.capture import replaying_enricher
+        from lbd.collector import Collector
+
+        try:
+            self.collector = Collector(self.cfg, replay=path, apply_filter=False).__enter__()
+            self.enricher = replaying_enricher(self.cfg)
+            self.collector.answer_sink = self.enricher
+            self._engine = getattr(self.enricher, "_engine", None)
+            self._ring = None
+            self._timeout = self.cfg.init.batch_timeout_ms
+            if self.cfg.init.putfile:
+                from lbd.output.writer import open_writer
+
+                self.writer = open_writer(self.cfg, None).__enter__()
+        except BaseException:
+            self.close()
+            raise
+        log.info("replaying %s (recorded by lbd %s on %s)%s", path, self.collector.reader.meta.get("lbd"),
+                 self.collector.reader.meta.get("host"),
+                 f"; filter {self.filter.expression!r}" if self.filter is not None else "")
+
     def add_own_tid(self, tid: int) -> None:
         """Another Falco thread now runs the source: its syscalls are the plugin's own too."""
-        if self.collector is not None and tid != self._own_tid:
+        if self.collector is not None and self.collector.probe is not None and tid != self._own_tid:
             self.collector.probe.add_own_tid(tid)
             self._own_tid = tid
 
-    def next(self) -> tuple[int, int, int, int, int, int, int, int]:
+    def next(self) -> tuple[int, int, int, int, int, int, int, int] | None:
         """Fill a batch (waiting up to batch_timeout_ms), run the state engine over it, the filter,
         the putfile writer.  One call per next_batch; no Python per event.
 
@@ -456,6 +516,7 @@ class Instance:
         engine's arrays (one enrichment row per event; 0, 0 when there are none), and the
         address of the filter's n bytes (1: keep), 0 without a filter.  liblbd.so hands Falco the
         events that are neither state records nor removed by the mask.  n == 0: nothing arrived.
+        None: a replayed capture file is done (end of the event stream).
         """
         with self._lock:
             col = self.collector
@@ -464,11 +525,13 @@ class Instance:
                 self._fill(self._ring, batch, self._timeout)
             else:
                 batch = col.next_batch()
-            if time.monotonic() >= self._next_check:
+            if self.replay is None and time.monotonic() >= self._next_check:
                 self._check_drops()
             n = batch.n
             if not n:
                 self._keep = ()
+                if self.replay is not None and col._stopped:
+                    return None                 # the capture file is done: SS_PLUGIN_EOF
                 return _EMPTY
             view = None
             if self._engine is not None:
@@ -522,6 +585,9 @@ class Instance:
 
     def _metrics(self) -> list[tuple[str, int | float, bool]]:
         col = self.collector
+        if col is not None and col.probe is None and self.replay is not None:
+            st = col.stats()          # the recording's final counts (once read), delivered so far
+            return [("events_delivered", st["delivered"], True), ("drops", st.get("dropped", 0) + st.get("malformed", 0), True)]
         if col is None or col.probe is None:
             return self.state.last_metrics
         st = col.stats()
@@ -603,7 +669,7 @@ class Instance:
 
     def close(self) -> None:
         self._keep = ()
-        if self.collector is not None and self.collector.probe is not None:
+        if self.collector is not None and (self.collector.probe is not None or self.replay is not None):
             try:
                 with self._lock:
                     final = self._metrics()

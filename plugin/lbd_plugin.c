@@ -11,7 +11,8 @@
  *     any Falco thread may call in.
  *   - next_batch makes ONE Python call (lbd.falco.Instance.next: fill the batch from the rings,
  *     run the compiled state engine over it, the filter's mask when open_params has a filter,
- *     write it when putfile) and hands Falco pointers into the batch arena, where the decoder
+ *     write it when putfile; or, open_params "replay", the next batch of a capture file, None at
+ *     its end: SS_PLUGIN_EOF) and hands Falco pointers into the batch arena, where the decoder
  *     already laid out each record behind its 38-byte plugin-event header: no copy.  Which
  *     events Falco gets is decided here, in C: not the state records (LBD_F_STATE, for the
  *     tables only), not those the filter's mask drops.
@@ -606,6 +607,11 @@ EXPORT ss_plugin_rc plugin_next_batch(ss_plugin_t *sp, ss_instance_t *hp, uint32
     PyGILState_STATE gil = PyGILState_Ensure();
     own_thread(h);
     PyObject *r = PyObject_CallNoArgs(h->next);
+    if (r == Py_None) {                     /* a replayed capture file is done */
+        Py_DECREF(r);
+        PyGILState_Release(gil);
+        return SS_PLUGIN_EOF;
+    }
     int ok = r && PyArg_ParseTuple(r, "IKKKKKKK;Instance.next() returned an unexpected tuple", &n, &ptrs,
                                    &enrich, &strtab, &strtab_len, &fdtab, &fdtab_len, &mask);
     if (!ok)

@@ -48,6 +48,20 @@ def loop_cats(n: int, target: Path) -> list[str]:
     return ["sh", "-c", f'i=0; while [ $i -lt {n} ]; do cat "{target}" > /dev/null; i=$((i + 1)); done']
 
 
+def test_an_expression_on_a_syscall_outside_the_default_selection(tmp_path):
+    """`lbd run 'syscall = newfstatat ...'` with no selection given captures newfstatat (not in the
+    default selection): the expression's syscalls are the selection.  It captured nothing when the
+    pushdown met them with the default selection."""
+    missing = f"/lbd-cli-expr-{os.getpid()}-{time.monotonic_ns()}"
+    out = tmp_path / "ev.jsonl"
+    code = f"import os\nfor _ in range(7):\n    try: os.stat({missing!r})\n    except OSError: pass\n"
+    p = lbd("run", "-f", "json", "-o", str(out), f"syscall = newfstatat and arg.filename = {missing}",
+            "--", sys.executable, "-c", code)
+    assert p.returncode == 0, p.stderr
+    ev = events(out)
+    assert len(ev) == 7 and all(e["syscall"] == "newfstatat" and e["err"] == "ENOENT" for e in ev), ev[:2]
+
+
 # ---- -- CMD ------------------------------------------------------------------------------------
 
 
