@@ -382,7 +382,11 @@ cdef class Batch:
                 valid[nr] = 1
         if ARENA_BASE + total > self.arena_bytes:
             raise ValueError(f"a recorded batch of {total} bytes does not fit an arena of {self.arena_bytes}")
-        rings = None if cpu_ring is None else np.ascontiguousarray(cpu_ring, dtype=np.uint32)
+        cdef const uint32_t[::1] rings
+        cdef size_t nrings = 0
+        if cpu_ring is not None:
+            rings = np.ascontiguousarray(cpu_ring, dtype=np.uint32)
+            nrings = rings.shape[0]
         self.n = 0
         self.used = ARENA_BASE
         self.generation += 1
@@ -407,7 +411,7 @@ cdef class Batch:
             memcpy(&e.h, h, HDR_SIZE)
             e.h.ts = e.h.ts + <uint64_t>wall_offset
             e.rec = <uint32_t>(ARENA_BASE + at + FALCO_PREFIX)
-            e.cpu_ring = 0 if rings is None or n >= len(rings) else rings[n]
+            e.cpu_ring = rings[n] if n < nrings else 0
             self.ptrs_p[n] = <uint64_t>(self.arena_p + ARENA_BASE + at)
             at += need
             n += 1
