@@ -339,3 +339,25 @@ def sched(events, nr_name: str):
 
 def delta(before: dict, after: dict) -> dict:
     return {k: after[k] - before[k] for k in after}
+
+
+def recorded_batches(cfg, cap_path, workload, tmp: str):
+    """Run workload(tmp) in a forked child while lbd.Collector(cfg, enrich=True, record=cap_path)
+    captures; then stop capturing (drop_mode) and yield every batch until the rings are empty (a
+    batch is reused: use it before the next one)."""
+    from lbd.collector import Collector
+
+    with Collector(cfg, enrich=True, record=cap_path) as col:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                workload(tmp)
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        col.probe.update(col.probe.config.replace(drop_mode=True))
+        while True:
+            b = col.next_batch(50, flush=True)
+            if not len(b):
+                break
+            yield b

@@ -10,6 +10,7 @@ import pytest
 
 from lbd import record
 from tests.conftest import require_bpf
+from tests.kernel.conftest import recorded_batches
 
 
 def workload(tmp: str) -> None:
@@ -67,23 +68,11 @@ def test_replay_gives_the_live_output(tmp_path):
 
     fn, fj = Formatter("normal", 1024), Formatter("json", 1024)
     got = Keep()
-    with Collector(cfg, enrich=True, record=cap) as col:
-        pid = os.fork()
-        if pid == 0:
-            try:
-                workload(str(tmp_path))
-            finally:
-                os._exit(0)
-        os.waitpid(pid, 0)
-        col.probe.update(col.probe.config.replace(drop_mode=True))
-        while True:
-            b = col.next_batch(50, flush=True)
-            if not len(b):
-                break
-            for f, acc in ((fn, got.normal), (fj, got.json)):
-                f.format(b, b.output_mask())
-                acc.append(f.getvalue())
-            live.append(len(b))
+    for b in recorded_batches(cfg, cap, workload, str(tmp_path)):
+        for f, acc in ((fn, got.normal), (fj, got.json)):
+            f.format(b, b.output_mask())
+            acc.append(f.getvalue())
+        live.append(len(b))
     live_out = {"normal": b"".join(got.normal), "json": b"".join(got.json)}
     assert sum(live) > 0 and b"lbd-rec" in live_out["normal"]
     assert b"execve" in live_out["normal"] and b"tcp 127.0.0.1" in live_out["normal"]

@@ -11,6 +11,7 @@ import socket
 import subprocess
 
 from tests.conftest import require_bpf
+from tests.kernel.conftest import recorded_batches
 from tests.plugin_host.host import LiveHost, extract
 
 COMM = "lbd-replay-wl"
@@ -41,31 +42,18 @@ def workload(tmp: str) -> None:
 
 def record_live(tmp_path):
     """Record a workload live; the Falco events it gave (copies) and each one's enrichment."""
-    from lbd.collector import Collector
     from lbd.config import Config
     from lbd.enrich.layout import event_info
 
     cap = tmp_path / "live.lbdcap"
     cfg = Config.default().replace(only_comms=[COMM, "true"], syscalls=SYSCALLS)
     events, infos = [], []
-    with Collector(cfg, enrich=True, record=cap) as col:
-        pid = os.fork()
-        if pid == 0:
-            try:
-                workload(str(tmp_path))
-            finally:
-                os._exit(0)
-        os.waitpid(pid, 0)
-        col.probe.update(col.probe.config.replace(drop_mode=True))
-        while True:
-            b = col.next_batch(50, flush=True)
-            if not len(b):
-                break
-            out = b.output_mask()
-            for i in range(len(b)):
-                if out is None or out[i]:
-                    events.append(bytes(b.falco_event(i)))
-                    infos.append(event_info(b, i))
+    for b in recorded_batches(cfg, cap, workload, str(tmp_path)):
+        out = b.output_mask()
+        for i in range(len(b)):
+            if out is None or out[i]:
+                events.append(bytes(b.falco_event(i)))
+                infos.append(event_info(b, i))
     return cap, events, infos
 
 

@@ -6,36 +6,14 @@ reads TZ and /etc/localtime once per process (glibc): a zone changed during a ru
 host's zone changed) left every later line in the old zone, an hour off the plugin's times."""
 from __future__ import annotations
 
-import os
 import time
-
-import pytest
 
 from lbd import syscalls
 from lbd._format import Formatter
 from lbd.ringimage import make_record
 from tests.unit.test_plugin_enrich import make_batch
-
-#: 2025-06-12 18:51:07.666497198 UTC
-T0 = 1749754267_666497198
-
-
-@pytest.fixture
-def zone():
-    saved = os.environ.get("TZ")
-
-    def set_zone(tz: str | None) -> None:
-        if tz is None:
-            os.environ.pop("TZ", None)
-        else:
-            os.environ["TZ"] = tz  # the environment only: the formatter must notice by itself
-
-    yield set_zone
-    if saved is None:
-        os.environ.pop("TZ", None)
-    else:
-        os.environ["TZ"] = saved
-    time.tzset()
+# the same instant and TZ fixture as the plugin's linux.time tests
+from tests.unit.test_plugin_time import T0, zone  # noqa: F401 (zone: a fixture)
 
 
 def _line(f: Formatter, batch) -> bytes:

@@ -27,8 +27,13 @@ T0 = 1749754267_666497198
 def zone():
     saved = os.environ.get("TZ")
 
-    def set_zone(tz: str) -> None:
-        os.environ["TZ"] = tz      # the environment only, as a zone change reaches a running Falco
+    def set_zone(tz: str | None) -> None:
+        # the environment only, as a zone change reaches a running Falco (and the formatter must
+        # notice by itself); None: no TZ (the zone file)
+        if tz is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = tz
 
     yield set_zone
     if saved is None:
