@@ -169,13 +169,15 @@ class Exporter:
 
     def __init__(self, name: str, fmt: str = "json", limit: int = 0, *, spool_dir: str | None = None,
                  spool_bytes: int = 1 << 30, queue_bytes: int = 64 << 20, window: int = 32,
-                 max_message_bytes: int = 1 << 20, close_timeout: float = 10.0):
+                 max_message_bytes: int = 1 << 20, close_timeout: float = 10.0, capture_env: bool = False,
+                 secret_pattern: str = ""):
         if fmt not in ("normal", "json", "parquet"):
             raise ValueError(f"format {fmt!r}: one of normal, json, parquet")
         self.name = name
         self.format = "parquet" if fmt == "parquet" else "json"
         self.content_type = CONTENT_TYPES[self.format]
         self.limit = limit
+        self.env = (capture_env, secret_pattern)     # the environment as the text formats write it
         self.window = window
         self.max_message_bytes = max_message_bytes
         self.queue_bytes = queue_bytes
@@ -264,7 +266,7 @@ class Exporter:
             if self._formatter is None:
                 from lbd._format import Formatter
 
-                self._formatter = Formatter("json", self.limit)
+                self._formatter = Formatter("json", self.limit, capture_env=self.env[0], secret_pattern=self.env[1])
             self._formatter.format(batch, mask)
             data = self._formatter.getvalue()
             start = 0
@@ -280,7 +282,7 @@ class Exporter:
 
         from lbd.output.parquet import record_batch
 
-        rb = record_batch(batch, mask)
+        rb = record_batch(batch, mask, env=self.env)
         pieces = [rb] if rb.num_rows else []
         while pieces:
             piece = pieces.pop(0)

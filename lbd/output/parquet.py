@@ -101,11 +101,13 @@ _SIGNED = np.array([k in _args.SIGNED_KINDS for k in range(32)])
 
 
 def _tables():
-    """KIND, BITS, MAPPED (in the args map), KEY (index into KEYS) per (nr, slot); the slot of
+    """KIND, BITS, MAPPED (in the args map), ENV (an environment: envp), KEY (index into KEYS) per
+    (nr, slot); the slot of
     each role per nr (-1: none); the flag set index per nr (of the flags role)."""
     kind = np.zeros((NSC, record.MAX_ARGS), np.int16)
     bits = np.full((NSC, record.MAX_ARGS), 64, np.int16)
     mapped = np.zeros((NSC, record.MAX_ARGS), bool)
+    env = np.zeros((NSC, record.MAX_ARGS), bool)
     key = np.zeros((NSC, record.MAX_ARGS), np.int32)
     role = {r: np.full(NSC, -1, np.int8) for r in ROLES}
     flagset = np.full(NSC, -1, np.int32)
@@ -118,6 +120,7 @@ def _tables():
             continue
         for k, (a, jn) in enumerate(zip(specs, _args.json_arg_names(nr))):
             kind[nr, k], bits[nr, k] = a.kind_id, a.bits
+            env[nr, k] = a.name == "envp" and a.kind_id == _K["strarr"]
             key[nr, k] = key_index.setdefault(jn, len(key_index))
             if jn not in keys:
                 keys.append(jn)
@@ -140,10 +143,10 @@ def _tables():
                     flagset[nr] = sets.index(a.flags)
             else:
                 mapped[nr, k] = True
-    return kind, bits, mapped, key, role, flagset, keys, sets
+    return kind, bits, mapped, env, key, role, flagset, keys, sets
 
 
-KIND, BITS, MAPPED, KEY, ROLE_SLOT, FLAGSET, _KEYS, _SETS = _tables()
+KIND, BITS, MAPPED, ENV, KEY, ROLE_SLOT, FLAGSET, _KEYS, _SETS = _tables()
 KEYS = pa.array(_KEYS, pa.string())
 NAMES = pa.array([_args.syscall_name(nr) for nr in range(NSC)], pa.string())
 DIRS = pa.array(["<", ">"], pa.string())
@@ -317,8 +320,11 @@ class _Cols:
         self.has_args = (self.flags & np.uint32(record.F_NOENTER)) == 0
 
 
-def record_batch(batch, mask=None) -> pa.RecordBatch:
-    """The events of batch (those with a true mask entry) as an Arrow record batch of SCHEMA."""
+def record_batch(batch, mask=None, *, env: tuple[bool, str] | None = None) -> pa.RecordBatch:
+    """The events of batch (those with a true mask entry) as an Arrow record batch of SCHEMA.
+    env: (capture_env, secret_pattern) as the outputs apply them: without capture_env no envp
+    value, with it NAME=*** for the secret names (lbd.output.reference.env_value); None: the
+    environment as recorded (the Python API's own data)."""
     ev_all = batch.events
     base = np.arange(len(ev_all)) if mask is None else np.flatnonzero(np.asarray(mask, dtype=bool))
     ev = ev_all if mask is None else ev_all[base]
@@ -372,7 +378,7 @@ def record_batch(batch, mask=None) -> pa.RecordBatch:
         sa = (pa.array([], _DICT), pa.array([], pa.string()), pa.array([], pa.int32()), pa.array([], pa.string()))
     for name, arr in zip(("sa_family", "sa_addr", "sa_port", "sa_path"), sa):
         cols[name] = _scatter(n, sel, arr)
-    cols["args"] = _args_map(batch, c)
+    cols["args"] = _args_map(batch, c, env)
     return pa.RecordBatch.from_arrays([cols[f.name] for f in SCHEMA], schema=SCHEMA)
 
 
@@ -404,7 +410,7 @@ def _flag_names(sets: np.ndarray, values: np.ndarray) -> pa.Array:
     return _dict(pa.array(ind), texts)
 
 
-def _args_map(batch, c: _Cols) -> pa.Array:
+def _args_map(batch, c: _Cols, env: tuple[bool, str] | None = None) -> pa.Array:
     """map<string, string>: the arguments not in a typed column that have a value, in order.
 
     The (event, slot) pairs come out of np.nonzero in event order, slots in order: integers are
@@ -461,6 +467,8 @@ def _args_map(batch, c: _Cols) -> pa.Array:
                 if has is not None:
                     keep[pp[~has]] = False
                     pp = pp[has]
+            if env is not None and len(pp):
+                text = _env_text(batch, c, ev_i[pp], slot_k[pp], text, *env)
             parts.append(text)
     pos = np.empty(len(ev_i), np.int64)
     pos[ii] = np.arange(len(ii))
@@ -472,6 +480,31 @@ def _args_map(batch, c: _Cols) -> pa.Array:
     np.cumsum(np.bincount(ev_i[kept], minlength=n), out=offsets[1:])
     keys = KEYS.take(pa.array(KEY[nr[ev_i[kept]], slot_k[kept]]))
     return pa.MapArray.from_arrays(pa.array(offsets), keys, vals)
+
+
+def _env_text(batch, c: _Cols, ev: np.ndarray, slots: np.ndarray, text: pa.Array, capture: bool,
+              pattern: str) -> pa.Array:
+    """text with its environment values (envp) as written: null without capture_env, else each
+    string through mask_env, masked before the strings are joined (a secret value holding a
+    space must not leave its second half)."""
+    is_env = ENV[c.nr[ev], slots]
+    if not is_env.any():
+        return text
+    import pyarrow.compute as pc
+
+    from lbd.output.reference import mask_env
+
+    where = np.flatnonzero(is_env)
+    new = []
+    if capture:
+        for j in where:
+            v = _args.decode(_K["strarr"], 64, 1, _payloads(batch, c.base[ev[j:j + 1]], slots[j:j + 1])[0].as_py())
+            new.append(None if v is None else " ".join(mask_env(str(x), pattern) for x in v))
+    else:
+        new = [None] * len(where)
+    mask = np.zeros(len(text), bool)
+    mask[where] = True
+    return pc.replace_with_mask(text, pa.array(mask), pa.array(new, pa.string()))
 
 
 def _payload_text(raw: pa.Array, kinds: np.ndarray) -> tuple[pa.Array, np.ndarray | None]:
@@ -537,8 +570,9 @@ class ParquetWriter:
     format = "parquet"
 
     def __init__(self, path: str, *, row_group_size: int = 1 << 17, compression: str = "zstd",
-                 compression_level: int | None = None):
+                 compression_level: int | None = None, env: tuple[bool, str] | None = None):
         self.name = str(path)
+        self.env = env      # (capture_env, secret_pattern): as the text formats write it; None: as recorded
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except FileExistsError:
@@ -565,7 +599,7 @@ class ParquetWriter:
     def write_batch(self, batch, mask=None) -> int:
         if self.error is not None:
             raise self.error
-        rb = record_batch(batch, mask)
+        rb = record_batch(batch, mask, env=self.env)
         n = rb.num_rows
         if not n:
             return 0
@@ -672,4 +706,5 @@ def open_parquet(cfg, output: str | None, **kw) -> ParquetWriter:
         output = cfg.init.path
     if output is None or output == "-":
         raise OutputError(errno.EINVAL, "the parquet format writes a file: give --output PATH")
+    kw.setdefault("env", (cfg.open.capture_env, cfg.init.secret_pattern))
     return ParquetWriter(output, **kw)

@@ -421,7 +421,8 @@ def open_writer(cfg, output: str | None = None, *, fmt: str | None = None, **kw)
         from lbd.output.nats import NatsExporter
 
         return NatsExporter(output, fmt, cfg.init.str_max_size, spool_dir=cfg.init.spool_dir,
-                            spool_bytes=cfg.init.spool_max_bytes, **kw)
+                            spool_bytes=cfg.init.spool_max_bytes, capture_env=cfg.open.capture_env,
+                            secret_pattern=cfg.init.secret_pattern, **kw)
     if fmt == "parquet":
         try:
             from lbd.output.parquet import open_parquet

@@ -232,3 +232,38 @@ def test_disk_full_keeps_the_complete_row_groups(tmp_path, monkeypatch):
     t = pq.read_table(path)
     assert t.num_rows == 2000 and os.path.getsize(path) == w.bytes
     assert t.column("nr").to_pylist() == [int(x) for b in batches[:2] for x in b.events["nr"]]
+
+
+def test_environment_follows_capture_env_and_masks_secrets(tmp_path):
+    """envp in Parquet (and the Arrow messages of the NATS exporter) as in the text formats:
+    secret values masked with capture_env, nothing without it (open_parquet passes the
+    configuration's).  Parquet wrote every value."""
+    from lbd.output.parquet import ParquetWriter, record_batch
+    from tests.data.fakeproc import batch_of, rec
+
+    b = batch_of(rec("execve", {"filename": "/bin/x", "argv": ["x"],
+                                "envp": ["HOME=/root", "API_TOKEN=ab cd", "LANG=C"]}, res=0))
+
+    def envp(rb):
+        return dict(rb.column("args").to_pylist()[0]).get("envp")
+
+    assert envp(record_batch(b)) == "HOME=/root API_TOKEN=ab cd LANG=C"          # the API: as recorded
+    assert envp(record_batch(b, env=(True, "*TOKEN*"))) == "HOME=/root API_TOKEN=*** LANG=C"
+    assert envp(record_batch(b, env=(False, "*TOKEN*"))) is None
+    for capture, want in ((True, "HOME=/root API_TOKEN=*** LANG=C"), (False, None)):
+        path = tmp_path / f"e{capture}.parquet"
+        w = ParquetWriter(str(path), env=(capture, "*TOKEN*|*KEY*"))
+        w.write_batch(b)
+        w.close()
+        got = dict(pq.read_table(path).column("args").to_pylist()[0]).get("envp")
+        assert got == want
+
+
+def test_open_parquet_takes_the_configurations_environment_settings(tmp_path):
+    cfg = Config.default().replace(capture_env=True, secret_pattern="*TOKEN*")
+    w = P.open_parquet(cfg, str(tmp_path / "c.parquet"))
+    assert w.env == (True, "*TOKEN*")
+    w.close()
+    w = P.open_parquet(Config.default(), str(tmp_path / "d.parquet"))
+    assert w.env == (False, Config.default().init.secret_pattern)
+    w.close()
