@@ -68,9 +68,9 @@ def world(tmp_path):
     shutil.rmtree(d, ignore_errors=True)
 
 
-def start_lbd(*args, timeout: float = 60.0) -> subprocess.Popen:
+def start_lbd(*args, stdout=subprocess.PIPE, timeout: float = 60.0) -> subprocess.Popen:
     """`lbd run` as a subprocess, returned once its probe is attached (its "capturing" log line)."""
-    p = subprocess.Popen([sys.executable, "-m", "lbd.cli", "run", *args], stdout=subprocess.PIPE,
+    p = subprocess.Popen([sys.executable, "-m", "lbd.cli", "run", *args], stdout=stdout,
                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout
     line = b""

@@ -9,7 +9,6 @@ import ctypes
 import json
 import os
 import re
-import select
 import shutil
 import signal
 import subprocess
@@ -22,6 +21,7 @@ import pytest
 
 from tests.conftest import require_bpf
 from tests.data.normal_parser import parse_line
+from tests.kernel.test_cli_run import finish as finish_lbd, start_lbd
 
 COMM = "lbdhardwork"
 
@@ -33,29 +33,12 @@ def _bpf():
 
 def lbd_run(*args, stdout=subprocess.DEVNULL, timeout: float = 60.0) -> subprocess.Popen:
     """`lbd run --quiet` as a subprocess, returned once its probe is attached."""
-    p = subprocess.Popen([sys.executable, "-m", "lbd.cli", "run", "--quiet", *args], stdout=stdout,
-                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + timeout
-    line = b""
-    while time.monotonic() < deadline:
-        r, _, _ = select.select([p.stderr], [], [], 0.5)
-        if r:
-            line = p.stderr.readline()
-            if b"capturing" in line or not line:
-                break
-    if b"capturing" not in line:
-        p.kill()
-        _, err = p.communicate()
-        pytest.fail(f"lbd run did not start: {line!r} {err!r}")
-    p.ready_line = line.decode()
-    return p
+    return start_lbd("--quiet", *args, stdout=stdout, timeout=timeout)
 
 
 def finish(p: subprocess.Popen, sig: int | None = None, timeout: float = 30.0) -> str:
-    if sig is not None:
-        p.send_signal(sig)
-    _, err = p.communicate(timeout=timeout)
-    return p.ready_line + err.decode()
+    """Stop it (sig) and wait: its stderr, the attach line first."""
+    return finish_lbd(p, sig, timeout)[1]
 
 
 def work(n: int, comm: str = COMM, env: dict | None = None, execs: int = 0) -> None:
