@@ -201,6 +201,56 @@ def run_loadgen(calls: int = 0, cpu: int | str | None = LOADGEN_CPU, **kw) -> Lo
     return finish_loadgen(start_loadgen(calls, cpu, **kw))
 
 
+def gated_loadgen(calls: int, mode: str = "getppid") -> subprocess.Popen:
+    """bench/loadgen on LOADGEN_CPU, started but waiting for a line on stdin (exec keeps the pid):
+    a capture can select it by pid before it runs, so another process named lbd-loadgen on a
+    shared machine is not counted.  Write "go\\n" to its stdin, then finish_loadgen()."""
+    return subprocess.Popen(["sh", "-c", 'read go && exec "$0" "$@"', *loadgen_cmd(calls, LOADGEN_CPU, mode=mode)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def plugin_host_round(open_params: dict, fields: tuple, calls: int, mode: str = "getppid",
+                      init: dict | None = None) -> tuple[list[dict], Loadgen]:
+    """One round of the Falco plugin under load: the plugin host (tests/plugin_host, --bench, on
+    CONSUMER_CPU) opens a capture of the gated load generator's process only (open_params plus
+    only_pids), the load runs, the host drains what the rings still hold and stops.  The host's
+    JSON lines and the load generator's figures."""
+    from tests.plugin_host.host import HOST, LIB
+
+    lgp = gated_loadgen(calls, mode)
+    cmd = [str(HOST), "--lib", str(LIB), "run"]
+    if init is not None:
+        cmd += ["--init", json.dumps(init)]
+    cmd += ["--open", json.dumps({"only_pids": [lgp.pid], **open_params}), "--stdin-stop", "--bench",
+            "--duration", "600"]
+    for f in fields:
+        cmd += ["--field", f]
+    if not fields:
+        cmd.append("--no-fields")
+    host = subprocess.Popen(["taskset", "-c", str(CONSUMER_CPU)] + cmd, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        for line in host.stdout:          # wait until the capture is open
+            d = json.loads(line) if line.startswith("{") else {}
+            if "open" in d:
+                assert d["open"] == 0, d
+                break
+            if d.get("init", 0) != 0:
+                raise AssertionError(d)
+        lgp.stdin.write("go\n")
+        lgp.stdin.flush()                 # finish_loadgen's communicate() closes it
+        lg = finish_loadgen(lgp)
+        time.sleep(0.5)                   # the host drains what the rings still hold
+        host.stdin.close()
+        out = host.stdout.read()
+        host.wait(120)
+    finally:
+        for p in (host, lgp):
+            if p.poll() is None:
+                p.kill()
+    return [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")], lg
+
+
 @dataclass
 class Overhead:
     """A probe's added CPU ns per syscall from rounds of (no-probe run, run with the probe), each

@@ -42,7 +42,7 @@ import benchlib as bl
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.plugin_host.host import HOST, LIB, ensure_built  # noqa: E402
+from tests.plugin_host.host import LIB, ensure_built  # noqa: E402
 
 NEVER = ("linux.syscall", "linux.comm")
 FIVE = ("linux.syscall", "linux.pid.num", "linux.comm", "linux.user[value]", "linux.args")
@@ -62,45 +62,10 @@ TARGETS = bl.group("falco-targets", "issue 15 targets against this run (1 = met)
                    [("value", "value", ".1f"), ("target", "target", ".1f"), ("met", "met", "d")])
 
 
-def _gated_loadgen(mode: str, calls: int) -> subprocess.Popen:
-    cmd = bl.loadgen_cmd(calls, bl.LOADGEN_CPU, mode=mode)
-    return subprocess.Popen(["sh", "-c", 'read go && exec "$0" "$@"', *cmd], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 def run_host(mode: str, calls: int, open_params: dict, fields: tuple, init: dict | None = None) -> dict:
     """One round: the host opens the capture (only the load generator's process), the load runs,
     the host drains and stops.  Its figures."""
-    lgp = _gated_loadgen(mode, calls)
-    params = {"only_pids": [lgp.pid], **open_params}
-    cmd = [str(HOST), "--lib", str(LIB), "run", "--init", json.dumps(init or {}), "--open", json.dumps(params),
-           "--stdin-stop", "--bench", "--duration", "600"]
-    for f in fields:
-        cmd += ["--field", f]
-    if not fields:
-        cmd.append("--no-fields")
-    host = subprocess.Popen(["taskset", "-c", str(bl.CONSUMER_CPU)] + cmd, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        for line in host.stdout:
-            d = json.loads(line) if line.startswith("{") else {}
-            if "open" in d:
-                assert d["open"] == 0, d
-                break
-            if d.get("init", 0) != 0:
-                raise AssertionError(d)
-        lgp.stdin.write("go\n")
-        lgp.stdin.flush()
-        lg = bl.finish_loadgen(lgp)
-        time.sleep(0.5)
-        host.stdin.close()
-        out = host.stdout.read()
-        host.wait(120)
-    finally:
-        for p in (host, lgp):
-            if p.poll() is None:
-                p.kill()
-    lines = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+    lines, lg = bl.plugin_host_round(open_params, fields, calls, mode, init or {})
     s = next(d["summary"] for d in lines if "summary" in d)
     m = next(d["metrics_after_close"]["values"] for d in lines if "metrics_after_close" in d)
     syscalls = lg.calls * (3 if mode == "orc" else 1)
@@ -187,7 +152,7 @@ def _falco_bin() -> str:
 def _falco_round(falco_bin: str, engine: str, rule: str, mode: str, calls: int, plugin_params: dict | None) -> dict:
     """Falco on the load: its CPU (from /proc), the load's syscalls/s, drops from its metrics."""
     d = Path(tempfile.mkdtemp(prefix="lbd-bench-falco-"))
-    lgp = _gated_loadgen(mode, calls)
+    lgp = bl.gated_loadgen(calls, mode)
     try:
         rules = [{"rule": "never", "desc": "bench", "condition": rule, "output": "x %evt.num",
                   "priority": "DEBUG", "source": "linux_ebpf" if plugin_params is not None else "syscall"}]

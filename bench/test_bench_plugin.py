@@ -17,9 +17,6 @@ extraction alone: ns per field with the record in cache, for the fields a rule o
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,7 +28,7 @@ import benchlib as bl
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.plugin_host.host import HOST, LIB, ensure_built, extract  # noqa: E402
+from tests.plugin_host.host import ensure_built, extract  # noqa: E402
 
 # five extractions per event, as a rule output might ask: one form each
 FIELDS5 = ("linux.syscall", "linux.pid.num", "linux.comm", "linux.user[value]", "linux.args")
@@ -51,44 +48,10 @@ EXTRACT = bl.group(
 )
 
 
-def _gated_loadgen(calls: int) -> subprocess.Popen:
-    """bench/loadgen, started but waiting for a line on stdin (exec keeps the pid): the capture can
-    select it by pid, so another process named lbd-loadgen on a shared machine is not counted."""
-    return subprocess.Popen(["sh", "-c", f'read go && exec "{bl.LOADGEN}" -c {bl.LOADGEN_CPU} -n {calls}'],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 def _run_plugin(fields: tuple) -> dict:
     """One round: host open, loadgen for bl.CALLS calls, drain, host stop.  Its figures."""
-    lgp = _gated_loadgen(bl.CALLS)
-    params = json.dumps({"syscalls": ["getppid"], "only_pids": [lgp.pid]})
-    cmd = [str(HOST), "--lib", str(LIB), "run", "--open", params, "--stdin-stop", "--bench", "--duration", "600"]
-    for f in fields:
-        cmd += ["--field", f]
-    if not fields:
-        cmd.append("--no-fields")
-    host = subprocess.Popen(["taskset", "-c", str(bl.CONSUMER_CPU)] + cmd, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        for line in host.stdout:          # wait until the capture is open
-            d = json.loads(line) if line.startswith("{") else {}
-            if "open" in d:
-                assert d["open"] == 0, d
-                break
-            if d.get("init", 0) != 0:
-                raise AssertionError(d)
-        lgp.stdin.write("go\n")
-        lgp.stdin.flush()                 # finish_loadgen's communicate() closes it
-        lg = bl.finish_loadgen(lgp)
-        time.sleep(0.5)                   # the host drains what the ring still holds
-        host.stdin.close()
-        out = host.stdout.read()
-        host.wait(120)
-    finally:
-        for p in (host, lgp):
-            if p.poll() is None:
-                p.kill()
-    summary = next(json.loads(ln)["summary"] for ln in out.splitlines() if '"summary"' in ln)
+    lines, lg = bl.plugin_host_round({"syscalls": ["getppid"]}, fields, bl.CALLS)
+    summary = next(d["summary"] for d in lines if "summary" in d)
     busy = summary["busy_next_batch_seconds"] + summary["extract_seconds"]
     ev = summary["events"]
     return {
