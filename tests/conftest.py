@@ -32,3 +32,17 @@ def require_bpf() -> None:
     if REQUIRE_BPF:
         pytest.fail(f"LBD_REQUIRE_BPF=1 but {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.fixture
+def seed_tz(monkeypatch):
+    """The seed's time zone (tests/data/golden.TZ) for the test, as the golden lines were made in."""
+    import time
+
+    from tests.data import golden
+
+    monkeypatch.setenv("TZ", golden.TZ)
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 
 import jsonschema
 import pytest
@@ -25,15 +24,6 @@ NORMAL_RE = re.compile(
 SEED_EXAMPLE = ("[2025-06-12 13:18:10.347508525]: unlinkat, syscall_id=263, dir=<, res=0, user=root, comm=(sd-rmrf), "
                 "cmdline=(sd-rmrf), pid=6295, tid=6295, ppid=1(systemd), args=(dfd=-100, "
                 "pathname=/var/tmp/systemd-private-x, flag=512), fds=[0(/dev/null), 1(/dev/null), 2(/dev/null)]")
-
-
-@pytest.fixture
-def seed_tz(monkeypatch):
-    monkeypatch.setenv("TZ", golden.TZ)
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 @pytest.fixture

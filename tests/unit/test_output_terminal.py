@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -20,15 +19,6 @@ from tests.data.fakeproc import O_CLOEXEC, batch_of, rec
 PLAIN = golden.DATA / "golden_terminal.txt"
 COLOR = golden.DATA / "golden_terminal_color.txt"
 ANSI_RE = re.compile("\x1b\\[[0-9;]*m")
-
-
-@pytest.fixture
-def seed_tz(monkeypatch):
-    monkeypatch.setenv("TZ", golden.TZ)
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 def render(batch, **kw) -> str:
