@@ -119,3 +119,7 @@ cdef class Rings:
     cdef uint64_t last_ets              # ets of the last record released
     cdef readonly uint64_t late         # records released after a newer one (late producers)
     cdef readonly int last_stop
+    cdef const uint64_t **prod_at       # k producer / consumer positions for wait_pending()
+    cdef const uint64_t **cons_at       # (pointers into the members' pages, read without the GIL)
+    cdef public uint64_t wait_at        # wait_pending() returns once this many bytes are pending
+    cdef bint wait_halted               # halt_wait() was called: wait_pending() returns False

@@ -27,7 +27,7 @@ from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, UINT64_MAX
 from libc.string cimport memcpy, memset
 from libc.stdlib cimport malloc, free
-from libc.errno cimport errno
+from libc.errno cimport errno, EINTR
 from posix.unistd cimport close
 
 import os
@@ -1101,6 +1101,10 @@ cdef class Rings:
         self.last_ets = 0
         self.late = 0
         self.last_stop = STOP_EMPTY
+        self.prod_at = NULL
+        self.cons_at = NULL
+        self.wait_at = 1
+        self.wait_halted = False
 
     def __init__(self, rings, uint64_t window_ns=1000000, int64_t wall_offset=0):
         self.rings = list(rings)
@@ -1111,10 +1115,15 @@ cdef class Rings:
         self.wall_offset = wall_offset
         self.views = <rview *>malloc(self.k * sizeof(rview))
         self.heap = <int *>malloc(self.k * sizeof(int))
-        if self.views == NULL or self.heap == NULL:
+        self.prod_at = <const uint64_t **>malloc(self.k * sizeof(uint64_t *))
+        self.cons_at = <const uint64_t **>malloc(self.k * sizeof(uint64_t *))
+        if self.views == NULL or self.heap == NULL or self.prod_at == NULL or self.cons_at == NULL:
             raise MemoryError()
         cdef Ring r
         cdef int i
+        for i, r in enumerate(self.rings):
+            self.prod_at[i] = r.v.prod_pos
+            self.cons_at[i] = r.v.cons_pos
         self.epfd = epoll_create1(EPOLL_CLOEXEC)
         if self.epfd < 0:
             raise OSError(errno, f"epoll_create1: {os.strerror(errno)}")
@@ -1147,6 +1156,54 @@ cdef class Rings:
         finally:
             self.active -= 1
         return rc > 0
+
+    def wait_pending(self, int poll_ms):
+        """Sleep until at least `wait_at` bytes are pending over the rings (True), or until
+        halt_wait() is called (False), without taking the GIL in between: the rings are looked at
+        after each wakeup and every poll_ms (the probe wakes readers only after wake_bytes per
+        CPU), and wait_at is read at each look, so another thread may change it meanwhile.  For a
+        reader that must not compete for the GIL with the threads it watches (lbd.pytest's
+        drainer): Python's GIL hand-over is a futex of theirs.  Image rings: as wait()."""
+        cdef epoll_event evs[64]
+        cdef int i, rc, k = self.k, epfd = self.epfd
+        cdef uint64_t pending, prod, cons
+        cdef bint full = False
+        cdef Ring r
+        if self.epfd < 0:
+            raise ValueError("Rings is closed")
+        for i, r in enumerate(self.rings):
+            if r.closed:
+                raise ValueError(f"ring {i} is closed")
+        if all(r.map_fd < 0 for r in self.rings):
+            return self.pending_bytes() >= self.wait_at
+        self.active += 1
+        for r in self.rings:
+            r.active += 1                   # not unmapped under us (close() defers to _leave())
+        try:
+            with nogil:
+                while not self.wait_halted:
+                    pending = 0
+                    for i in range(k):
+                        prod = lbd_load_acq64(self.prod_at[i])
+                        cons = lbd_load_acq64(self.cons_at[i])
+                        if prod > cons:
+                            pending += prod - cons
+                    if pending >= self.wait_at:
+                        full = True
+                        break
+                    rc = epoll_wait(epfd, evs, 64, poll_ms)
+                    if rc < 0 and errno != EINTR:
+                        break
+        finally:
+            self.active -= 1
+            for r in self.rings:
+                r._leave()
+        return full
+
+    def halt_wait(self):
+        """Make the wait_pending() running in another thread (within its poll_ms), and every later
+        one, return False."""
+        self.wait_halted = True
 
     def fill(self, Batch batch, size_t max_events=0, bint append=False, horizon_ns=None,
              bint release_gil=True):
@@ -1224,3 +1281,9 @@ cdef class Rings:
         if self.heap != NULL:
             free(self.heap)
             self.heap = NULL
+        if self.prod_at != NULL:
+            free(self.prod_at)
+            self.prod_at = NULL
+        if self.cons_at != NULL:
+            free(self.cons_at)
+            self.cons_at = NULL

@@ -16,10 +16,13 @@ switching off, every ring is drained until empty (`next_batch(flush=True)`): eac
 test's threads returned before the clock read that closed the interval, so its record is in a ring
 by then; a process the test started and waited for has written all of its records too.
 
-While a test records, a drainer thread (not kept, so never recorded) empties the rings when one is
-half full (about 45k small records), so that a long recording does not fill them.  It only copies
-the records out (with the GIL released) into batches kept until the recording stops; decoding them
-then, it never holds the GIL while the test runs (unless it holds more than HOLD_MAX bytes).  Records lost anyway (a full ring) are counted (`lost`) and reported.
+While a test records, a drainer thread (not kept, so never recorded) empties the rings when a
+quarter of a ring is pending, so that a long recording does not fill them.  It waits for that
+without the GIL (Rings.wait_pending): a thread waiting for the GIL makes the thread holding it
+hand it over with futex calls, which would be counted as the test's own syscalls.  Once woken,
+it only copies the records out (holding the GIL: see _read_ahead) into batches kept until the
+recording stops, and decodes them then (or when it holds more than HOLD_MAX bytes).  Records lost
+anyway (a full ring) are counted (`lost`) and reported.
 
 `TestCapture` is one test's: its threads (the test's thread and the Python threads started while
 the fixture is active, registered by a threading profile hook as they start), the processes they
@@ -113,8 +116,7 @@ class ProbeSession:
         self._read = 0                           # records read since then
         self._held: list = []                    # batches the drainer read, not decoded yet
         self._held_bytes = 0
-        #: the drainer empties the rings when this many bytes are pending (benchmarks raise it)
-        self.drain_at = DRAIN_AT
+        self._drain_at = DRAIN_AT
         self._halt = threading.Event()
         self._drainer: threading.Thread | None = None
 
@@ -149,14 +151,29 @@ class ProbeSession:
             return f"cannot load lbd's probe: {e}; `lbd doctor` says what is missing"
         self.collector = col
         self.wall = col.ring.wall_offset
+        col.ring.wait_at = self._drain_at
         self._drops = self._drop_count()
         self._drainer = threading.Thread(target=self._drain_loop, name="lbd-pytest-drainer", daemon=True)
         self._drainer._lbd_internal = True      # not one of a test's threads (see thread_hook)
         self._drainer.start()
         return None
 
+    @property
+    def drain_at(self) -> int:
+        """The drainer empties the rings when this many bytes are pending (tests and benchmarks
+        raise it to keep the drainer out of a measurement)."""
+        return self._drain_at
+
+    @drain_at.setter
+    def drain_at(self, nbytes: int) -> None:
+        self._drain_at = nbytes
+        if self.collector is not None:
+            self.collector.ring.wait_at = nbytes
+
     def close(self) -> None:
         self._halt.set()
+        if self.collector is not None:
+            self.collector.ring.halt_wait()
         if self._drainer is not None:
             self._drainer.join()
             self._drainer = None
@@ -178,18 +195,20 @@ class ProbeSession:
 
     # -- draining ------------------------------------------------------------------------------
 
-    def drain(self, flush: bool = True) -> None:
+    def drain(self, flush: bool = True) -> int:
         """Read the rings (until empty with flush) and hand the batches to the current capture,
-        after those the drainer read ahead."""
+        after those the drainer read ahead.  Returns the records read from the rings."""
         with self.lock:
             col = self.collector
             if col is None:
-                return
+                return 0
             self._decode_held()
+            got = 0
             while True:
                 batch = col.next_batch(0, flush=flush)
                 if not len(batch):
                     break
+                got += len(batch)
                 self._read += len(batch)
                 cap = self.capture
                 if cap is not None:
@@ -198,7 +217,7 @@ class ProbeSession:
             # fewer, nothing can have been dropped, and the counters (a map read per CPU and
             # counter, most of a test's fixed cost) need not be read.
             if self._read < FULL_RING_RECORDS:
-                return
+                return got
             self._read = 0
             drops = self._drop_count()
             if drops != self._drops:
@@ -206,8 +225,9 @@ class ProbeSession:
                 if self.capture is not None:
                     self.capture.lost += drops - self._drops
                 self._drops = drops
+            return got
 
-    def _read_ahead(self) -> None:
+    def _read_ahead(self) -> int:
         """The drainer's read while a test records: copy the records out of the rings into batches
         of their own, decoded later (drain()).  The copy holds the GIL: a test's Python threads
         calling syscalls in a loop fill a ring faster than a copy competing with them for the CPU
@@ -218,15 +238,16 @@ class ProbeSession:
         with self.lock:
             col = self.collector
             if col is None:
-                return
+                return 0
             if self.capture is None:                 # nobody's records: read and forget
-                self.drain(flush=False)
-                return
+                return self.drain(flush=False)
+            got = 0
             while True:
                 b = Batch(HOLD_CAPACITY, HOLD_ARENA)
                 n = col.ring.fill(b, release_gil=False)
                 if not n:
-                    break
+                    return got
+                got += n
                 self._read += n
                 self._held.append(b)
                 self._held_bytes += b.arena_bytes + b.capacity * b.table.itemsize
@@ -246,12 +267,11 @@ class ProbeSession:
 
     def _drain_loop(self) -> None:
         rings = self.collector.ring
-        while not self._halt.is_set():
-            rings.wait(DRAIN_POLL_MS)
-            if self._halt.is_set():
-                break
-            if rings.pending_bytes() >= self.drain_at:
-                self._read_ahead()
+        while rings.wait_pending(DRAIN_POLL_MS) and not self._halt.is_set():
+            if not self._read_ahead():
+                # all pending records held back for the merge's order (or, without a test, the
+                # drain's counter reset): look again after a poll instead of spinning
+                self._halt.wait(DRAIN_POLL_MS / 1000)
 
 
 # ---- threads -----------------------------------------------------------------------------------

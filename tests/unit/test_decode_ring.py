@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from lbd._decode import STOP_EMPTY, Ring
+from lbd._decode import STOP_EMPTY, Ring, Rings
 from lbd.batch import Batch
 from lbd.bpfsys import ringbuf_create
 
@@ -82,3 +82,28 @@ def test_wrong_size_fails_cleanly(ring_fd):
         Ring(ring_fd, SIZE * 2)        # the kernel refuses a mapping longer than the map
     with pytest.raises(ValueError):
         Ring(ring_fd, SIZE + 8)
+
+
+def test_wait_pending_runs_without_the_gil_until_halted(ring_fd):
+    """Rings.wait_pending: nothing pending (no producer) keeps it waiting, polling without the
+    GIL, until halt_wait() from another thread; later waits return at once."""
+    rs = Rings([Ring(ring_fd, SIZE)])
+    rs.wait_at = 1
+    ticks = []
+
+    def halter():                      # runs only if wait_pending() released the GIL
+        for _ in range(10):
+            ticks.append(1)
+            time.sleep(0.005)
+        rs.halt_wait()
+
+    th = threading.Thread(target=halter)
+    th.start()
+    t = time.monotonic()
+    assert rs.wait_pending(5) is False
+    took = time.monotonic() - t
+    th.join()
+    assert len(ticks) == 10 and 0.04 <= took < 2.0
+    assert rs.wait_pending(5) is False
+    rs.close()
+

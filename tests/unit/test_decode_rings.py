@@ -138,3 +138,19 @@ def test_malformed_and_discarded_records_are_skipped_per_ring():
     st = rs.stats()
     assert st["discarded"] == 1 and st["malformed"] == 1
     assert [r["malformed"] for r in st["rings"]] == [0, 1]
+
+
+def test_wait_pending_compares_the_pending_bytes_with_wait_at():
+    a, b = images(2)
+    a.write(rec(1, 1000))
+    b.write(rec(2, 1001))
+    b.write(rec(3, 1002))
+    rs = rings_of(a, b)
+    pending = (a.prod - a.cons) + (b.prod - b.cons)
+    rs.wait_at = pending
+    assert rs.wait_pending(0) is True
+    rs.wait_at = pending + 1
+    assert rs.wait_pending(0) is False
+    assert rs.fill(Batch(8), horizon_ns=10**18) == 3
+    rs.wait_at = 1
+    assert rs.wait_pending(0) is False
