@@ -79,6 +79,8 @@ LOADGEN_CPU = env_int("LBD_BENCH_LOADGEN_CPU", NCPUS - 1)
 CONSUMER_CPU = env_int("LBD_BENCH_CONSUMER_CPU", 0)
 POLL_MS = 30                                           # the consumers' poll timeout (Collector's default)
 ORC_FILE = "/etc/hostname" if os.access("/etc/hostname", os.R_OK) else "/etc/passwd"
+#: a file outside /etc for the same loop (rules on /etc never match its opens)
+OUTSIDE_FILE = "/usr/lib/os-release" if os.access("/usr/lib/os-release", os.R_OK) else str(LOADGEN)
 
 
 # ---- skipping ---------------------------------------------------------------------------------
@@ -169,14 +171,15 @@ class Loadgen:
 
 
 def loadgen_cmd(calls: int = 0, cpu: int | str | None = LOADGEN_CPU, *, threads: int = 0, mode: str = "getppid",
-                seconds: float = 0.0, comm: str = LOADGEN_COMM, sleep_us: int = 0) -> list[str]:
+                seconds: float = 0.0, comm: str = LOADGEN_COMM, sleep_us: int = 0,
+                orc_file: str = ORC_FILE) -> list[str]:
     cmd = [str(LOADGEN), "-C", comm, "-m", mode]
     if cpu is not None:
         cmd += ["-c", str(cpu)]
     if threads:
         cmd += ["-t", str(threads)]
     if mode == "orc":
-        cmd += ["-f", ORC_FILE]
+        cmd += ["-f", orc_file]
     if sleep_us:
         cmd += ["-s", str(sleep_us)]
     cmd += ["-d", str(seconds)] if seconds else ["-n", str(calls)]
@@ -201,23 +204,24 @@ def run_loadgen(calls: int = 0, cpu: int | str | None = LOADGEN_CPU, **kw) -> Lo
     return finish_loadgen(start_loadgen(calls, cpu, **kw))
 
 
-def gated_loadgen(calls: int, mode: str = "getppid") -> subprocess.Popen:
+def gated_loadgen(calls: int, mode: str = "getppid", orc_file: str = ORC_FILE) -> subprocess.Popen:
     """bench/loadgen on LOADGEN_CPU, started but waiting for a line on stdin (exec keeps the pid):
     a capture can select it by pid before it runs, so another process named lbd-loadgen on a
     shared machine is not counted.  Write "go\\n" to its stdin, then finish_loadgen()."""
-    return subprocess.Popen(["sh", "-c", 'read go && exec "$0" "$@"', *loadgen_cmd(calls, LOADGEN_CPU, mode=mode)],
+    return subprocess.Popen(["sh", "-c", 'read go && exec "$0" "$@"',
+                             *loadgen_cmd(calls, LOADGEN_CPU, mode=mode, orc_file=orc_file)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def plugin_host_round(open_params: dict, fields: tuple, calls: int, mode: str = "getppid",
-                      init: dict | None = None) -> tuple[list[dict], Loadgen]:
+                      init: dict | None = None, orc_file: str = ORC_FILE) -> tuple[list[dict], Loadgen]:
     """One round of the Falco plugin under load: the plugin host (tests/plugin_host, --bench, on
     CONSUMER_CPU) opens a capture of the gated load generator's process only (open_params plus
     only_pids), the load runs, the host drains what the rings still hold and stops.  The host's
     JSON lines and the load generator's figures."""
     from tests.plugin_host.host import HOST, LIB
 
-    lgp = gated_loadgen(calls, mode)
+    lgp = gated_loadgen(calls, mode, orc_file)
     cmd = [str(HOST), "--lib", str(LIB), "run"]
     if init is not None:
         cmd += ["--init", json.dumps(init)]

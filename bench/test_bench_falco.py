@@ -16,7 +16,11 @@ Loads (bench/loadgen on one CPU, the consumer pinned to the other):
   default selection and no filter (every captured call goes to Falco's rule engine) against
   lbd with open_params filter "syscall = openat and arg.filename startswith /etc/" pushed into
   the kernel (the other syscalls are not selected: the state ones stay for the tables, hidden
-  from Falco in C; with track_state off they never leave the kernel).
+  from Falco in C; with track_state off they never leave the kernel);
+
+  the same loop on a file outside /etc with the same rules: the prefix decided in user space
+  (a glob, not pushed down) against the prefix pushed into the kernel (startswith: the opens
+  leave the kernel only as state records, or not at all with track_state off).
 
 Reported per row: syscalls/s of the load (its own wall clock), the consumer's CPU ns per load
 syscall and per event handed over, the CPU inside next_batch per event (the plugin's part),
@@ -62,10 +66,11 @@ TARGETS = bl.group("falco-targets", "issue 15 targets against this run (1 = met)
                    [("value", "value", ".1f"), ("target", "target", ".1f"), ("met", "met", "d")])
 
 
-def run_host(mode: str, calls: int, open_params: dict, fields: tuple, init: dict | None = None) -> dict:
+def run_host(mode: str, calls: int, open_params: dict, fields: tuple, init: dict | None = None,
+             orc_file: str = bl.ORC_FILE) -> dict:
     """One round: the host opens the capture (only the load generator's process), the load runs,
     the host drains and stops.  Its figures."""
-    lines, lg = bl.plugin_host_round(open_params, fields, calls, mode, init or {})
+    lines, lg = bl.plugin_host_round(open_params, fields, calls, mode, init or {}, orc_file)
     s = next(d["summary"] for d in lines if "summary" in d)
     m = next(d["metrics_after_close"]["values"] for d in lines if "metrics_after_close" in d)
     syscalls = lg.calls * (3 if mode == "orc" else 1)
@@ -135,6 +140,28 @@ def test_open_heavy_plugin_host(benchmark, name, params):
     benchmark.group = "falco open-heavy"
     runs: list = []
     benchmark.pedantic(lambda: runs.append(run_host("orc", bl.ORC_CALLS, params, OPEN_RULE)),
+                       rounds=bl.ROUNDS, iterations=1)
+    bl.record(benchmark, "falco", name, **_best(runs))
+
+
+#: the same rules while the load opens a file outside /etc: the path prefix decides in the kernel
+#: (startswith is pushed down) or only in user space (glob is not)
+OUTSIDE_CASES = [
+    ("lbd (host): opens outside /etc, rules on /etc, prefix decided in user space",
+     {"filter": 'syscall = openat and arg.filename glob "/etc/*"'}),
+    ("lbd (host): opens outside /etc, rules on /etc, prefix pushed into the kernel", {"filter": ETC_FILTER}),
+    ("lbd (host): opens outside /etc, prefix pushed, track_state off", {"filter": ETC_FILTER, "track_state": False}),
+]
+
+
+@pytest.mark.parametrize("name,params", OUTSIDE_CASES, ids=[c[0] for c in OUTSIDE_CASES])
+def test_open_outside_prefix_plugin_host(benchmark, name, params):
+    bl.require_kernel()
+    ensure_built()
+    benchmark.group = "falco open-heavy, path prefix"
+    runs: list = []
+    benchmark.pedantic(lambda: runs.append(run_host("orc", bl.ORC_CALLS, params, OPEN_RULE,
+                                                    orc_file=bl.OUTSIDE_FILE)),
                        rounds=bl.ROUNDS, iterations=1)
     bl.record(benchmark, "falco", name, **_best(runs))
 

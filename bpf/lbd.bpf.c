@@ -32,6 +32,11 @@
  * applies them to its tables and does not output them.  The drop filters (own, falco, pids, comms,
  * uids, drop_mode) drop state records too.
  *
+ * Path prefixes (settings.path_on): a syscall whose descriptor names a path_arg is dropped at exit
+ * unless that argument starts with one of its prefixes (one LPM-trie lookup of the syscall number
+ * and the argument's bytes); a successful state syscall is kept as a state record instead, since
+ * the fd it created still matters to the tables.
+ *
  * One record per syscall, written at exit, whatever the exit looks like:
  *   - exit with its armed enter: the normal case;
  *   - exit with another number: rt_sigreturn (-1) and a successful execveat (59), see
@@ -128,6 +133,13 @@ struct comm_key {
     char comm[LBD_COMM_LEN];
 };
 
+/* Where a path argument is copied to be looked up in the prefixes map: the key, and room for a
+ * copy whose length the verifier only knows to be below 256. */
+struct prefix_scratch {
+    struct lbd_prefix_key key;
+    u8 slack[8];
+};
+
 /* The path builder's scratch (bpf/lib/task.h path__build): per CPU, twice the path buffer. */
 struct path_scratch {
     char buf[2 * 4096];
@@ -151,6 +163,8 @@ LBD_TASK_STORAGE(threads, struct thread);     /* the thread's context: at its fi
 LBD_TASK_STORAGE(pending, struct pending);    /* the thread's record: created at its first capture */
 LBD_PERCPU_ARRAY(sched_scratch, struct pending, 1);  /* where process-tree records are built */
 LBD_PERCPU_ARRAY(path_scratch, struct path_scratch, 1);
+LBD_LPM_TRIE(prefixes, struct lbd_prefix_key, u8, LBD_MAX_PREFIXES);  /* path_on: (nr, prefix) */
+LBD_PERCPU_ARRAY(prefix_scratch, struct prefix_scratch, 1);         /* the key being looked up */
 #if !LBD_HAVE_CORE
 LBD_HASH(ppids, u32, u32, LBD_MAX_THREADS);   /* bcc: pid -> parent tgid, from fork records */
 
@@ -176,6 +190,8 @@ static __always_inline u8 *only_comms__lookup(struct comm_key *k) { return only_
 static __always_inline u8 *filter_uids__lookup(u32 *k) { return filter_uids.lookup(k); }
 static __always_inline u8 *only_uids__lookup(u32 *k) { return only_uids.lookup(k); }
 static __always_inline struct pending *sched_scratch__lookup(u32 *k) { return sched_scratch.lookup(k); }
+static __always_inline struct prefix_scratch *prefix_scratch__lookup(u32 *k) { return prefix_scratch.lookup(k); }
+static __always_inline u8 *prefixes__lookup(struct lbd_prefix_key *k) { return prefixes.lookup(k); }
 static __always_inline u32 *ppids__lookup(u32 *k) { return ppids.lookup(k); }
 static __always_inline int ppids__update(u32 *k, u32 *v) { return ppids.update(k, v); }
 static __always_inline int ppids__delete(u32 *k) { return ppids.delete(k); }
@@ -858,8 +874,38 @@ LBD_SUBPROG int exit__socket(struct pending *p, struct lbd_desc *d)
     return 0;
 }
 
+/* settings.path_on: does argument i (a path or string, read at enter) of syscall nr start with
+ * one of the syscall's prefixes?  A NULL pointer starts with none (the filter's text tests fail
+ * on an absent value too); a read that faulted at enter (read again later) is kept. */
+static __always_inline int path__kept(struct pending *p, u32 i, u32 nr)
+{
+    BOUND(i, 7);
+    if (i >= LBD_MAX_ARGS)
+        return 1;
+    if (p->hdr.flags & (1u << (LBD_F_FAULT_SHIFT + i)))
+        return 1;                                 /* not read yet (read again at exit): keep */
+    u16 at = p->hdr.slot[i].off;
+    if (!at)
+        return 0;
+    u32 key0 = 0;
+    struct prefix_scratch *ps = map__lookup(prefix_scratch, &key0);
+    if (!ps)
+        return 1;
+    u32 off = (at - sizeof(struct lbd_hdr)) & PAYLOAD_MASK;
+    u32 len = p->hdr.slot[i].len;
+    if (len > LBD_PREFIX_MAX)
+        len = LBD_PREFIX_MAX;
+    BOUND(len, 255);
+    ps->key.data[0] = nr >> 8;
+    ps->key.data[1] = nr & 0xff;
+    if (len && bpf_probe_read_kernel(&ps->key.data[2], len, &p->payload[off]) < 0)
+        return 1;
+    ps->key.prefixlen = 16 + 8 * len;
+    return map__lookup(prefixes, &ps->key) != 0;
+}
+
 /* Finish an armed record at its exit: failure filters, return value, outputs, arguments whose
- * read faulted at enter, the socket; emit it. */
+ * read faulted at enter, the socket; emit it.  The path prefixes are checked first. */
 static __always_inline int exit__complete(struct pending *p, struct lbd_desc *d, struct lbd_settings *s,
                                           long ret, int is_status)
 {
@@ -892,6 +938,13 @@ static __always_inline int exit__complete(struct pending *p, struct lbd_desc *d,
         p->hdr.uid = (u32)ugid;
         p->hdr.gid = ugid >> 32;
         bpf_get_current_comm(p->hdr.comm, sizeof(p->hdr.comm));
+    }
+    if (s->path_on && d->path_arg && !p->internal && !path__kept(p, d->path_arg - 1, nr)) {
+        counter__add(LBD_C_F_PATH, 1);
+        if (!(d->flags & LBD_D_STATE) || (ret < 0 && !(d->flags & LBD_D_STATE_FAILED)))
+            return 0;
+        p->internal = 1;                          /* not for output; the tables still need it */
+        p->hdr.flags |= LBD_F_STATE;
     }
     if (!new_image && (p->hdr.flags & FAULT_MASK)) {   /* (the old image's memory is gone after exec) */
 #pragma unroll

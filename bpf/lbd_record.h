@@ -226,7 +226,8 @@ struct lbd_desc {
     __u8 aux[LBD_MAX_ARGS];        /* length-argument index for SOCKADDR/BUF/OUT_*, STRUCT, ARRAY32,
                                       IOVEC kinds (0xFF: none) */
     __u8 flags;                    /* LBD_D_* */
-    __u8 pad;
+    __u8 path_arg;                 /* settings.path_on: 1 + the argument (a path or string) that
+                                      must start with one of this syscall's prefixes; 0: none */
     __u8 size[LBD_MAX_ARGS];       /* STRUCT, OUT_STRUCT, ARRAY32, IOVEC: most payload bytes / 8 */
     __u8 pad2[2];
 };
@@ -252,6 +253,8 @@ struct lbd_desc {
 #define LBD_C_STATE          16   /* state records written (LBD_F_STATE; part of emitted/sched) */
 #define LBD_C_COMPAT         17   /* 32-bit (ia32) syscalls, not captured (CO-RE only tells) */
 #define LBD_C_F_UID          18   /* filtered: filter_uids / only_uids */
+#define LBD_C_F_PATH         19   /* filtered: a path argument outside its syscall's path_prefixes
+                                     (a state syscall's record is kept for the tables, LBD_F_STATE) */
 #define LBD_C_COUNT          24
 
 /* Runtime settings, one-element array map, updated by user space without reloading. */
@@ -286,7 +289,18 @@ struct lbd_settings {
     __u32 filter_uids_on;       /* 1: drop the uids in the filter_uids map */
     __u32 only_uids_on;         /* 1: keep only the uids in the only_uids map */
     __u32 syscall_stats;        /* 1: count every syscall (selected or not) in sc_stats */
-    __u32 pad;
+    __u32 path_on;              /* 1: drop a syscall whose descriptor names a path_arg when that
+                                   argument starts with none of its prefixes (the prefixes map) */
+};
+
+/* A key of the prefixes map (an LPM trie): the syscall number (big-endian, 16 bits) then the
+ * prefix bytes; prefixlen counts bits (16 + 8 * prefix bytes).  The probe looks an argument up
+ * with all of its bytes (at most LBD_PREFIX_MAX): any stored prefix of it matches. */
+#define LBD_PREFIX_MAX    254
+#define LBD_MAX_PREFIXES  64
+struct lbd_prefix_key {
+    __u32 prefixlen;
+    __u8  data[2 + LBD_PREFIX_MAX];
 };
 
 /* Per-syscall statistics (settings.syscall_stats): one per-CPU array slot per syscall number. */
@@ -318,5 +332,6 @@ _Static_assert(sizeof(struct lbd_desc) == 24, "lbd_desc");
 _Static_assert(sizeof(struct lbd_msg) == 64, "lbd_msg");
 _Static_assert(sizeof(struct lbd_settings) == 104, "lbd_settings");
 _Static_assert(sizeof(struct lbd_sc_stat) == 152, "lbd_sc_stat");
+_Static_assert(sizeof(struct lbd_prefix_key) == 260, "lbd_prefix_key");
 
 #endif /* LBD_RECORD_H */

@@ -213,7 +213,7 @@ def _check_layout():
         "drop_mode": <size_t>&st.drop_mode - sb, "filter_generation": <size_t>&st.filter_generation - sb,
         "state_on": <size_t>&st.state_on - sb, "wake_bytes": <size_t>&st.wake_bytes - sb,
         "only_tids_on": <size_t>&st.only_tids_on - sb, "syscall_stats": <size_t>&st.syscall_stats - sb,
-        "pad": <size_t>&st.pad - sb,
+        "path_on": <size_t>&st.path_on - sb,
     }
     cdef lbd_desc de
     cdef lbd_sc_stat sc
@@ -229,6 +229,7 @@ def _check_layout():
             raise ImportError(f"lbd_settings.{name}: offset {off} in C, "
                               f"{_record.SETTINGS_DTYPE.fields[name][1]} in lbd.record")
     if (_record.DESC_DTYPE.fields["flags"][1] != <size_t>&de.flags - <size_t>&de
+            or _record.DESC_DTYPE.fields["path_arg"][1] != <size_t>&de.path_arg - <size_t>&de
             or _record.SC_STAT_DTYPE.fields["hist"][1] != <size_t>&sc.hist - <size_t>&sc
             or _record.SOCK_DTYPE.fields["raddr"][1] != <size_t>&so.raddr - <size_t>&so):
         raise ImportError("lbd_desc / lbd_sc_stat / lbd_sock field offsets differ from lbd.record")

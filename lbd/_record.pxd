@@ -48,7 +48,7 @@ cdef extern from "lbd_record.h" nogil:
         uint8_t kind[6]
         uint8_t aux[6]
         uint8_t flags
-        uint8_t pad
+        uint8_t path_arg
         uint8_t size[6]
         uint8_t pad2[2]
 
@@ -77,7 +77,7 @@ cdef extern from "lbd_record.h" nogil:
         uint32_t filter_uids_on
         uint32_t only_uids_on
         uint32_t syscall_stats
-        uint32_t pad
+        uint32_t path_on
 
     struct lbd_sc_stat:
         uint64_t count

@@ -102,6 +102,10 @@ Keys (type, range, default; seed keys first, in the order of SPEC.md tables 5 an
                                                                   only matching events are output;
                                                                   what the kernel can decide of it
                                                                   is pushed into the kernel's filters
+  path_prefixes          str[] <= 64 items, SYSCALL:ARGUMENT:PREFIX
+                                                       []        drop those syscalls in the kernel
+                                                                  unless the path argument starts
+                                                                  with a prefix (<= 254 bytes)
 
 Value rules:
 
@@ -397,6 +401,36 @@ class _Array(_Kind):
         return list(value)
 
 
+class _PathPrefix(_Kind):
+    """``SYSCALL:ARGUMENT:PREFIX``: the syscall's path or string argument must start with PREFIX
+    (UTF-8, at most PREFIX_MAX bytes, may be empty).  Only the shape is checked here; the probe
+    resolves the syscall and the argument (lbd.probe.resolve_path_prefixes)."""
+
+    type_text = "str"
+
+    def check(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise _Bad(f"{_what(value)}, expected SYSCALL:ARGUMENT:PREFIX (openat:filename:/etc/)")
+        parts = value.split(":", 2)
+        if len(parts) != 3 or not parts[0] or not parts[1]:
+            raise _Bad(f"{_show(value)} is not SYSCALL:ARGUMENT:PREFIX (openat:filename:/etc/)")
+        try:
+            n = len(parts[2].encode("utf-8"))
+        except UnicodeEncodeError:
+            raise _Bad(f"{_show(value)}: the prefix is not encodable as UTF-8") from None
+        if n > PREFIX_MAX:
+            raise _Bad(f"{_show(value)}: the prefix is {n} bytes, at most {PREFIX_MAX} allowed")
+        if "\0" in value:
+            raise _Bad(f"{_show(value)} contains a NUL character")
+        return value
+
+    def range_text(self) -> str:
+        return f"SYSCALL:ARGUMENT:PREFIX, prefix <= {PREFIX_MAX} bytes"
+
+    def schema(self) -> dict:
+        return {"type": "string", "pattern": "^[^:]+:[^:]+:"}
+
+
 def name_bytes(name: str) -> bytes:
     """The bytes a command name (comm) stands for: UTF-8, and each undecodable byte that Python
     read from the command line (os.fsdecode's surrogateescape, U+DC80..U+DCFF) as that byte.
@@ -446,6 +480,10 @@ class _Name(_Kind):
 # The key table: the one place a key's section, kind and description are written.
 # (Defaults: lbd/default_config.json.  Dataclass fields below are checked against this table.)
 # --------------------------------------------------------------------------------------------
+
+#: bytes of a path prefix (the kernel's LBD_PREFIX_MAX) and how many prefixes (LBD_MAX_PREFIXES)
+PREFIX_MAX = 254
+MAX_PREFIXES = 64
 
 _PIDS = _Array(_Int(0, MAX_PID), 64)
 _COMMS = _Array(_Name(16, in_bytes=True), 16)
@@ -536,7 +574,12 @@ _KEYS: dict[str, tuple[str, _Kind, str]] = {
                  "syscall names to capture; non-empty overrides interest_syscall_file"),
     "filter": (OPEN, _FilterExpr(4096),
                "a filter expression (README: Filter expressions): only events it keeps are output; the "
-               "part the kernel can decide (syscalls, pids, comms, uids, failed) is applied there too"),
+               "part the kernel can decide (syscalls, pids, comms, uids, failed, path prefixes) is "
+               "applied there too"),
+    "path_prefixes": (OPEN, _Array(_PathPrefix(), MAX_PREFIXES),
+                      "SYSCALL:ARGUMENT:PREFIX entries: drop those syscalls in the kernel unless that "
+                      "path argument starts with one of its prefixes (one argument per syscall; a "
+                      "state syscall's record still reaches the tables, not the output)"),
 }
 
 INIT_KEYS: tuple[str, ...] = tuple(k for k, (s, _, _) in _KEYS.items() if s == INIT)
@@ -657,6 +700,7 @@ class OpenParams:
     only_comms: tuple[str, ...]
     syscalls: tuple[str, ...]
     filter: str
+    path_prefixes: tuple[str, ...]
 
     def __post_init__(self) -> None:
         _validate(self, OPEN)
@@ -666,6 +710,17 @@ class OpenParams:
         if self.wake_bytes >= self.ring_size:
             out.append(f"{OPEN}.wake_bytes: {self.wake_bytes} must be less than ring_size "
                        f"({self.ring_size}); 0 means ring_size/4")
+        args: dict[str, str] = {}
+        for entry in self.path_prefixes:
+            name, arg, prefix = entry.split(":", 2)
+            if args.setdefault(name, arg) != arg:
+                out.append(f"{OPEN}.path_prefixes: {entry!r}: {name} has prefixes on {args[name]} "
+                           "already; the kernel checks one argument per syscall")
+                break
+            if len(prefix.encode("utf-8")) > self.str_max:
+                out.append(f"{OPEN}.path_prefixes: {entry!r}: the prefix is longer than str_max "
+                           f"({self.str_max} bytes captured): it could never match")
+                break
         if self.failed_only and self.drop_failed:
             out.append(f"{OPEN}.failed_only: true together with drop_failed: true would keep nothing; "
                        "choose one")

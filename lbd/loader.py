@@ -34,7 +34,7 @@ LOADERS = ("auto", "libbpf", "bcc")
 #: ppids map that stands in for the CO-RE parent read; path_scratch is CO-RE only)
 COMMON_MAPS = ("rings", "descs", "settings", "counters", "wake_acc", "sc_stats", "own_tids", "filter_pids",
                "only_pids", "only_tids", "filter_comms", "only_comms", "filter_uids", "only_uids", "threads",
-               "pending", "sched_scratch")
+               "pending", "sched_scratch", "prefixes", "prefix_scratch")
 PROGRAMS = ("sys_enter", "sys_exit", "sched_process_fork", "sched_process_exec", "sched_process_exit")
 
 

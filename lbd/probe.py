@@ -29,7 +29,7 @@ import numpy as np
 
 from lbd import bpfsys, record, syscalls
 from lbd.bpfsys import obj_id
-from lbd.config import Config, ConfigError, coerce
+from lbd.config import PREFIX_MAX, Config, ConfigError, coerce
 from lbd.loader import Choice, Loader, LoaderError, choose, open_loader
 
 
@@ -87,6 +87,41 @@ def resolve_selection(cfg: Config) -> frozenset[int]:
 
         return load_interesting_file(cfg.open.interest_syscall_file)
     return syscalls.default_selection()
+
+
+#: syscalls whose path argument path_prefixes cannot name: execve's is replaced by the kernel's
+#: at exec (sched_process_exec), after the check would run
+NO_PREFIX_SYSCALLS = frozenset({"execve", "execveat"})
+PREFIX_KEY_SIZE = 4 + 2 + PREFIX_MAX       # struct lbd_prefix_key
+_PREFIX_KINDS = frozenset({record.KINDS["path"], record.KINDS["str"]})
+
+
+def resolve_path_prefixes(cfg: Config) -> dict[int, tuple[int, tuple[bytes, ...]]]:
+    """path_prefixes as {syscall number: (argument slot, prefixes as bytes)}; ConfigError naming
+    the entry when a syscall or argument does not exist or cannot be checked in the kernel."""
+    out: dict[int, tuple[int, list[bytes]]] = {}
+    for entry in cfg.open.path_prefixes:
+        name, arg, prefix = entry.split(":", 2)
+        where = f"open_params.path_prefixes: {entry!r}"
+        sc = syscalls.BY_NAME.get(name)
+        if sc is None or sc.nr >= record.MAX_SYSCALLS:
+            raise ConfigError(f"{where}: {name!r} is not a known syscall")
+        if name in NO_PREFIX_SYSCALLS or not sc.implemented:
+            raise ConfigError(f"{where}: the kernel cannot check {name}'s arguments against prefixes")
+        slots = [i for i, a in enumerate(sc.args[: record.MAX_ARGS]) if a.name == arg]
+        paths = [a.name for a in sc.args[: record.MAX_ARGS] if a.kind_id in _PREFIX_KINDS]
+        if not slots or sc.args[slots[0]].kind_id not in _PREFIX_KINDS:
+            have = ", ".join(paths) or "none"
+            raise ConfigError(f"{where}: {name} has no path or string argument {arg!r} (it has: {have})")
+        out.setdefault(sc.nr, (slots[0], []))[1].append(prefix.encode("utf-8"))
+    return {nr: (slot, tuple(dict.fromkeys(ps))) for nr, (slot, ps) in out.items()}
+
+
+def prefix_key(nr: int, prefix: bytes) -> bytes:
+    """A key of the prefixes map (struct lbd_prefix_key): prefixlen in bits, the syscall number
+    big-endian, the prefix bytes, zero padded."""
+    data = struct.pack(">H", nr) + prefix
+    return struct.pack("<I", 8 * len(data)) + data.ljust(2 + PREFIX_MAX, b"\0")
 
 
 def _nrs(names: Iterable[str]) -> frozenset[int]:
@@ -148,6 +183,7 @@ class Probe:
         cfg = coerce(config)
         self.config = cfg
         self.selection = resolve_selection(cfg)
+        self._prefixes = resolve_path_prefixes(cfg)
         self.own_tids: set[int] | None = None if own_tids is None else set(own_tids)
         self.own_pid = own_pid if own_pid is not None else os.getpid()
         self.host_pid = host_pid if host_pid is not None else os.getpid()
@@ -266,6 +302,8 @@ class Probe:
                 | (record.D_STATS if o.syscall_stats else 0)
             )
             d["flags"] = flags
+            if sc.nr in self._prefixes:
+                d["path_arg"] = self._prefixes[sc.nr][0] + 1
             raw = d.tobytes()
             if old != raw:
                 bpfsys.map_update(fd, struct.pack("<I", sc.nr), raw)
@@ -296,6 +334,7 @@ class Probe:
         s["failed_only"] = int(o.failed_only)
         s["capture_env"] = int(o.capture_env)
         s["syscall_stats"] = int(o.syscall_stats)
+        s["path_on"] = int(bool(o.path_prefixes))
         # each CPU wakes the consumer after writing this much: a ring's share of its threshold
         s["wake_bytes"] = max(1, o.wake_threshold // self.cpus_per_ring)
         s["generation"] = self._generation
@@ -303,14 +342,15 @@ class Probe:
         s["filter_generation"] = self._filter_generation
         bpfsys.map_update(self._fd("settings"), struct.pack("<I", 0), s.tobytes())
 
-    def _set_members(self, name: str, keys: Iterable[bytes]) -> None:
+    def _set_members(self, name: str, keys: Iterable[bytes], key_size: int | None = None) -> None:
         """Make the set map hold exactly `keys`: delete the keys that go, then add the new ones
         (a key that stays is never missing, as it would be with clear-then-fill; deleting first
         keeps a full map within its size)."""
         fd = self._fd(name)
         want = list(dict.fromkeys(keys))
         wanted = set(want)
-        key_size = len(want[0]) if want else (record.COMM_LEN if "comms" in name else 4)
+        if key_size is None:
+            key_size = len(want[0]) if want else (record.COMM_LEN if "comms" in name else 4)
         for k in bpfsys.map_keys(fd, key_size):
             if k not in wanted:
                 bpfsys.map_delete(fd, k)
@@ -339,6 +379,8 @@ class Probe:
         self._set_members("only_comms", (comm_key(c) for c in o.only_comms))
         self._set_members("filter_uids", (u32(u) for u in o.filter_uids))
         self._set_members("only_uids", (u32(u) for u in o.only_uids))
+        self._set_members("prefixes", (prefix_key(nr, p) for nr, (_, ps) in sorted(self._prefixes.items())
+                                       for p in ps), key_size=PREFIX_KEY_SIZE)
         self._filled = o
 
     def update(self, config: Config | dict, *, own_pid: int | None = None, host_pid: int | None = None,
@@ -361,6 +403,7 @@ class Probe:
                     f"open_params.{key}: {getattr(cfg.open, key)!r} differs from the loaded "
                     f"{getattr(self.config.open, key)!r}; it cannot change without reloading the probe")
         selection = resolve_selection(cfg)
+        prefixes = resolve_path_prefixes(cfg)
         with self._lock:
             if own_tids is not None and len(set(own_tids)) > OWN_TIDS_MAX:
                 raise ValueError(f"own threads: {len(set(own_tids))}, at most {OWN_TIDS_MAX}")
@@ -375,6 +418,7 @@ class Probe:
                 # Capture resumes: records armed before drop_mode, whose exits were skipped
                 # without looking, are stale; a syscall still in flight ends as NOENTER instead.
                 self._generation += 1
+            self._prefixes = prefixes
             self._fill_filters(cfg)
             old, self.config = self.config, cfg
             try:

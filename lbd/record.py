@@ -132,7 +132,7 @@ SOCK_DTYPE = np.dtype([("family", "<u2"), ("type", "<u2"), ("lport", "<u2"), ("r
 
 #: struct lbd_desc: one syscall's entry in the probe's descriptor map
 DESC_DTYPE = np.dtype([("enabled", "u1"), ("nargs", "u1"), ("kind", "u1", (MAX_ARGS,)),
-                       ("aux", "u1", (MAX_ARGS,)), ("flags", "u1"), ("pad", "u1"), ("size", "u1", (MAX_ARGS,)),
+                       ("aux", "u1", (MAX_ARGS,)), ("flags", "u1"), ("path_arg", "u1"), ("size", "u1", (MAX_ARGS,)),
                        ("pad2", "u1", (2,))])
 
 #: struct lbd_msg: the start of a msghdr / out_msghdr payload
@@ -145,7 +145,7 @@ SETTINGS_DTYPE = np.dtype([(name, "<u4") for name in (
     "emit_enter", "filter_pids_on", "filter_comms_on", "only_pids_on", "only_comms_on", "generation",
     "own_tids_on", "filter_generation", "state_on")] + [("wake_bytes", "<u8")] + [(name, "<u4") for name in (
     "only_tids_on", "follow", "capture_env", "failed_only", "filter_uids_on", "only_uids_on",
-    "syscall_stats", "pad")])
+    "syscall_stats", "path_on")])
 
 #: struct lbd_sc_stat: per-syscall statistics (settings.syscall_stats), one per CPU and syscall
 SC_STAT_DTYPE = np.dtype([("count", "<u8"), ("errors", "<u8"), ("lat_sum", "<u8"),

@@ -32,6 +32,7 @@
 #define LBD_PERCPU_ARRAY(name, val, max)    BPF_PERCPU_ARRAY(name, val, max)
 #define LBD_HASH(name, key, val, max)       BPF_HASH(name, key, val, max)
 #define LBD_LRU_HASH(name, key, val, max)   BPF_TABLE("lru_hash", key, val, name, max)
+#define LBD_LPM_TRIE(name, key, val, max)   BPF_F_TABLE("lpm_trie", key, val, name, max, BPF_F_NO_PREALLOC)
 #define LBD_TASK_STORAGE(name, val)         BPF_TASK_STORAGE(name, val)
 /* The per-CPU rings: an array of ring buffer maps indexed by CPU; user space creates the rings
  * (one per cpus_per_ring CPUs, each of ring_size bytes) and stores them.  bcc needs a named
@@ -103,6 +104,7 @@ typedef __s64 s64;
 #define LBD_PERCPU_ARRAY(name, val, max)    LBD_MAP_(BPF_MAP_TYPE_PERCPU_ARRAY, name, u32, val, max, 0)
 #define LBD_HASH(name, key, val, max)       LBD_MAP_(BPF_MAP_TYPE_HASH, name, key, val, max, 0)
 #define LBD_LRU_HASH(name, key, val, max)   LBD_MAP_(BPF_MAP_TYPE_LRU_HASH, name, key, val, max, 0)
+#define LBD_LPM_TRIE(name, key, val, max)   LBD_MAP_(BPF_MAP_TYPE_LPM_TRIE, name, key, val, max, BPF_F_NO_PREALLOC)
 #define LBD_TASK_STORAGE(name, val)                                                              \
     struct {                                                                                     \
         __uint(type, BPF_MAP_TYPE_TASK_STORAGE);                                                 \

@@ -287,5 +287,24 @@ def plan_keeps(plan, batch) -> list[bool]:
         keep &= comm not in {c.encode() for c in plan.filter_comms}
         if plan.failed is not None:
             keep &= (res < 0) == plan.failed
+        prefixes = [(a, p.encode()) for n, a, p in plan.path_prefixes if SYSCALL_NAMES[n] == nr]
+        if keep and prefixes and e["dir"] == record.DIR_EXIT and not e["flags"] & record.F_NOENTER:
+            keep = _path_kept(batch, i, nr, prefixes)
         out.append(bool(keep))
     return out
+
+
+def _path_kept(batch, i: int, nr: int, prefixes: list[tuple[str, bytes]]) -> bool:
+    """The kernel's path check (bpf/lbd.bpf.c path__kept): the argument read at enter starts with
+    one of the prefixes; a NULL pointer starts with none; a read that faulted at enter is kept."""
+    from lbd import args as _args
+
+    (arg,) = {a for a, _ in prefixes}
+    slot = [a.name for a in _args.arg_specs(nr)].index(arg)
+    e = batch.events[i]
+    if e["flags"] & (1 << (record.F_FAULT_SHIFT + slot)):
+        return True
+    if not e["slot"][slot]["off"]:
+        return False
+    value = batch.payload(i, slot) or b""
+    return any(value.startswith(p) for _, p in prefixes)

@@ -5,7 +5,8 @@
     plan.admits(batch)         # bool mask: what a kernel applying the plan would let through
 
 The kernel filters on a few header values, each as a set to keep or to drop: the syscall, the
-process (pid), its comm, its uid, and whether the call failed.  A plan holds, for each, what every
+process (pid), its comm, its uid, and whether the call failed; and on path prefixes: a syscall's
+path or string argument must start with one of the syscall's prefixes.  A plan holds, for each, what every
 event the expression keeps must satisfy, so applying it can only drop events the expression drops
 too (it is *implied* by the expression, never stronger).  For ``and`` the constraints meet, for
 ``or`` they join (a dimension only one side constrains is unconstrained), ``not`` is pushed down
@@ -21,6 +22,12 @@ Semantics the kernel side must keep for the plan to stay safe (what `admits` mod
 * uids: the header's uid (the real uid);
 * failed: True keeps only records with res < 0, False drops records with res < 0 (drop_failed).
   The kernel may drop less (drop_failed spares rt_sigreturn): less is always safe.
+* path_prefixes: (syscall, argument, prefix) entries; a record of a syscall that has entries is
+  kept when that argument's bytes start with one of its prefixes (an absent argument starts with
+  none).  From ``arg.NAME startswith``, ``=`` and ``in`` tests on path and string arguments whose
+  needles hold no backslash (bytes then decide the text test exactly: lbd.filter.spans); execve
+  and execveat are never constrained (their path is the kernel's, taken at exec).  The kernel
+  keeps a dropped record of a state syscall for its tables (not output).
 
 A comm that changes in the call (execve) is filtered by the kernel with the comm it had when the
 syscall entered; the same holds for a uid changed by setuid: a plan on comm or uid can drop such a
@@ -34,6 +41,7 @@ from dataclasses import dataclass, field as dc_field
 import numpy as np
 
 from lbd import record
+from lbd.config import MAX_PREFIXES, PREFIX_MAX
 from lbd.filter.fields import SYSCALL_NAMES, PAnd, PConst, PNot, POr, Pred
 
 __all__ = ["KernelPlan", "derive", "LIMITS"]
@@ -45,7 +53,11 @@ _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _U32 = (1 << 32) - 1
 _PID_MAX = 4194303                   # lbd/config.py's range for only_pids / filter_pids
 _NAMES = {nr: name for name, nr in SYSCALL_NAMES.items()}
-_DIMS = ("syscall", "pid", "comm", "uid", "failed")
+_DIMS = ("syscall", "pid", "comm", "uid", "failed", "path")
+#: argument kinds whose bytes the kernel compares with path prefixes
+_PREFIX_KINDS = frozenset((record.KINDS["path"], record.KINDS["str"]))
+#: syscalls whose path argument the kernel cannot check (lbd.probe.NO_PREFIX_SYSCALLS)
+_NO_PREFIX = frozenset(SYSCALL_NAMES[n] for n in ("execve", "execveat"))
 
 
 @dataclass(frozen=True)
@@ -56,7 +68,8 @@ class KernelPlan:
     always emits); drop_syscalls: drop these; only_pids / filter_pids, only_comms / filter_comms,
     only_uids / filter_uids: keep only / drop these pids, comms, uids; failed: True keep only
     failed calls (res < 0), False drop them, None either; matches_nothing: the expression can
-    never pass (the kernel may drop everything)."""
+    never pass (the kernel may drop everything); path_prefixes: (syscall, argument, prefix): a
+    record of a syscall named there is kept when its argument starts with one of its prefixes."""
 
     syscalls: frozenset[str] | None = None
     drop_syscalls: frozenset[str] = frozenset()
@@ -68,6 +81,7 @@ class KernelPlan:
     filter_uids: frozenset[int] = frozenset()
     failed: bool | None = None
     matches_nothing: bool = False
+    path_prefixes: frozenset[tuple[str, str, str]] = frozenset()
 
     def open_params(self) -> dict:
         """The plan as lbd's open_params (lists, sorted).  Keys the kernel has today: syscalls,
@@ -98,6 +112,8 @@ class KernelPlan:
             out["failed_only"] = True
         elif self.failed is False:
             out["drop_failed"] = True
+        if self.path_prefixes and len(self.path_prefixes) <= MAX_PREFIXES:
+            out["path_prefixes"] = [f"{n}:{a}:{p}" for n, a, p in sorted(self.path_prefixes)]
         return out
 
     def admits(self, batch) -> np.ndarray:
@@ -130,12 +146,47 @@ class KernelPlan:
                 keep &= ~_comm_in(comm, self.filter_comms)
         if self.failed is not None:
             keep &= (ev["res"] < 0) == self.failed
+        if self.path_prefixes:
+            by_nr: dict[int, tuple[str, list[bytes]]] = {}
+            for name, arg, prefix in self.path_prefixes:
+                by_nr.setdefault(SYSCALL_NAMES[name], (arg, []))[1].append(prefix.encode())
+            # the kernel checks exit records completed from their enter (not enter records, nor
+            # exits without enter), before the reread of an argument that faulted at enter
+            checked = keep & np.isin(nr, list(by_nr)) & (ev["dir"] == record.DIR_EXIT) \
+                & ((ev["flags"] & record.F_NOENTER) == 0)
+            for i in np.flatnonzero(checked):
+                arg, prefixes = by_nr[int(nr[i])]
+                value = _arg_bytes(batch, int(i), arg)
+                if value is not _UNREAD:
+                    keep[i] = value is not None and any(value.startswith(p) for p in prefixes)
         return keep
 
     def describe(self) -> str:
         """One line for logs: what is pushed down."""
         p = self.open_params()
         return ", ".join(f"{k}={v}" for k, v in p.items()) or "nothing"
+
+
+_UNREAD = object()
+
+
+def _arg_bytes(batch, i: int, arg: str):
+    """The payload bytes of event i's argument `arg`: None when it has none (a NULL pointer),
+    _UNREAD when its read faulted at enter."""
+    from lbd import args as _args
+
+    ev = batch.events[i]
+    specs = _args.arg_specs(int(ev["nr"])) or ()
+    for k, a in enumerate(specs[: record.MAX_ARGS]):
+        if a.name == arg:
+            off, length = int(ev["slot"][k]["off"]), int(ev["slot"][k]["len"])
+            if int(ev["flags"]) & (1 << (record.F_FAULT_SHIFT + k)):
+                return _UNREAD
+            if not off:
+                return None
+            base = int(ev["rec"]) + off
+            return bytes(batch.arena[base: base + length])
+    return None
 
 
 def _comm_in(comm: np.ndarray, names) -> np.ndarray:
@@ -168,6 +219,9 @@ def _meet(a: _C, b: _C) -> _C:
             out[d] = (kb, sb)
             continue
         ka, sa = out[d]
+        if d == "path":                         # always "in"
+            out[d] = ("in", _path_meet(sa, sb))
+            continue
         if ka == "in" and kb == "in":
             out[d] = ("in", sa & sb)
         elif ka == "in":
@@ -187,6 +241,9 @@ def _join(a: _C, b: _C) -> _C:
     out = {}
     for d in a.dims.keys() & b.dims.keys():
         (ka, sa), (kb, sb) = a.dims[d], b.dims[d]
+        if d == "path":
+            out[d] = ("in", _path_join(sa, sb))
+            continue
         if ka == "in" and kb == "in":
             out[d] = ("in", sa | sb)
         elif ka == "in":
@@ -201,6 +258,11 @@ def _join(a: _C, b: _C) -> _C:
 def _norm(dims: dict) -> _C:
     out = {}
     for d, (k, s) in dims.items():
+        if d == "path":
+            if not s:
+                return _C(never=True)
+            out[d] = (k, frozenset(s))
+            continue
         if d == "failed":                       # domain {True, False}
             if k == "out":
                 k, s = "in", frozenset((True, False)) - s
@@ -212,6 +274,75 @@ def _norm(dims: dict) -> _C:
             continue
         out[d] = (k, frozenset(s))
     return _C(out)
+
+
+# The path dimension: always "in", a frozenset of (nr, slot, arg, prefix) entries.  A record
+# passes it when its nr has entries and, unless an entry's slot is -1 (the nr is not constrained:
+# any record of it passes), its argument starts with one of the nr's prefixes.  So it also
+# constrains the syscall, as the syscall dimension of the same test does.
+
+def _by_nr(entries) -> dict:
+    out: dict = {}
+    for nr, slot, arg, prefix in entries:
+        cur = out.get(nr)
+        if slot < 0 or (cur is not None and cur[0] < 0):
+            out[nr] = (-1, None, frozenset())
+        else:
+            out[nr] = (slot, arg, (cur[2] if cur else frozenset()) | {prefix})
+    return out
+
+
+def _entries(by_nr: dict) -> frozenset:
+    out = set()
+    for nr, (slot, arg, prefixes) in by_nr.items():
+        if slot < 0:
+            out.add((nr, -1, None, None))
+        else:
+            out.update((nr, slot, arg, p) for p in _minimal(prefixes))
+    return frozenset(out)
+
+
+def _minimal(prefixes) -> frozenset:
+    """The prefixes not covered by a shorter one (which matches everything they match)."""
+    ps = sorted(prefixes, key=len)
+    keep: list = []
+    for p in ps:
+        if not any(p.startswith(q) for q in keep):
+            keep.append(p)
+    return frozenset(keep)
+
+
+def _path_meet(a, b) -> frozenset:
+    """Both constraints hold: the nrs of both; the prefixes that satisfy both sides."""
+    A, B = _by_nr(a), _by_nr(b)
+    out = {}
+    for nr in A.keys() & B.keys():
+        (sa, arga, pa), (sb, argb, pb) = A[nr], B[nr]
+        if sa < 0:
+            out[nr] = B[nr]
+        elif sb < 0 or sa != sb:
+            out[nr] = A[nr]                      # two arguments: the kernel checks one (either holds)
+        else:
+            both = {p for p in pa if any(p.startswith(q) for q in pb)} | \
+                   {q for q in pb if any(q.startswith(p) for p in pa)}
+            if both:
+                out[nr] = (sa, arga, frozenset(both))
+    return _entries(out)
+
+
+def _path_join(a, b) -> frozenset:
+    """Either constraint holds: the nrs of either; on a nr of both, the prefixes of either."""
+    A, B = _by_nr(a), _by_nr(b)
+    out = dict(A)
+    for nr, vb in B.items():
+        va = out.get(nr)
+        if va is None:
+            out[nr] = vb
+        elif va[0] < 0 or vb[0] < 0 or va[0] != vb[0]:
+            out[nr] = (-1, None, frozenset())
+        else:
+            out[nr] = (va[0], va[1], va[2] | vb[2])
+    return _entries(out)
 
 
 _FLIP = {"=": "!=", "in": "!=", "!=": "in", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
@@ -258,7 +389,42 @@ def _pred(p: Pred, positive: bool) -> _C:
     if name in ("res", "errno"):
         neg, nonneg = (_res_signs if name == "res" else _errno_signs)(op, p.operand)
         return _dim("failed", True, ([True] if neg else []) + ([False] if nonneg else []))
+    if p.argname is not None and positive and op in ("startswith", "=", "in"):
+        # (not negated: `not (arg.x != v)` passes where x is absent, `arg.x = v` does not)
+        return _arg_prefixes(p)
     return _ANY
+
+
+def _arg_prefixes(p: Pred) -> _C:
+    """arg.NAME startswith / = / in, not negated: the record is of a syscall where the test can
+    pass, and (where the kernel can compare its bytes) the argument starts with a needle."""
+    entries = set()
+    for g in p.operand:
+        if g.mode is None:
+            continue                             # never passes on these syscalls
+        needles = g.operand
+        exact = (g.mode == "text" and g.kind in _PREFIX_KINDS and needles
+                 and all(_byte_prefix(n) for n in needles))
+        for nr in g.nrs:
+            if exact and nr < record.NR_SCHED_FORK and nr not in _NO_PREFIX:
+                entries.update((nr, g.slot, p.argname, n) for n in needles)
+            else:
+                entries.add((nr, -1, None, None))
+    if not entries:
+        return _C(never=True)
+    nrs = {nr for nr, _, _, _ in entries}
+    return _norm({"syscall": ("in", frozenset(nrs)), "path": ("in", _entries(_by_nr(entries)))})
+
+
+def _byte_prefix(needle: str) -> bool:
+    """The needle's UTF-8 bytes decide a text test on the raw bytes (lbd.filter.spans) and fit the
+    kernel's prefix key."""
+    if "\\" in needle:
+        return False
+    try:
+        return len(needle.encode("utf-8")) <= PREFIX_MAX
+    except UnicodeEncodeError:
+        return False
 
 
 def _comm(p: Pred, op: str) -> _C:
@@ -308,6 +474,15 @@ def derive(ir) -> KernelPlan:
     c = _implied(ir, True)
     if c.never:
         return KernelPlan(matches_nothing=True)
+    if "path" in c.dims:
+        # the path entries name the syscalls where the tests can pass: meet them with the syscall
+        # dimension, and keep the entries of the syscalls that remain
+        c = _meet(c, _dim("syscall", True, {nr for nr, _, _, _ in c.dims["path"][1]}))
+        if c.never:
+            return KernelPlan(matches_nothing=True)
+        k, nrs = c.dims["syscall"]
+        live = {e for e in c.dims["path"][1] if (e[0] in nrs) == (k == "in")}
+        c.dims["path"] = ("in", frozenset(live))
     kw: dict = {}
     for d, (k, s) in c.dims.items():
         if d == "syscall":
@@ -319,6 +494,10 @@ def derive(ir) -> KernelPlan:
         elif d == "failed":
             (want,) = tuple(s)
             kw["failed"] = want
+        elif d == "path":
+            prefixes = frozenset((_NAMES[nr], arg, prefix) for nr, slot, arg, prefix in s if slot >= 0)
+            if prefixes:
+                kw["path_prefixes"] = prefixes
         else:
             key = {"pid": "pids", "comm": "comms", "uid": "uids"}[d]
             kw[("only_" if k == "in" else "filter_") + key] = frozenset(s)

@@ -15,11 +15,14 @@ filters by it, never widening one and never dropping an event the filter keeps:
   while the union fits the kernel's maps (else the user's set stays: capturing more is safe);
 * ``failed``: True adds ``failed_only``, False ``drop_failed``;
 * an expression that can never match, or keep-sets that meet in nothing, make ``drop_mode``.
+* ``path_prefixes``: the plan's entries for the syscalls the user's own ``path_prefixes`` do not
+  name, while the whole fits the kernel's map (64 entries); a syscall with a prefix longer than
+  ``str_max`` (which could never match the captured bytes) is left unconstrained.
 
 State records are not affected: with ``track_state`` the probe still captures the state syscalls
 (fork, exec, fd creation and closing) of every process for the tables, flagged and not output, so
-the context the filter and Falco's rules read stays exact.  A prefix of a path argument is not
-pushed down: an ``openat`` outside the prefix still names an fd the tables need.
+the context the filter and Falco's rules read stays exact: an ``openat`` outside the path
+prefixes still reaches the fd table (as a state record), though not the output.
 
 User space applies the whole filter to every batch (``compiled(cfg)``); the kernel only saves
 the cost of records the filter would drop.
@@ -27,7 +30,7 @@ the cost of records the filter would drop.
 from __future__ import annotations
 
 from lbd import record, syscalls
-from lbd.config import Config
+from lbd.config import MAX_PREFIXES, Config
 from lbd.filter.fields import SYSCALL_NAMES
 from lbd.filter.plan import LIMITS, KernelPlan
 
@@ -108,6 +111,13 @@ def kernel_config(cfg: Config) -> Config:
             union = list(drop_user) + sorted(v for v in drop_plan if v not in drop_user)
             if len(union) <= lim and len(union) > len(drop_user):
                 changes[f"filter_{key}"] = union
+
+    if plan.path_prefixes:
+        mine = {e.split(":", 1)[0] for e in o.path_prefixes}
+        too_long = {n for n, _, p in plan.path_prefixes if len(p.encode("utf-8")) > o.str_max}
+        add = [f"{n}:{a}:{p}" for n, a, p in sorted(plan.path_prefixes) if n not in mine | too_long]
+        if add and len(o.path_prefixes) + len(add) <= MAX_PREFIXES:
+            changes["path_prefixes"] = list(o.path_prefixes) + add
 
     if plan.failed is True and not o.failed_only:
         if o.drop_failed:

@@ -12,10 +12,11 @@ import subprocess
 import numpy as np
 
 import lbd.filter as F
-from lbd import record
+from lbd import record, syscalls
 from lbd._testing import filter_reference as R
 from tests.data.filterexprs import Pools, random_expression
 
+OPENAT = syscalls.lookup("openat").nr
 FIXED = [
     "syscall in (open, openat) and arg.filename startswith /etc/ and not comm in (sshd, login)",
     "errno = ENOENT", "failed and syscall = openat", "syscall = connect and sockaddr.port = 9",
@@ -135,3 +136,39 @@ def test_push_down_keeps_what_the_filter_keeps(cap):
     assert any(n == "openat" and p == "/etc/hostname" and r >= 0 for n, p, r in full["sel"]), full["sel"]
     assert any(n == "connect" and r < 0 for n, p, r in full["sel"]), full["sel"]
     assert narrow["records"] < full["records"]
+
+
+def test_path_prefixes_in_the_kernel(cap):
+    """A path prefix pushed into the kernel: the filter selects the same events as without it, the
+    opens outside the prefix are not written for output (a successful one still reaches the tables
+    as a state record; a failed one not at all), and the probe counts them (f_path)."""
+    expr = "syscall = openat and arg.filename startswith /etc/"
+    f = F.compile(expr)
+    pushed = f.plan.open_params()
+    assert pushed == {"syscalls": ["openat"], "path_prefixes": ["openat:filename:/etc/"]}
+    runs = []
+    for changes in ({"syscalls": ["openat"]}, pushed):
+        got = {"sel": [], "out": [], "state": []}
+
+        def on_batch(b, got=got):
+            ev = b.events
+            for i in np.flatnonzero(ev["nr"] == OPENAT):
+                row = (b.args(int(i)).get("filename"), int(ev["res"][i]), int(ev["pid"][i]))
+                got["state" if ev["flags"][i] & record.F_STATE else "out"].append(row)
+            got["sel"] += _signature(b, f(b))
+
+        before = cap.probe.stats()["f_path"]
+        pid = capture(cap, workload, on_batch, **changes)
+        got["f_path"] = cap.probe.stats()["f_path"] - before
+        got["pid"] = pid
+        runs.append(got)
+    full, narrow = runs
+    assert sorted(full["sel"]) == sorted(narrow["sel"])
+    assert ("openat", "/etc/hostname", 3) in [(n, p, min(r, 3)) for n, p, r in narrow["sel"]], narrow["sel"]
+    mine = [(p, r) for p, r, pid in narrow["out"] if pid == narrow["pid"]]
+    assert mine and all(p.startswith("/etc/") for p, _ in mine), mine
+    assert any(p == "/nonexistent/lbd-filter" for p, _, pid in full["out"] if pid == full["pid"])
+    state = [(p, r) for p, r, pid in narrow["state"] if pid == narrow["pid"]]
+    assert any(p == "/dev/null" and r >= 0 for p, r in state), state           # the fd table needs it
+    assert not any(p == "/nonexistent/lbd-filter" for p, _ in state + mine)     # a failure changes none
+    assert narrow["f_path"] >= 2 and full["f_path"] == 0, (full["f_path"], narrow["f_path"])

@@ -55,7 +55,7 @@ def test_key_tables():
     assert OPEN_KEYS[7:] == ("ring_size", "cpus_per_ring", "loader", "track_state", "follow", "only_tids",
                              "filter_uids", "only_uids", "failed_only", "capture_env", "syscall_stats",
                              "str_max", "buf_max", "argv_max", "emit_enter", "wake_bytes", "only_pids",
-                             "only_comms", "syscalls", "filter")
+                             "only_comms", "syscalls", "filter", "path_prefixes")
     assert not set(INIT_KEYS) & set(OPEN_KEYS)
     assert set(DESCRIPTIONS) == set(INIT_KEYS) | set(OPEN_KEYS)
     assert all(DESCRIPTIONS.values())
@@ -75,7 +75,8 @@ def test_defaults():
         drop_failed=False, interest_syscall_file="", ring_size=8 << 20, cpus_per_ring=1, loader="auto",
         track_state=True, follow=False, only_tids=(), filter_uids=(), only_uids=(), failed_only=False,
         capture_env=False, syscall_stats=False, str_max=256, buf_max=32,
-        argv_max=16, emit_enter=False, wake_bytes=0, only_pids=(), only_comms=(), syscalls=(), filter="")
+        argv_max=16, emit_enter=False, wake_bytes=0, only_pids=(), only_comms=(), syscalls=(), filter="",
+        path_prefixes=())
     assert c.open.wake_threshold == (8 << 20) // 4
     assert Config.default() is Config.default()  # cached: immutable, so sharing is safe
 

@@ -21,7 +21,8 @@ def params(expr: str) -> dict:
 
 @pytest.mark.parametrize("expr, want", [
     ("syscall in (open, openat) and arg.filename startswith /etc/ and not comm in (sshd, login)",
-     {"syscalls": ["open", "openat"], "filter_comms": ["login", "sshd"]}),
+     {"syscalls": ["open", "openat"], "filter_comms": ["login", "sshd"],
+      "path_prefixes": ["open:filename:/etc/", "openat:filename:/etc/"]}),
     ("syscall = openat", {"syscalls": ["openat"]}),
     ("syscall = openat or syscall = open", {"syscalls": ["open", "openat"]}),
     ("syscall in (open, openat) and syscall != open", {"syscalls": ["openat"]}),
@@ -61,7 +62,7 @@ def params(expr: str) -> dict:
     ("not (pid = 5 or comm = x)", {"filter_pids": [5], "filter_comms": ["x"]}),
     ("not not pid = 3", {"only_pids": [3]}),
     # tests on other fields imply nothing
-    ("arg.filename = /etc/passwd", {}),
+    ("not arg.filename = /etc/passwd", {}),
     ("comm startswith ba", {}),
     ("pid > 5", {}),
     ("ppid = 1", {}),
@@ -109,6 +110,8 @@ def test_admits_models_the_kernel():
         "failed": [False, True, False, False],
         "not failed": [True, False, True, True],
         "pid = 1 and pid = 2": [False] * 4,
+        "arg.filename startswith /etc/pa": [True, True, False, True],
+        "syscall = openat and arg.filename startswith /etc/x": [False, False, False, True],
     }
     for expr, want in cases.items():
         p = plan(expr)
@@ -119,4 +122,6 @@ def test_admits_models_the_kernel():
 
 def test_describe():
     assert plan("pid = 1").describe() == "only_pids=[1]"
-    assert plan("arg.fd = 1").describe() == "nothing"
+    assert plan("not arg.fd = 1").describe() == "nothing"
+    assert plan("syscall = openat and arg.filename startswith /etc/").describe() == \
+        "syscalls=['openat'], path_prefixes=['openat:filename:/etc/']"

@@ -54,6 +54,24 @@ def test_failed():
     assert kcfg(filter="syscall = openat and syscall = close").drop_mode
 
 
+def test_path_prefixes():
+    assert kcfg(filter="syscall = openat and arg.filename startswith /etc/").path_prefixes == \
+        ("openat:filename:/etc/",)
+    # the user's own prefixes for a syscall stay; the plan adds those of the other syscalls
+    o = kcfg(filter="syscall in (open, openat) and arg.filename startswith /etc/",
+             path_prefixes=["openat:filename:/"])
+    assert o.path_prefixes == ("openat:filename:/", "open:filename:/etc/")
+    # a prefix longer than the bytes captured could never match: that syscall is not constrained
+    long = "/" + "x" * 40
+    assert kcfg(filter=f"syscall = openat and arg.filename startswith {long}", str_max=32).path_prefixes == ()
+    # more entries than the kernel's map holds: none pushed (capturing more is safe)
+    many = ", ".join(f"/d{k}/" for k in range(65))
+    assert kcfg(filter=f"syscall = openat and arg.filename in ({many})").path_prefixes == ()
+    # negated, or tested where the bytes do not decide the text: nothing
+    assert kcfg(filter="syscall = openat and not arg.filename startswith /etc/").path_prefixes == ()
+    assert kcfg(filter='syscall = openat and arg.filename startswith "\\x41"').path_prefixes == ()
+
+
 def _admits(o, batch) -> np.ndarray:
     """What a kernel with these open_params keeps of the batch's syscalls (the plan's model)."""
     plan = KernelPlan(
@@ -61,12 +79,15 @@ def _admits(o, batch) -> np.ndarray:
         filter_pids=frozenset(o.filter_pids), only_comms=frozenset(o.only_comms) or None,
         filter_comms=frozenset(o.filter_comms), only_uids=frozenset(o.only_uids) or None,
         filter_uids=frozenset(o.filter_uids),
-        failed=True if o.failed_only else False if o.drop_failed else None, matches_nothing=o.drop_mode)
+        failed=True if o.failed_only else False if o.drop_failed else None, matches_nothing=o.drop_mode,
+        path_prefixes=frozenset(tuple(e.split(":", 2)) for e in o.path_prefixes))
     return plan.admits(batch)
 
 
 @pytest.mark.parametrize("expr,narrows", [
     ("syscall = openat and arg.filename startswith /etc/", True),
+    ("arg.filename startswith /tmp/ or syscall = close", True),
+    ("syscall = openat and arg.filename = /etc/passwd and not failed", True),
     ("syscall in (openat, connect) and not comm in (cat, sshd)", True),
     ("(pid = 100 or uid = 0) and not failed", True),
     ("syscall = close or (comm = curl and res < 0)", False),       # an or the kernel cannot split
