@@ -1066,7 +1066,9 @@ LBD_SYS_EXIT()
  */
 static __always_inline struct pending *sched__begin(struct lbd_settings *s, u32 nr)
 {
-    if (!s || s->drop_mode)
+    /* generation 0: user space has not written the settings yet (bcc attaches the programs while
+     * it loads them); no syscall descriptor gates these programs, so they wait for it here */
+    if (!s || s->drop_mode || !s->generation)
         return 0;
     u64 pid_tgid = bpf_get_current_pid_tgid();
     int why = filter__task(s, pid_tgid >> 32, (u32)pid_tgid);

@@ -272,7 +272,8 @@ struct lbd_settings {
     __u32 only_pids_on;         /* 1: keep only the pids in the only_pids map (or only_tids) */
     __u32 only_comms_on;        /* 1: keep only the comms in the only_comms map */
     __u32 generation;           /* changed when capture resumes (leaving drop_mode): records
-                                   armed under another generation are stale */
+                                   armed under another generation are stale; 0 (the map's
+                                   initial value): not written yet, nothing is captured */
     __u32 own_tids_on;          /* 1: drop the threads in the own_tids map (the Falco plugin's:
                                    inside Falco, filter_own is the threads running lbd's code,
                                    filter_falco the whole process) */

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import require_bpf
@@ -106,6 +107,34 @@ def test_max_events_exactly():
     finally:
         os.kill(child, signal.SIGKILL)
         os.waitpid(child, 0)
+
+
+def test_nothing_of_other_processes_before_the_settings_are_written():
+    """bcc attaches the programs as it loads them, before lbd writes the probe's settings: the
+    process-tree programs (which no syscall descriptor gates) then ran on all-zero settings and
+    wrote exec and exit records of any process, unflagged, past only_pids (CI saw an exec record
+    of another process in a max_events=1 capture).  Processes exec in a loop while captures of one
+    other process open: every event handed out is that process's."""
+    require_bpf()
+    from lbd import record
+    from lbd.collector import Collector
+
+    churn = subprocess.Popen(["sh", "-c", "while :; do /bin/true; done"])
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        for _ in range(4):
+            with Collector({"only_pids": [child.pid]}) as col:
+                for _ in range(3):
+                    b = col.next_batch(50)
+                    ev = b.events
+                    out = (ev["flags"] & record.F_STATE) == 0
+                    stray = out & (ev["pid"] != child.pid)
+                    assert not stray.any(), [(b.name(int(i)), int(ev["pid"][i]), bytes(ev["comm"][i]))
+                                             for i in np.flatnonzero(stray)]
+    finally:
+        for p in (churn, child):
+            p.kill()
+            p.wait()
 
 
 CHILD = r"""
