@@ -132,6 +132,23 @@ def _syscall_list(text: str) -> list[str]:
     return [n.strip() for n in names]
 
 
+def _add_keep_option(parser, short: str, long: str, dest: str, item, metavar: str, help: str,
+                     commas: bool = True) -> None:
+    """A list option two ways: the short one takes ONE value per use (bcc's `-p PID`; with commas,
+    a list: `-p 1,2`), so an EXPR written right after it stays the EXPR; the long one takes several
+    (`--pid 1 2`).  Both add to `dest`."""
+    def one(text: str) -> list:
+        parts = text.split(",") if commas else [text]
+        if not all(p.strip() for p in parts):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {metavar}[,{metavar}...]")
+        return [item(p.strip()) if commas else item(p) for p in parts]
+
+    parser.add_argument(short, dest=dest, type=one, action="extend", metavar=metavar + (",..." if commas else ""),
+                        help=help + f" ({short} once per value" + (", or a comma list" if commas else "") + ")")
+    parser.add_argument(long, dest=dest, type=item, nargs="+", action="extend", metavar=metavar,
+                        help=f"as {short}, several values at once")
+
+
 def _syscall_completer(prefix: str, **kw) -> list[str]:
     """Shell completion of syscall names, also after the commas of -e's list (`-e openat,re<TAB>`)."""
     from lbd import syscalls
@@ -141,6 +158,14 @@ def _syscall_completer(prefix: str, **kw) -> list[str]:
     if not comma and last.startswith("trace="):
         lead, last = "trace=", last[len("trace="):]
     return [lead + sc.name for sc in syscalls.TABLE if sc.implemented and sc.name.startswith(last)]
+
+
+def _pid(text: str) -> int:
+    """-p: a process id."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a pid (a number)") from None
 
 
 def _uid(text: str) -> int:
@@ -285,11 +310,11 @@ def _parser() -> argparse.ArgumentParser:
     sel.add_argument("-e", dest="syscall", metavar="SYSCALLS", type=_syscall_list, action="extend",
                      help="capture only these syscalls, strace's way: -e openat,read or -e trace=openat,read"
                      ).completer = _syscall_completer
-    run.add_argument("-p", "--pid", type=int, nargs="+", action="extend", metavar="PID", help="keep only these pids")
-    run.add_argument("-n", "--comm", nargs="+", action="extend", metavar="NAME",
-                     help="keep only these command names (any bytes; cut to the kernel's 15)")
-    run.add_argument("-u", "--uid", type=_uid, nargs="+", action="extend", metavar="UID",
-                     help="keep only these users (uid or name), in the kernel (open_params.only_uids)")
+    _add_keep_option(run, "-p", "--pid", "pid", _pid, "PID", "keep only these pids")
+    _add_keep_option(run, "-n", "--comm", "comm", str, "NAME",
+                     "keep only these command names (any bytes; cut to the kernel's 15)", commas=False)
+    _add_keep_option(run, "-u", "--uid", "uid", _uid, "UID",
+                     "keep only these users (uid or name), in the kernel (open_params.only_uids)")
     run.add_argument("--exclude-pid", type=int, nargs="+", action="extend", metavar="PID", help="drop these pids")
     run.add_argument("--exclude-comm", nargs="+", action="extend", metavar="NAME", help="drop these command names")
     run.add_argument("--filter", metavar="EXPR",
@@ -368,10 +393,9 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--config", metavar="FILE", help="JSON or YAML configuration (rings, loader, filters)")
     st.add_argument("-T", "--top", type=_positive, default=15, metavar="N", help="rows per table (default 15)")
     st.add_argument("-P", "--per-process", action="store_true", help="count per process (pid, comm), not per syscall")
-    st.add_argument("-p", "--pid", type=int, nargs="+", action="extend", metavar="PID", help="count only these pids")
-    st.add_argument("-n", "--comm", nargs="+", action="extend", metavar="NAME", help="count only these command names")
-    st.add_argument("-u", "--uid", type=_uid, nargs="+", action="extend", metavar="UID",
-                    help="count only these users (uid or name)")
+    _add_keep_option(st, "-p", "--pid", "pid", _pid, "PID", "count only these pids")
+    _add_keep_option(st, "-n", "--comm", "comm", str, "NAME", "count only these command names", commas=False)
+    _add_keep_option(st, "-u", "--uid", "uid", _uid, "UID", "count only these users (uid or name)")
     st.add_argument("-x", "--failed-only", action="store_true", help="count only failed syscalls")
     st.add_argument("-e", "--syscall", type=_syscall_list, action="extend", metavar="SYSCALLS",
                     help="only these syscalls: -e openat,read or -e trace=openat,read").completer = _syscall_completer

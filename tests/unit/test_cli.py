@@ -475,7 +475,7 @@ def test_short_options_are_the_long_ones():
     from lbd import cli
 
     p = cli._parser()
-    a = p.parse_args(["run", "-p", "1", "2", "-n", "nginx", "-u", "0", "-x", "-d", "2.5", "-o", "ev.log", "-f", "json",
+    a = p.parse_args(["run", "-p", "1,2", "-n", "nginx", "-u", "0", "-x", "-d", "2.5", "-o", "ev.log", "-f", "json",
                       "-e", "trace=openat,read", "-e", "close", "-q"])
     assert (a.pid, a.comm, a.uid, a.failed_only, a.duration, a.output, a.format, a.syscall, a.quiet) == \
         ([1, 2], ["nginx"], [0], True, 2.5, "ev.log", "json", ["openat", "read", "close"], True)
@@ -489,9 +489,28 @@ def test_short_options_are_the_long_ones():
     assert p.parse_args(["run", "--syscall", "openat", "read"]).syscall == ["openat", "read"]
 
 
+def test_short_list_options_leave_the_expression_alone():
+    """-p, -n and -u take one value per use (bcc's way; -p and -u a comma list too), so an EXPR
+    written right after one stays the EXPR (with several values per use, `-n cat 'failed'` made
+    'failed' a command name and captured without the filter); the long forms take several."""
+    from lbd import cli
+
+    p = cli._parser()
+    a = p.parse_args(["run", "-n", "cat", "syscall = openat", "-p", "7", "-p", "8,9", "-u", "0,root"])
+    assert (a.comm, a.expression, a.pid, a.uid) == (["cat"], "syscall = openat", [7, 8, 9], [0, 0])
+    r = p.parse_args(["record", "-o", "f", "-n", "cat", "failed"])
+    assert (r.comm, r.expression) == (["cat"], "failed")
+    s = p.parse_args(["stats", "-p", "3", "errno = ENOENT"])
+    assert (s.pid, s.expr) == ([3], "errno = ENOENT")
+    b = p.parse_args(["run", "--pid", "1", "2", "--comm", "a", "b,c", "--uid", "0", "1"])
+    assert (b.pid, b.comm, b.uid) == ([1, 2], ["a", "b,c"], [0, 1])
+
+
 @pytest.mark.parametrize("args,needle", [
     (["run", "-e", "openat,,read"], "argument -e: 'openat,,read': expected NAME[,NAME...]"),
-    (["run", "-u", "no-such-user-here"], "argument -u/--uid: 'no-such-user-here' is neither a uid nor a user name"),
+    (["run", "-u", "no-such-user-here"], "argument -u: 'no-such-user-here' is neither a uid nor a user name"),
+    (["run", "--uid", "no-such-user-here"], "argument --uid: 'no-such-user-here' is neither a uid nor a user name"),
+    (["run", "-p", "1,x"], "argument -p: 'x' is not a pid (a number)"),
     (["stats", "-u", "4294967295"], "a uid is at most 4294967294"),
     (["stats", "--top", "0"], "argument -T/--top: '0': expected a whole number >= 1"),
     (["run", "-e", "openat", "--syscalls", "x.json"], "not allowed with argument"),
