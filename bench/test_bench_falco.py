@@ -126,42 +126,30 @@ def test_getppid_plugin_host(benchmark, name, fields, batch):
     assert best["handed"] > 0
 
 
+#: (name, open_params, the file the loop opens): rules on openat under /etc, the loop opening a
+#: file there, then one outside /etc, where the path prefix decides in the kernel (startswith is
+#: pushed down) or only in user space (a glob is not)
 OPEN_CASES = [
-    ("lbd (host): openat under /etc, default selection, no filter", {}),
-    ("lbd (host): openat under /etc, filter pushed into the kernel", {"filter": ETC_FILTER}),
-    ("lbd (host): openat under /etc, filter pushed, track_state off", {"filter": ETC_FILTER, "track_state": False}),
+    ("lbd (host): openat under /etc, default selection, no filter", {}, bl.ORC_FILE),
+    ("lbd (host): openat under /etc, filter pushed into the kernel", {"filter": ETC_FILTER}, bl.ORC_FILE),
+    ("lbd (host): openat under /etc, filter pushed, track_state off", {"filter": ETC_FILTER, "track_state": False},
+     bl.ORC_FILE),
+    ("lbd (host): opens outside /etc, rules on /etc, prefix decided in user space",
+     {"filter": 'syscall = openat and arg.filename glob "/etc/*"'}, bl.OUTSIDE_FILE),
+    ("lbd (host): opens outside /etc, rules on /etc, prefix pushed into the kernel", {"filter": ETC_FILTER},
+     bl.OUTSIDE_FILE),
+    ("lbd (host): opens outside /etc, prefix pushed, track_state off", {"filter": ETC_FILTER, "track_state": False},
+     bl.OUTSIDE_FILE),
 ]
 
 
-@pytest.mark.parametrize("name,params", OPEN_CASES, ids=[c[0] for c in OPEN_CASES])
-def test_open_heavy_plugin_host(benchmark, name, params):
+@pytest.mark.parametrize("name,params,path", OPEN_CASES, ids=[c[0] for c in OPEN_CASES])
+def test_open_heavy_plugin_host(benchmark, name, params, path):
     bl.require_kernel()
     ensure_built()
     benchmark.group = "falco open-heavy"
     runs: list = []
-    benchmark.pedantic(lambda: runs.append(run_host("orc", bl.ORC_CALLS, params, OPEN_RULE)),
-                       rounds=bl.ROUNDS, iterations=1)
-    bl.record(benchmark, "falco", name, **_best(runs))
-
-
-#: the same rules while the load opens a file outside /etc: the path prefix decides in the kernel
-#: (startswith is pushed down) or only in user space (glob is not)
-OUTSIDE_CASES = [
-    ("lbd (host): opens outside /etc, rules on /etc, prefix decided in user space",
-     {"filter": 'syscall = openat and arg.filename glob "/etc/*"'}),
-    ("lbd (host): opens outside /etc, rules on /etc, prefix pushed into the kernel", {"filter": ETC_FILTER}),
-    ("lbd (host): opens outside /etc, prefix pushed, track_state off", {"filter": ETC_FILTER, "track_state": False}),
-]
-
-
-@pytest.mark.parametrize("name,params", OUTSIDE_CASES, ids=[c[0] for c in OUTSIDE_CASES])
-def test_open_outside_prefix_plugin_host(benchmark, name, params):
-    bl.require_kernel()
-    ensure_built()
-    benchmark.group = "falco open-heavy, path prefix"
-    runs: list = []
-    benchmark.pedantic(lambda: runs.append(run_host("orc", bl.ORC_CALLS, params, OPEN_RULE,
-                                                    orc_file=bl.OUTSIDE_FILE)),
+    benchmark.pedantic(lambda: runs.append(run_host("orc", bl.ORC_CALLS, params, OPEN_RULE, orc_file=path)),
                        rounds=bl.ROUNDS, iterations=1)
     bl.record(benchmark, "falco", name, **_best(runs))
 
