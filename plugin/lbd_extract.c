@@ -51,7 +51,7 @@ static struct lbd_block *block__new(size_t cap)
     return b;
 }
 
-static void arena__reset(struct lbd_arena *a)
+static inline void arena__reset(struct lbd_arena *a)
 {
     for (struct lbd_block *b = a->first; b; b = b->next)
         b->used = 0;
@@ -96,7 +96,7 @@ static struct lbd_block *arena__room(struct lbd_arena *a, size_t need)
     return b;
 }
 
-static void *arena__alloc(struct lbd_arena *a, size_t size)
+static __attribute__((noinline)) void *arena__alloc_slow(struct lbd_arena *a, size_t size)
 {
     struct lbd_block *b = arena__room(a, size);
     if (!b)
@@ -104,6 +104,20 @@ static void *arena__alloc(struct lbd_arena *a, size_t size)
     size_t start = (b->used + 7) & ~(size_t)7;
     b->used = start + size;
     return b->data + start;
+}
+
+/* The hot case inline: room in the current block. */
+static inline void *arena__alloc(struct lbd_arena *a, size_t size)
+{
+    struct lbd_block *b = a->cur;
+    if (b) {
+        size_t start = (b->used + 7) & ~(size_t)7;
+        if (start + size <= b->cap) {
+            b->used = start + size;
+            return b->data + start;
+        }
+    }
+    return arena__alloc_slow(a, size);
 }
 
 /* A string built at the free end of the current block; moved to a bigger block when it grows.
@@ -116,12 +130,19 @@ struct sb {
     int oom;
 };
 
-static void sb__begin(struct sb *s, struct lbd_arena *a)
+static inline void sb__begin(struct sb *s, struct lbd_arena *a)
 {
     s->a = a;
     s->len = 0;
     s->oom = 0;
-    struct lbd_block *b = arena__room(a, 64);
+    struct lbd_block *b = a->cur;
+    if (b && ((b->used + 7) & ~(size_t)7) + 64 <= b->cap) {
+        size_t start = (b->used + 7) & ~(size_t)7;
+        s->p = b->data + start;
+        s->cap = b->cap - start;
+        return;
+    }
+    b = arena__room(a, 64);
     if (!b) {
         s->p = NULL;
         s->cap = 0;
@@ -133,7 +154,7 @@ static void sb__begin(struct sb *s, struct lbd_arena *a)
     s->cap = b->cap - start;
 }
 
-static int sb__grow(struct sb *s, size_t more)
+static __attribute__((noinline)) int sb__grow(struct sb *s, size_t more)
 {
     if (s->oom)
         return -1;
@@ -179,6 +200,15 @@ static inline void sb__putc(struct sb *s, char c)
     s->p[s->len++] = c;
 }
 
+static inline void sb__put2(struct sb *s, char c0, char c1)
+{
+    if (s->len + 3 > s->cap && sb__grow(s, 2) != 0)
+        return;
+    s->p[s->len] = c0;
+    s->p[s->len + 1] = c1;
+    s->len += 2;
+}
+
 static void sb__puts(struct sb *s, const char *z)
 {
     sb__put(s, z, strlen(z));
@@ -218,23 +248,71 @@ static inline void vw__cp(struct vw *w, const char *s, size_t n)
         w->cut = 1;
         return;
     }
-    if (n == 1 && (s[0] == '\\' || (w->sep && lbd_text_is_sep((uint8_t)s[0])))) {
-        char e[2] = {'\\', s[0]};
-        sb__put(w->sb, e, 2);
+    if (n == 1) {
+        if (s[0] == '\\' || (w->sep && lbd_text_is_sep((uint8_t)s[0])))
+            sb__put2(w->sb, '\\', s[0]);
+        else
+            sb__putc(w->sb, s[0]);
     } else {
         sb__put(w->sb, s, n);
     }
     w->count++;
 }
 
+/* Bytes that stand for themselves in a value's text: printable ASCII but the backslash (1), and
+ * the normal format's separators , ( ) = (2: themselves unless w->sep). */
+static const uint8_t plain__class[256] = {
+    [' ' ... '\''] = 1, ['('] = 2, [')'] = 2, ['*' ... '+'] = 1, [','] = 2, ['-' ... '<'] = 1, ['='] = 2,
+    ['>' ... '['] = 1, [']' ... '~'] = 1,     /* all but the backslash */
+};
+
+/* How many bytes at the start of p[:n] stand for themselves (one character each). */
+static inline size_t plain__run(const uint8_t *p, size_t n, int sep)
+{
+    uint8_t bad = sep ? 2 : 0;    /* a class that ends the run besides 0 */
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = plain__class[p[i]];
+        if (!c || c == bad)
+            break;
+        i++;
+    }
+    return i;
+}
+
+/* n characters that stand for themselves (plain__run), cut as n calls of vw__cp would cut them. */
+static inline void vw__run(struct vw *w, const char *s, size_t n)
+{
+    if (w->cut || !n)
+        return;
+    size_t m = n;
+    if (w->limit && w->limit - w->count < m)
+        m = (size_t)(w->limit - w->count);
+    sb__put(w->sb, s, m);
+    w->count += m;
+    if (m < n) {
+        sb__put(w->sb, "...", 3);
+        w->cut = 1;
+    }
+}
+
 static void vw__ascii(struct vw *w, const char *z, size_t n)
 {
-    for (size_t i = 0; i < n && !w->cut; i++)
-        vw__cp(w, z + i, 1);
+    size_t i = 0;
+    while (i < n && !w->cut) {
+        size_t r = plain__run((const uint8_t *)z + i, n - i, w->sep);
+        if (r) {
+            vw__run(w, z + i, r);
+            i += r;
+        } else {
+            vw__cp(w, z + i, 1);
+            i++;
+        }
+    }
 }
 
 /* One character written as an escape of several bytes (lbd_text.h): counts as one. */
-static void vw__esc(struct vw *w, const char *e, size_t n)
+static inline void vw__esc(struct vw *w, const char *e, size_t n)
 {
     if (w->cut)
         return;
@@ -248,11 +326,26 @@ static void vw__esc(struct vw *w, const char *e, size_t n)
 }
 
 /* An undecodable byte or a control character (U+0000..U+001F, U+007F): \xNN. */
-static void vw__hex(struct vw *w, uint8_t byte)
+static inline void vw__hex(struct vw *w, uint8_t byte)
 {
     static const char hex[] = "0123456789abcdef";
-    char e[4] = {'\\', 'x', hex[byte >> 4], hex[byte & 15]};
-    vw__esc(w, e, 4);
+    if (w->cut)
+        return;
+    if (w->limit && w->count == w->limit) {
+        sb__put(w->sb, "...", 3);
+        w->cut = 1;
+        return;
+    }
+    struct sb *s = w->sb;
+    if (s->len + 5 <= s->cap || sb__grow(s, 4) == 0) {
+        char *d = s->p + s->len;
+        d[0] = '\\';
+        d[1] = 'x';
+        d[2] = hex[byte >> 4];
+        d[3] = hex[byte & 15];
+        s->len += 4;
+    }
+    w->count++;
 }
 
 /* Length of the valid UTF-8 sequence at p (at most n bytes), 0 if none starts there
@@ -294,6 +387,13 @@ static void vw__text(struct vw *w, const uint8_t *p, size_t n)
 {
     size_t i = 0;
     while (i < n && !w->cut) {
+        size_t r = plain__run(p + i, n - i, w->sep);
+        if (r) {
+            vw__run(w, (const char *)p + i, r);
+            i += r;
+            if (i == n || w->cut)
+                break;
+        }
         uint8_t c = p[i];
         if (c < 0x20 || c == 0x7F) {
             vw__hex(w, c);
@@ -463,7 +563,7 @@ struct ev {
     const struct lbd_view *view;
 };
 
-static int event__check(const ss_plugin_event *e, struct ev *out, char *err, size_t errlen)
+static __attribute__((noinline)) int event__check(const ss_plugin_event *e, struct ev *out, char *err, size_t errlen)
 {
     const uint8_t *p = (const uint8_t *)e;
     uint32_t plen0, plen1, id;
@@ -1062,16 +1162,29 @@ static const char *fmt(struct lbd_extractor *x, const char *f, ...)
 }
 
 /* Decimal text of v into buf (at least 21 bytes), returns its length: no snprintf on the hot path. */
+static const char dec__pairs[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
 static size_t dec_u64(char *buf, uint64_t v)
 {
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        buf[i] = tmp[n - 1 - i];
+    char tmp[24];
+    char *e = tmp + sizeof(tmp), *q = e;
+    while (v >= 100) {
+        unsigned r = (unsigned)(v % 100);
+        v /= 100;
+        q -= 2;
+        memcpy(q, dec__pairs + 2 * r, 2);
+    }
+    if (v >= 10) {
+        q -= 2;
+        memcpy(q, dec__pairs + 2 * v, 2);
+    } else {
+        *--q = (char)('0' + v);
+    }
+    size_t n = (size_t)(e - q);
+    memcpy(buf, q, n);      /* n <= 20 */
     buf[n] = '\0';
     return n;
 }
@@ -1099,7 +1212,7 @@ static inline const char *strtab__at(const struct lbd_view *v, uint32_t off)
     return v->strtab + off;
 }
 
-static const char *text__copy(struct lbd_extractor *x, const uint8_t *p, size_t n)
+static __attribute__((noinline)) const char *text__copy(struct lbd_extractor *x, const uint8_t *p, size_t n)
 {
     struct sb s;
     struct vw w = {&s, 0, 0, 0, 0};
@@ -1108,9 +1221,20 @@ static const char *text__copy(struct lbd_extractor *x, const uint8_t *p, size_t 
     return sb__end(&s);
 }
 
-static const char *ev__comm(struct lbd_extractor *x, const struct ev *e)
+static inline const char *ev__comm(struct lbd_extractor *x, const struct ev *e)
 {
-    return text__copy(x, (const uint8_t *)e->h->comm, strnlen(e->h->comm, LBD_COMM_LEN));
+    const uint8_t *c = (const uint8_t *)e->h->comm;
+    size_t n = 0;
+    while (n < LBD_COMM_LEN && c[n])
+        n++;
+    if (plain__run(c, n, 0) != n)
+        return text__copy(x, c, n);
+    char *out = arena__alloc(&x->arena, LBD_COMM_LEN + 1);    /* its text is its bytes */
+    if (out) {
+        memcpy(out, c, LBD_COMM_LEN);
+        out[n] = '\0';
+    }
+    return out;
 }
 
 /* "id(name)", "id" or "name" of the task's user or group. */
@@ -1158,10 +1282,23 @@ static const char *ev__time(struct lbd_extractor *x, uint64_t ns)
         x->tz_read = (int64_t)now.tv_sec;
         if (!localtime_r(&t, &tm))
             return NULL;
-        strftime(x->time_prefix, sizeof(x->time_prefix), "%Y-%m-%d %H:%M:%S", &tm);
+        x->time_prefix_len = strftime(x->time_prefix, sizeof(x->time_prefix), "%Y-%m-%d %H:%M:%S", &tm);
         x->time_sec = sec;
     }
-    return fmt(x, "%s.%09" PRIu64, x->time_prefix, (uint64_t)(ns % 1000000000ull));
+    /* "%s.%09u" of the prefix and the nanoseconds, without printf */
+    size_t k = x->time_prefix_len;
+    char *out = arena__alloc(&x->arena, k + 11);
+    if (!out)
+        return NULL;
+    memcpy(out, x->time_prefix, k);
+    out[k] = '.';
+    uint32_t frac = (uint32_t)(ns % 1000000000ull);
+    for (int d = 9; d >= 1; d--) {
+        out[k + (size_t)d] = (char)('0' + frac % 10);
+        frac /= 10;
+    }
+    out[k + 10] = '\0';
+    return out;
 }
 
 static int set_str(struct lbd_extractor *x, ss_plugin_extract_field *f, const char *v)
@@ -1254,27 +1391,34 @@ static const char *en__str(const struct ev *e, uint32_t off, uint32_t len)
     return e->en && len ? strtab__at(e->view, off) : NULL;
 }
 
-static ss_plugin_rc field__extract(struct lbd_extractor *x, const struct ev *e, ss_plugin_extract_field *f,
-                                   char *err, size_t errlen)
+/* strcmp(z, w) == 0 for a short constant w of n bytes, inline. */
+static inline int is_word(const char *z, const char *w, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (z[i] != w[i])
+            return 0;
+    return z[n] == '\0';
+}
+
+/* The fields that render text or walk tables (and the error messages): out of line, so that
+ * field__extract, inlined into lbd_extract, stays small for the one-value fields most rules read. */
+static __attribute__((noinline)) ss_plugin_rc field__extract_rare(struct lbd_extractor *x, const struct ev *e,
+                                                                  ss_plugin_extract_field *f, char *err,
+                                                                  size_t errlen)
 {
     const struct lbd_hdr *h = e->h;
     const struct lbd_enrich_row *en = e->en;
     enum argform form = AF_NONE;
     char buf[32];
     int rc = 0;
-    f->res_len = 0;
-    if (f->field_id >= LBD_N_FIELDS) {
-        snprintf(err, errlen, "unknown field id %u (the plugin has %d fields)", f->field_id, LBD_N_FIELDS);
-        return SS_PLUGIN_FAILURE;
-    }
     switch (f->field_id) {
     case LBD_FLD_TYPE:
     case LBD_FLD_USER:
     case LBD_FLD_GROUP:
     case LBD_FLD_FDS:
-        if (f->arg_key && strcmp(f->arg_key, "key") == 0)
+        if (f->arg_key && is_word(f->arg_key, "key", 3))
             form = AF_KEY;
-        else if (f->arg_key && strcmp(f->arg_key, "value") == 0)
+        else if (f->arg_key && is_word(f->arg_key, "value", 5))
             form = AF_VALUE;
         else if (f->arg_key || f->arg_present) {
             snprintf(err, errlen, "%s[%s]: the argument must be key or value", lbd_field_names[f->field_id],
@@ -1320,88 +1464,17 @@ static ss_plugin_rc field__extract(struct lbd_extractor *x, const struct ev *e, 
     case LBD_FLD_TIME:
         rc = set_str(x, f, ev__time(x, e->evt->ts));
         break;
-    case LBD_FLD_DIR:
-        rc = set_str(x, f, h->dir == LBD_DIR_ENTER ? ">" : "<");
-        break;
-    case LBD_FLD_COMM:
-        rc = set_str(x, f, ev__comm(x, e));
-        break;
-    case LBD_FLD_PID:
-        rc = set_str(x, f, dec(x, h->pid));
-        break;
-    case LBD_FLD_TID:
-        rc = set_str(x, f, dec(x, h->tid));
-        break;
-    case LBD_FLD_PPID:
-        rc = set_str(x, f, dec(x, en ? en->ppid : h->ppid));
-        break;
     case LBD_FLD_CMDLINE: {
         const char *c = en ? en__str(e, en->cmdline_off, en->cmdline_len) : ev__comm(x, e);
         if (c)
             rc = set_str(x, f, c);
         break;
     }
-    case LBD_FLD_FULLPATH:
-        if (en && en->fullpath_len)
-            rc = set_str(x, f, en__str(e, en->fullpath_off, en->fullpath_len));
-        break;
     case LBD_FLD_SYSCALL: {
         const char *name = syscall__name(h->nr, buf, sizeof(buf));
         rc = set_str(x, f, name == buf ? fmt(x, "%s", name) : name);
         break;
     }
-    case LBD_FLD_SYSCALL_ID:
-        rc = set_u64(x, f, h->nr);
-        break;
-    case LBD_FLD_RES:
-        if (h->dir == LBD_DIR_EXIT && h->res >= 0)
-            rc = set_u64(x, f, (uint64_t)h->res);
-        break;
-    case LBD_FLD_FAILED:
-        if (h->dir == LBD_DIR_EXIT)
-            rc = set_bool(x, f, h->res < 0);
-        break;
-    case LBD_FLD_ERRNO:
-        if (h->dir == LBD_DIR_EXIT)
-            rc = set_u64(x, f, h->res < 0 ? (uint64_t)(-h->res) : 0);
-        break;
-    case LBD_FLD_LATENCY:
-        rc = set_u64(x, f, h->latency);
-        break;
-    case LBD_FLD_PID_NUM:
-        rc = set_u64(x, f, h->pid);
-        break;
-    case LBD_FLD_TID_NUM:
-        rc = set_u64(x, f, h->tid);
-        break;
-    case LBD_FLD_PPID_NUM:
-        rc = set_u64(x, f, en ? en->ppid : h->ppid);
-        break;
-    case LBD_FLD_USER_NUM:
-        rc = set_u64(x, f, h->uid);
-        break;
-    case LBD_FLD_GROUP_NUM:
-        rc = set_u64(x, f, h->gid);
-        break;
-    case LBD_FLD_CGROUP_ID:
-        rc = set_u64(x, f, h->cgroup_id);
-        break;
-    case LBD_FLD_PIDNS:                         /* 0: not read (the bcc loader) */
-        if (h->pidns)
-            rc = set_u64(x, f, h->pidns);
-        break;
-    case LBD_FLD_MNTNS:
-        if (h->mntns)
-            rc = set_u64(x, f, h->mntns);
-        break;
-    case LBD_FLD_LOGINUID:                      /* 0 with no namespace read: the bcc loader */
-        if (h->pidns || h->loginuid)
-            rc = set_u64(x, f, h->loginuid);
-        break;
-    case LBD_FLD_PCOMM:
-        if (en && en->pcomm_len)
-            rc = set_str(x, f, en__str(e, en->pcomm_off, en->pcomm_len));
-        break;
     case LBD_FLD_ARG: {
         if (!f->arg_key || !f->arg_key[0]) {
             snprintf(err, errlen, "linux.arg needs an argument name, e.g. linux.arg[pathname]");
@@ -1482,6 +1555,117 @@ static ss_plugin_rc field__extract(struct lbd_extractor *x, const struct ev *e, 
         return SS_PLUGIN_FAILURE;
     }
     if (rc != 0) {
+        f->res_len = 0;
+        snprintf(err, errlen, "%s: out of memory", lbd_field_names[f->field_id]);
+        return SS_PLUGIN_FAILURE;
+    }
+    return SS_PLUGIN_SUCCESS;
+}
+
+/* One field: the one-value fields here, the rest in field__extract_rare. */
+static inline ss_plugin_rc field__extract(struct lbd_extractor *x, const struct ev *e, ss_plugin_extract_field *f,
+                                          char *err, size_t errlen)
+{
+    const struct lbd_hdr *h = e->h;
+    const struct lbd_enrich_row *en = e->en;
+    int rc = 0;
+    f->res_len = 0;
+    if (__builtin_expect(f->field_id >= LBD_N_FIELDS, 0)) {
+        snprintf(err, errlen, "unknown field id %u (the plugin has %d fields)", f->field_id, LBD_N_FIELDS);
+        return SS_PLUGIN_FAILURE;
+    }
+    switch (f->field_id) {
+    case LBD_FLD_USER:                          /* [value] with enrichment: the strtab's string */
+    case LBD_FLD_GROUP:
+        if (en && f->arg_key && is_word(f->arg_key, "value", 5)) {
+            uint32_t off = f->field_id == LBD_FLD_USER ? en->user_off : en->group_off;
+            uint32_t len = f->field_id == LBD_FLD_USER ? en->user_len : en->group_len;
+            rc = set_str(x, f, len ? strtab__at(e->view, off) : "");
+            break;
+        }
+        return field__extract_rare(x, e, f, err, errlen);
+    case LBD_FLD_SYSCALL: {
+        const struct lbd_sc_spec *sp = spec__of(h->nr);
+        if (!sp)
+            return field__extract_rare(x, e, f, err, errlen);
+        rc = set_str(x, f, sp->name);
+        break;
+    }
+    case LBD_FLD_DIR:
+        rc = set_str(x, f, h->dir == LBD_DIR_ENTER ? ">" : "<");
+        break;
+    case LBD_FLD_COMM:
+        rc = set_str(x, f, ev__comm(x, e));
+        break;
+    case LBD_FLD_PID:
+        rc = set_str(x, f, dec(x, h->pid));
+        break;
+    case LBD_FLD_TID:
+        rc = set_str(x, f, dec(x, h->tid));
+        break;
+    case LBD_FLD_PPID:
+        rc = set_str(x, f, dec(x, en ? en->ppid : h->ppid));
+        break;
+    case LBD_FLD_FULLPATH:
+        if (en && en->fullpath_len)
+            rc = set_str(x, f, en__str(e, en->fullpath_off, en->fullpath_len));
+        break;
+    case LBD_FLD_SYSCALL_ID:
+        rc = set_u64(x, f, h->nr);
+        break;
+    case LBD_FLD_RES:
+        if (h->dir == LBD_DIR_EXIT && h->res >= 0)
+            rc = set_u64(x, f, (uint64_t)h->res);
+        break;
+    case LBD_FLD_FAILED:
+        if (h->dir == LBD_DIR_EXIT)
+            rc = set_bool(x, f, h->res < 0);
+        break;
+    case LBD_FLD_ERRNO:
+        if (h->dir == LBD_DIR_EXIT)
+            rc = set_u64(x, f, h->res < 0 ? (uint64_t)(-h->res) : 0);
+        break;
+    case LBD_FLD_LATENCY:
+        rc = set_u64(x, f, h->latency);
+        break;
+    case LBD_FLD_PID_NUM:
+        rc = set_u64(x, f, h->pid);
+        break;
+    case LBD_FLD_TID_NUM:
+        rc = set_u64(x, f, h->tid);
+        break;
+    case LBD_FLD_PPID_NUM:
+        rc = set_u64(x, f, en ? en->ppid : h->ppid);
+        break;
+    case LBD_FLD_USER_NUM:
+        rc = set_u64(x, f, h->uid);
+        break;
+    case LBD_FLD_GROUP_NUM:
+        rc = set_u64(x, f, h->gid);
+        break;
+    case LBD_FLD_CGROUP_ID:
+        rc = set_u64(x, f, h->cgroup_id);
+        break;
+    case LBD_FLD_PIDNS:                         /* 0: not read (the bcc loader) */
+        if (h->pidns)
+            rc = set_u64(x, f, h->pidns);
+        break;
+    case LBD_FLD_MNTNS:
+        if (h->mntns)
+            rc = set_u64(x, f, h->mntns);
+        break;
+    case LBD_FLD_LOGINUID:                      /* 0 with no namespace read: the bcc loader */
+        if (h->pidns || h->loginuid)
+            rc = set_u64(x, f, h->loginuid);
+        break;
+    case LBD_FLD_PCOMM:
+        if (en && en->pcomm_len)
+            rc = set_str(x, f, en__str(e, en->pcomm_off, en->pcomm_len));
+        break;
+    default:
+        return field__extract_rare(x, e, f, err, errlen);
+    }
+    if (__builtin_expect(rc != 0, 0)) {
         f->res_len = 0;
         snprintf(err, errlen, "%s: out of memory", lbd_field_names[f->field_id]);
         return SS_PLUGIN_FAILURE;
