@@ -266,11 +266,45 @@ static const uint8_t plain__class[256] = {
     ['>' ... '['] = 1, [']' ... '~'] = 1,     /* all but the backslash */
 };
 
+#define ONES (~(uint64_t)0 / 255)      /* 0x0101...01 */
+#define HIGHS (ONES * 0x80)
+
+/* The high bit of each byte of w (8 bytes, little endian) that does not stand for itself (not in
+ * plain__class: below 0x20, 0x7F and above, the backslash, and with sep the separators).  Exact
+ * for every byte: no carry crosses a byte. */
+static inline uint64_t special8(uint64_t w, int sep)
+{
+    uint64_t t = w & ~HIGHS;                                   /* the low 7 bits of each byte */
+    uint64_t flags = w | (t + ONES);                          /* 0x80 and up, 0x7F */
+    flags |= ~(t + ONES * (0x80 - 0x20));                     /* below 0x20 */
+    uint64_t x = t ^ (ONES * '\\');
+    flags |= ~(x + ONES * 0x7F);                              /* the backslash */
+    if (sep) {
+        x = t ^ (ONES * ',');
+        flags |= ~(x + ONES * 0x7F);
+        x = t ^ (ONES * '(');
+        flags |= ~(x + ONES * 0x7F);
+        x = t ^ (ONES * ')');
+        flags |= ~(x + ONES * 0x7F);
+        x = t ^ (ONES * '=');
+        flags |= ~(x + ONES * 0x7F);
+    }
+    return flags & HIGHS;
+}
+
 /* How many bytes at the start of p[:n] stand for themselves (one character each). */
 static inline size_t plain__run(const uint8_t *p, size_t n, int sep)
 {
     uint8_t bad = sep ? 2 : 0;    /* a class that ends the run besides 0 */
     size_t i = 0;
+    while (n - i >= 8) {          /* 8 bytes at a time */
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        uint64_t m = special8(w, sep);
+        if (m)
+            return i + (size_t)(__builtin_ctzll(m) >> 3);
+        i += 8;
+    }
     while (i < n) {
         uint8_t c = plain__class[p[i]];
         if (!c || c == bad)
@@ -1198,7 +1232,7 @@ static size_t dec_i64(char *buf, int64_t v)
 }
 
 /* The decimal text of v, in the results arena. */
-static const char *dec(struct lbd_extractor *x, int64_t v)
+static inline const char *dec(struct lbd_extractor *x, int64_t v)
 {
     char *out = arena__alloc(&x->arena, 24);
     if (out)
@@ -1224,11 +1258,16 @@ static __attribute__((noinline)) const char *text__copy(struct lbd_extractor *x,
 static inline const char *ev__comm(struct lbd_extractor *x, const struct ev *e)
 {
     const uint8_t *c = (const uint8_t *)e->h->comm;
-    size_t n = 0;
-    while (n < LBD_COMM_LEN && c[n])
-        n++;
-    if (plain__run(c, n, 0) != n)
+    _Static_assert(LBD_COMM_LEN == 16, "comm: two words");
+    uint64_t w[2];
+    memcpy(w, c, 16);
+    /* the first byte that is not plain text: the NUL that ends the name, or something to escape */
+    uint64_t m0 = special8(w[0], 0), m1 = special8(w[1], 0);
+    size_t n = m0 ? (size_t)(__builtin_ctzll(m0) >> 3) : m1 ? 8 + (size_t)(__builtin_ctzll(m1) >> 3) : 16;
+    if (n < 16 && c[n] != 0) {
+        n = strnlen((const char *)c, LBD_COMM_LEN);
         return text__copy(x, c, n);
+    }
     char *out = arena__alloc(&x->arena, LBD_COMM_LEN + 1);    /* its text is its bytes */
     if (out) {
         memcpy(out, c, LBD_COMM_LEN);
@@ -1301,7 +1340,7 @@ static const char *ev__time(struct lbd_extractor *x, uint64_t ns)
     return out;
 }
 
-static int set_str(struct lbd_extractor *x, ss_plugin_extract_field *f, const char *v)
+static inline int set_str(struct lbd_extractor *x, ss_plugin_extract_field *f, const char *v)
 {
     if (!v)
         return -1;
@@ -1314,7 +1353,7 @@ static int set_str(struct lbd_extractor *x, ss_plugin_extract_field *f, const ch
     return 0;
 }
 
-static int set_u64(struct lbd_extractor *x, ss_plugin_extract_field *f, uint64_t v)
+static inline int set_u64(struct lbd_extractor *x, ss_plugin_extract_field *f, uint64_t v)
 {
     uint64_t *p = arena__alloc(&x->arena, sizeof(*p));
     if (!p)
@@ -1325,7 +1364,7 @@ static int set_u64(struct lbd_extractor *x, ss_plugin_extract_field *f, uint64_t
     return 0;
 }
 
-static int set_bool(struct lbd_extractor *x, ss_plugin_extract_field *f, int v)
+static inline int set_bool(struct lbd_extractor *x, ss_plugin_extract_field *f, int v)
 {
     ss_plugin_bool *p = arena__alloc(&x->arena, sizeof(*p));
     if (!p)
