@@ -185,11 +185,37 @@ static __attribute__((noinline)) int sb__grow(struct sb *s, size_t more)
     return 0;
 }
 
+/* memcpy of n bytes, inline for the short copies text is mostly made of (no call into libc for
+ * a few bytes); overlapping word stores, never a byte outside src[:n] or dst[:n]. */
+static inline void copy__short(char *dst, const char *src, size_t n)
+{
+    if (n >= 16) {
+        memcpy(dst, src, n);
+    } else if (n >= 8) {
+        uint64_t a, b;
+        memcpy(&a, src, 8);
+        memcpy(&b, src + n - 8, 8);
+        memcpy(dst, &a, 8);
+        memcpy(dst + n - 8, &b, 8);
+    } else if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, src, 4);
+        memcpy(&b, src + n - 4, 4);
+        memcpy(dst, &a, 4);
+        memcpy(dst + n - 4, &b, 4);
+    } else if (n) {
+        char a = src[0], b = src[n / 2], c = src[n - 1];
+        dst[0] = a;
+        dst[n / 2] = b;
+        dst[n - 1] = c;
+    }
+}
+
 static inline void sb__put(struct sb *s, const char *src, size_t n)
 {
     if (s->len + n + 1 > s->cap && sb__grow(s, n) != 0)
         return;
-    memcpy(s->p + s->len, src, n);
+    copy__short(s->p + s->len, src, n);
     s->len += n;
 }
 
@@ -465,9 +491,49 @@ static void vw__text(struct vw *w, const uint8_t *p, size_t n)
 static size_t dec_u64(char *buf, uint64_t v);
 static size_t dec_i64(char *buf, int64_t v);
 
+/* The number of decimal digits of v. */
+static inline size_t dec__len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 10000) {
+        v /= 10000;
+        n += 4;
+    }
+    return n + (v >= 10) + (v >= 100) + (v >= 1000);
+}
+
+static const char dec__pairs[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+/* The n = dec__len(v) digits of v into out[0..n) (no NUL). */
+static inline void dec__write(char *out, uint64_t v, size_t n)
+{
+    char *q = out + n;
+    while (v >= 100) {
+        unsigned r = (unsigned)(v % 100);
+        v /= 100;
+        q -= 2;
+        memcpy(q, dec__pairs + 2 * r, 2);
+    }
+    if (v >= 10) {
+        q -= 2;
+        memcpy(q, dec__pairs + 2 * v, 2);
+    } else {
+        *--q = (char)('0' + v);
+    }
+}
+
 /* An integer: ASCII digits, so each byte is one character; cut like any other value. */
+static void vw__uint(struct vw *w, uint64_t v);
+
 static void vw__int(struct vw *w, int64_t v)
 {
+    if (v >= 0) {
+        vw__uint(w, (uint64_t)v);
+        return;
+    }
     char buf[24];
     size_t n = dec_i64(buf, v);
     if (!w->limit || w->count + n <= w->limit) {
@@ -480,12 +546,17 @@ static void vw__int(struct vw *w, int64_t v)
 
 static void vw__uint(struct vw *w, uint64_t v)
 {
-    char buf[24];
-    size_t n = dec_u64(buf, v);
+    size_t n = dec__len(v);
     if (!w->limit || w->count + n <= w->limit) {
-        sb__put(w->sb, buf, n);
+        struct sb *s = w->sb;
+        if (s->len + n + 1 > s->cap && sb__grow(s, n) != 0)
+            return;
+        dec__write(s->p + s->len, v, n);     /* the digits in place */
+        s->len += n;
         w->count += n;
     } else {
+        char buf[24];
+        dec__write(buf, v, n);
         vw__ascii(w, buf, n);
     }
 }
@@ -1196,29 +1267,10 @@ static const char *fmt(struct lbd_extractor *x, const char *f, ...)
 }
 
 /* Decimal text of v into buf (at least 21 bytes), returns its length: no snprintf on the hot path. */
-static const char dec__pairs[201] =
-    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-    "8081828384858687888990919293949596979899";
-
 static size_t dec_u64(char *buf, uint64_t v)
 {
-    char tmp[24];
-    char *e = tmp + sizeof(tmp), *q = e;
-    while (v >= 100) {
-        unsigned r = (unsigned)(v % 100);
-        v /= 100;
-        q -= 2;
-        memcpy(q, dec__pairs + 2 * r, 2);
-    }
-    if (v >= 10) {
-        q -= 2;
-        memcpy(q, dec__pairs + 2 * v, 2);
-    } else {
-        *--q = (char)('0' + v);
-    }
-    size_t n = (size_t)(e - q);
-    memcpy(buf, q, n);      /* n <= 20 */
+    size_t n = dec__len(v);
+    dec__write(buf, v, n);
     buf[n] = '\0';
     return n;
 }
