@@ -51,10 +51,15 @@ static struct lbd_block *block__new(size_t cap)
     return b;
 }
 
+/* Blocks after cur are unused (cur only moves forward, and only cur is allocated from), so the
+ * blocks up to cur are the ones to empty: mostly the first alone. */
 static inline void arena__reset(struct lbd_arena *a)
 {
-    for (struct lbd_block *b = a->first; b; b = b->next)
+    for (struct lbd_block *b = a->first; b; b = b->next) {
         b->used = 0;
+        if (b == a->cur)
+            break;
+    }
     a->cur = a->first;
 }
 
