@@ -303,7 +303,7 @@ static const uint8_t plain__class[256] = {
 /* The high bit of each byte of w (8 bytes, little endian) that does not stand for itself (not in
  * plain__class: below 0x20, 0x7F and above, the backslash, and with sep the separators).  Exact
  * for every byte: no carry crosses a byte. */
-static inline uint64_t special8(uint64_t w, int sep)
+static inline uint64_t plain__mask8(uint64_t w, int sep)
 {
     uint64_t t = w & ~HIGHS;                                   /* the low 7 bits of each byte */
     uint64_t flags = w | (t + ONES);                          /* 0x80 and up, 0x7F */
@@ -331,7 +331,7 @@ static inline size_t plain__run(const uint8_t *p, size_t n, int sep)
     while (n - i >= 8) {          /* 8 bytes at a time */
         uint64_t w;
         memcpy(&w, p + i, 8);
-        uint64_t m = special8(w, sep);
+        uint64_t m = plain__mask8(w, sep);
         if (m)
             return i + (size_t)(__builtin_ctzll(m) >> 3);
         i += 8;
@@ -1341,7 +1341,7 @@ static inline const char *ev__comm(struct lbd_extractor *x, const struct ev *e)
     uint64_t w[2];
     memcpy(w, c, 16);
     /* the first byte that is not plain text: the NUL that ends the name, or something to escape */
-    uint64_t m0 = special8(w[0], 0), m1 = special8(w[1], 0);
+    uint64_t m0 = plain__mask8(w[0], 0), m1 = plain__mask8(w[1], 0);
     size_t n = m0 ? (size_t)(__builtin_ctzll(m0) >> 3) : m1 ? 8 + (size_t)(__builtin_ctzll(m1) >> 3) : 16;
     if (n < 16 && c[n] != 0) {
         n = strnlen((const char *)c, LBD_COMM_LEN);
@@ -1510,7 +1510,7 @@ static const char *en__str(const struct ev *e, uint32_t off, uint32_t len)
 }
 
 /* strcmp(z, w) == 0 for a short constant w of n bytes, inline. */
-static inline int is_word(const char *z, const char *w, size_t n)
+static inline int arg__is(const char *z, const char *w, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (z[i] != w[i])
@@ -1534,9 +1534,9 @@ static __attribute__((noinline)) ss_plugin_rc field__extract_rare(struct lbd_ext
     case LBD_FLD_USER:
     case LBD_FLD_GROUP:
     case LBD_FLD_FDS:
-        if (f->arg_key && is_word(f->arg_key, "key", 3))
+        if (f->arg_key && arg__is(f->arg_key, "key", 3))
             form = AF_KEY;
-        else if (f->arg_key && is_word(f->arg_key, "value", 5))
+        else if (f->arg_key && arg__is(f->arg_key, "value", 5))
             form = AF_VALUE;
         else if (f->arg_key || f->arg_present) {
             snprintf(err, errlen, "%s[%s]: the argument must be key or value", lbd_field_names[f->field_id],
@@ -1695,7 +1695,7 @@ static inline ss_plugin_rc field__extract(struct lbd_extractor *x, const struct 
     switch (f->field_id) {
     case LBD_FLD_USER:                          /* [value] with enrichment: the strtab's string */
     case LBD_FLD_GROUP:
-        if (en && f->arg_key && is_word(f->arg_key, "value", 5)) {
+        if (en && f->arg_key && arg__is(f->arg_key, "value", 5)) {
             uint32_t off = f->field_id == LBD_FLD_USER ? en->user_off : en->group_off;
             uint32_t len = f->field_id == LBD_FLD_USER ? en->user_len : en->group_len;
             rc = set_str(x, f, len ? strtab__at(e->view, off) : "");
