@@ -552,9 +552,9 @@ static inline void dec__write(char *out, uint64_t v, size_t n)
     }
 }
 
-/* An integer: ASCII digits, so each byte is one character; cut like any other value. */
 static void vw__uint(struct vw *w, uint64_t v);
 
+/* An integer: ASCII digits, so each byte is one character; cut like any other value. */
 static void vw__int(struct vw *w, int64_t v)
 {
     if (v >= 0) {
