@@ -51,10 +51,15 @@ static struct lbd_block *block__new(size_t cap)
     return b;
 }
 
-static void arena__reset(struct lbd_arena *a)
+/* Blocks after cur are unused (cur only moves forward, and only cur is allocated from), so the
+ * blocks up to cur are the ones to empty: mostly the first alone. */
+static inline void arena__reset(struct lbd_arena *a)
 {
-    for (struct lbd_block *b = a->first; b; b = b->next)
+    for (struct lbd_block *b = a->first; b; b = b->next) {
         b->used = 0;
+        if (b == a->cur)
+            break;
+    }
     a->cur = a->first;
 }
 
@@ -96,7 +101,7 @@ static struct lbd_block *arena__room(struct lbd_arena *a, size_t need)
     return b;
 }
 
-static void *arena__alloc(struct lbd_arena *a, size_t size)
+static __attribute__((noinline)) void *arena__alloc_slow(struct lbd_arena *a, size_t size)
 {
     struct lbd_block *b = arena__room(a, size);
     if (!b)
@@ -104,6 +109,20 @@ static void *arena__alloc(struct lbd_arena *a, size_t size)
     size_t start = (b->used + 7) & ~(size_t)7;
     b->used = start + size;
     return b->data + start;
+}
+
+/* The hot case inline: room in the current block. */
+static inline void *arena__alloc(struct lbd_arena *a, size_t size)
+{
+    struct lbd_block *b = a->cur;
+    if (b) {
+        size_t start = (b->used + 7) & ~(size_t)7;
+        if (start + size <= b->cap) {
+            b->used = start + size;
+            return b->data + start;
+        }
+    }
+    return arena__alloc_slow(a, size);
 }
 
 /* A string built at the free end of the current block; moved to a bigger block when it grows.
@@ -116,12 +135,19 @@ struct sb {
     int oom;
 };
 
-static void sb__begin(struct sb *s, struct lbd_arena *a)
+static inline void sb__begin(struct sb *s, struct lbd_arena *a)
 {
     s->a = a;
     s->len = 0;
     s->oom = 0;
-    struct lbd_block *b = arena__room(a, 64);
+    struct lbd_block *b = a->cur;
+    if (b && ((b->used + 7) & ~(size_t)7) + 64 <= b->cap) {
+        size_t start = (b->used + 7) & ~(size_t)7;
+        s->p = b->data + start;
+        s->cap = b->cap - start;
+        return;
+    }
+    b = arena__room(a, 64);
     if (!b) {
         s->p = NULL;
         s->cap = 0;
@@ -133,7 +159,7 @@ static void sb__begin(struct sb *s, struct lbd_arena *a)
     s->cap = b->cap - start;
 }
 
-static int sb__grow(struct sb *s, size_t more)
+static __attribute__((noinline)) int sb__grow(struct sb *s, size_t more)
 {
     if (s->oom)
         return -1;
@@ -164,11 +190,37 @@ static int sb__grow(struct sb *s, size_t more)
     return 0;
 }
 
+/* memcpy of n bytes, inline for the short copies text is mostly made of (no call into libc for
+ * a few bytes); overlapping word stores, never a byte outside src[:n] or dst[:n]. */
+static inline void copy__short(char *dst, const char *src, size_t n)
+{
+    if (n >= 16) {
+        memcpy(dst, src, n);
+    } else if (n >= 8) {
+        uint64_t a, b;
+        memcpy(&a, src, 8);
+        memcpy(&b, src + n - 8, 8);
+        memcpy(dst, &a, 8);
+        memcpy(dst + n - 8, &b, 8);
+    } else if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, src, 4);
+        memcpy(&b, src + n - 4, 4);
+        memcpy(dst, &a, 4);
+        memcpy(dst + n - 4, &b, 4);
+    } else if (n) {
+        char a = src[0], b = src[n / 2], c = src[n - 1];
+        dst[0] = a;
+        dst[n / 2] = b;
+        dst[n - 1] = c;
+    }
+}
+
 static inline void sb__put(struct sb *s, const char *src, size_t n)
 {
     if (s->len + n + 1 > s->cap && sb__grow(s, n) != 0)
         return;
-    memcpy(s->p + s->len, src, n);
+    copy__short(s->p + s->len, src, n);
     s->len += n;
 }
 
@@ -177,6 +229,15 @@ static inline void sb__putc(struct sb *s, char c)
     if (s->len + 2 > s->cap && sb__grow(s, 1) != 0)
         return;
     s->p[s->len++] = c;
+}
+
+static inline void sb__put2(struct sb *s, char c0, char c1)
+{
+    if (s->len + 3 > s->cap && sb__grow(s, 2) != 0)
+        return;
+    s->p[s->len] = c0;
+    s->p[s->len + 1] = c1;
+    s->len += 2;
 }
 
 static void sb__puts(struct sb *s, const char *z)
@@ -218,23 +279,105 @@ static inline void vw__cp(struct vw *w, const char *s, size_t n)
         w->cut = 1;
         return;
     }
-    if (n == 1 && (s[0] == '\\' || (w->sep && lbd_text_is_sep((uint8_t)s[0])))) {
-        char e[2] = {'\\', s[0]};
-        sb__put(w->sb, e, 2);
+    if (n == 1) {
+        if (s[0] == '\\' || (w->sep && lbd_text_is_sep((uint8_t)s[0])))
+            sb__put2(w->sb, '\\', s[0]);
+        else
+            sb__putc(w->sb, s[0]);
     } else {
         sb__put(w->sb, s, n);
     }
     w->count++;
 }
 
+/* Bytes that stand for themselves in a value's text: printable ASCII but the backslash (1), and
+ * the normal format's separators , ( ) = (2: themselves unless w->sep). */
+static const uint8_t plain__class[256] = {
+    [' ' ... '\''] = 1, ['('] = 2, [')'] = 2, ['*' ... '+'] = 1, [','] = 2, ['-' ... '<'] = 1, ['='] = 2,
+    ['>' ... '['] = 1, [']' ... '~'] = 1,     /* all but the backslash */
+};
+
+#define ONES (~(uint64_t)0 / 255)      /* 0x0101...01 */
+#define HIGHS (ONES * 0x80)
+
+/* The high bit of each byte of w (8 bytes, little endian) that does not stand for itself (not in
+ * plain__class: below 0x20, 0x7F and above, the backslash, and with sep the separators).  Exact
+ * for every byte: no carry crosses a byte. */
+static inline uint64_t plain__mask8(uint64_t w, int sep)
+{
+    uint64_t t = w & ~HIGHS;                                   /* the low 7 bits of each byte */
+    uint64_t flags = w | (t + ONES);                          /* 0x80 and up, 0x7F */
+    flags |= ~(t + ONES * (0x80 - 0x20));                     /* below 0x20 */
+    uint64_t x = t ^ (ONES * '\\');
+    flags |= ~(x + ONES * 0x7F);                              /* the backslash */
+    if (sep) {
+        x = t ^ (ONES * ',');
+        flags |= ~(x + ONES * 0x7F);
+        x = t ^ (ONES * '(');
+        flags |= ~(x + ONES * 0x7F);
+        x = t ^ (ONES * ')');
+        flags |= ~(x + ONES * 0x7F);
+        x = t ^ (ONES * '=');
+        flags |= ~(x + ONES * 0x7F);
+    }
+    return flags & HIGHS;
+}
+
+/* How many bytes at the start of p[:n] stand for themselves (one character each). */
+static inline size_t plain__run(const uint8_t *p, size_t n, int sep)
+{
+    uint8_t bad = sep ? 2 : 0;    /* a class that ends the run besides 0 */
+    size_t i = 0;
+    while (n - i >= 8) {          /* 8 bytes at a time */
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        uint64_t m = plain__mask8(w, sep);
+        if (m)
+            return i + (size_t)(__builtin_ctzll(m) >> 3);
+        i += 8;
+    }
+    while (i < n) {
+        uint8_t c = plain__class[p[i]];
+        if (!c || c == bad)
+            break;
+        i++;
+    }
+    return i;
+}
+
+/* n characters that stand for themselves (plain__run), cut as n calls of vw__cp would cut them. */
+static inline void vw__run(struct vw *w, const char *s, size_t n)
+{
+    if (w->cut || !n)
+        return;
+    size_t m = n;
+    if (w->limit && w->limit - w->count < m)
+        m = (size_t)(w->limit - w->count);
+    sb__put(w->sb, s, m);
+    w->count += m;
+    if (m < n) {
+        sb__put(w->sb, "...", 3);
+        w->cut = 1;
+    }
+}
+
 static void vw__ascii(struct vw *w, const char *z, size_t n)
 {
-    for (size_t i = 0; i < n && !w->cut; i++)
-        vw__cp(w, z + i, 1);
+    size_t i = 0;
+    while (i < n && !w->cut) {
+        size_t r = plain__run((const uint8_t *)z + i, n - i, w->sep);
+        if (r) {
+            vw__run(w, z + i, r);
+            i += r;
+        } else {
+            vw__cp(w, z + i, 1);
+            i++;
+        }
+    }
 }
 
 /* One character written as an escape of several bytes (lbd_text.h): counts as one. */
-static void vw__esc(struct vw *w, const char *e, size_t n)
+static inline void vw__esc(struct vw *w, const char *e, size_t n)
 {
     if (w->cut)
         return;
@@ -248,11 +391,26 @@ static void vw__esc(struct vw *w, const char *e, size_t n)
 }
 
 /* An undecodable byte or a control character (U+0000..U+001F, U+007F): \xNN. */
-static void vw__hex(struct vw *w, uint8_t byte)
+static inline void vw__hex(struct vw *w, uint8_t byte)
 {
     static const char hex[] = "0123456789abcdef";
-    char e[4] = {'\\', 'x', hex[byte >> 4], hex[byte & 15]};
-    vw__esc(w, e, 4);
+    if (w->cut)
+        return;
+    if (w->limit && w->count == w->limit) {
+        sb__put(w->sb, "...", 3);
+        w->cut = 1;
+        return;
+    }
+    struct sb *s = w->sb;
+    if (s->len + 5 <= s->cap || sb__grow(s, 4) == 0) {
+        char *d = s->p + s->len;
+        d[0] = '\\';
+        d[1] = 'x';
+        d[2] = hex[byte >> 4];
+        d[3] = hex[byte & 15];
+        s->len += 4;
+    }
+    w->count++;
 }
 
 /* Length of the valid UTF-8 sequence at p (at most n bytes), 0 if none starts there
@@ -294,6 +452,13 @@ static void vw__text(struct vw *w, const uint8_t *p, size_t n)
 {
     size_t i = 0;
     while (i < n && !w->cut) {
+        size_t r = plain__run(p + i, n - i, w->sep);
+        if (r) {
+            vw__run(w, (const char *)p + i, r);
+            i += r;
+            if (i == n || w->cut)
+                break;
+        }
         uint8_t c = p[i];
         if (c < 0x20 || c == 0x7F) {
             vw__hex(w, c);
@@ -331,9 +496,71 @@ static void vw__text(struct vw *w, const uint8_t *p, size_t n)
 static size_t dec_u64(char *buf, uint64_t v);
 static size_t dec_i64(char *buf, int64_t v);
 
+/* The number of decimal digits of v: from its bit width (log10(2) ~ 1233/4096), then one compare. */
+static inline size_t dec__len(uint64_t v)
+{
+    static const uint64_t pow10[20] = {
+        1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull, 100000000ull,
+        1000000000ull, 10000000000ull, 100000000000ull, 1000000000000ull, 10000000000000ull,
+        100000000000000ull, 1000000000000000ull, 10000000000000000ull, 100000000000000000ull,
+        1000000000000000000ull, 10000000000000000000ull,
+    };
+    if (v < 10)
+        return 1;
+    unsigned t = (unsigned)(64 - __builtin_clzll(v)) * 1233u >> 12;
+    return (size_t)t + (v >= pow10[t]);
+}
+
+static const char dec__pairs[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+/* The 8 digits of c < 10^8 (leading zeros included) into q[0..8). */
+static inline void dec__8(char *q, uint32_t c)
+{
+    uint32_t a = c / 10000, b = c % 10000;
+    memcpy(q, dec__pairs + 2 * (a / 100), 2);
+    memcpy(q + 2, dec__pairs + 2 * (a % 100), 2);
+    memcpy(q + 4, dec__pairs + 2 * (b / 100), 2);
+    memcpy(q + 6, dec__pairs + 2 * (b % 100), 2);
+}
+
+/* The n = dec__len(v) digits of v into out[0..n) (no NUL): the low 8-digit groups in 32-bit
+ * arithmetic, then the rest two digits at a time. */
+static inline void dec__write(char *out, uint64_t v, size_t n)
+{
+    char *q = out + n;
+    while (v >= 100000000) {
+        uint64_t hi = v / 100000000;
+        q -= 8;
+        dec__8(q, (uint32_t)(v - hi * 100000000));
+        v = hi;
+    }
+    uint32_t u = (uint32_t)v;
+    while (u >= 100) {
+        uint32_t r = u % 100;
+        u /= 100;
+        q -= 2;
+        memcpy(q, dec__pairs + 2 * r, 2);
+    }
+    if (u >= 10) {
+        q -= 2;
+        memcpy(q, dec__pairs + 2 * u, 2);
+    } else {
+        *--q = (char)('0' + u);
+    }
+}
+
+static void vw__uint(struct vw *w, uint64_t v);
+
 /* An integer: ASCII digits, so each byte is one character; cut like any other value. */
 static void vw__int(struct vw *w, int64_t v)
 {
+    if (v >= 0) {
+        vw__uint(w, (uint64_t)v);
+        return;
+    }
     char buf[24];
     size_t n = dec_i64(buf, v);
     if (!w->limit || w->count + n <= w->limit) {
@@ -346,12 +573,17 @@ static void vw__int(struct vw *w, int64_t v)
 
 static void vw__uint(struct vw *w, uint64_t v)
 {
-    char buf[24];
-    size_t n = dec_u64(buf, v);
+    size_t n = dec__len(v);
     if (!w->limit || w->count + n <= w->limit) {
-        sb__put(w->sb, buf, n);
+        struct sb *s = w->sb;
+        if (s->len + n + 1 > s->cap && sb__grow(s, n) != 0)
+            return;
+        dec__write(s->p + s->len, v, n);     /* the digits in place */
+        s->len += n;
         w->count += n;
     } else {
+        char buf[24];
+        dec__write(buf, v, n);
         vw__ascii(w, buf, n);
     }
 }
@@ -463,7 +695,7 @@ struct ev {
     const struct lbd_view *view;
 };
 
-static int event__check(const ss_plugin_event *e, struct ev *out, char *err, size_t errlen)
+static __attribute__((noinline)) int event__check(const ss_plugin_event *e, struct ev *out, char *err, size_t errlen)
 {
     const uint8_t *p = (const uint8_t *)e;
     uint32_t plen0, plen1, id;
@@ -1064,14 +1296,8 @@ static const char *fmt(struct lbd_extractor *x, const char *f, ...)
 /* Decimal text of v into buf (at least 21 bytes), returns its length: no snprintf on the hot path. */
 static size_t dec_u64(char *buf, uint64_t v)
 {
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        buf[i] = tmp[n - 1 - i];
+    size_t n = dec__len(v);
+    dec__write(buf, v, n);
     buf[n] = '\0';
     return n;
 }
@@ -1085,7 +1311,7 @@ static size_t dec_i64(char *buf, int64_t v)
 }
 
 /* The decimal text of v, in the results arena. */
-static const char *dec(struct lbd_extractor *x, int64_t v)
+static inline const char *dec(struct lbd_extractor *x, int64_t v)
 {
     char *out = arena__alloc(&x->arena, 24);
     if (out)
@@ -1099,7 +1325,7 @@ static inline const char *strtab__at(const struct lbd_view *v, uint32_t off)
     return v->strtab + off;
 }
 
-static const char *text__copy(struct lbd_extractor *x, const uint8_t *p, size_t n)
+static __attribute__((noinline)) const char *text__copy(struct lbd_extractor *x, const uint8_t *p, size_t n)
 {
     struct sb s;
     struct vw w = {&s, 0, 0, 0, 0};
@@ -1108,9 +1334,25 @@ static const char *text__copy(struct lbd_extractor *x, const uint8_t *p, size_t 
     return sb__end(&s);
 }
 
-static const char *ev__comm(struct lbd_extractor *x, const struct ev *e)
+static inline const char *ev__comm(struct lbd_extractor *x, const struct ev *e)
 {
-    return text__copy(x, (const uint8_t *)e->h->comm, strnlen(e->h->comm, LBD_COMM_LEN));
+    const uint8_t *c = (const uint8_t *)e->h->comm;
+    _Static_assert(LBD_COMM_LEN == 16, "comm: two words");
+    uint64_t w[2];
+    memcpy(w, c, 16);
+    /* the first byte that is not plain text: the NUL that ends the name, or something to escape */
+    uint64_t m0 = plain__mask8(w[0], 0), m1 = plain__mask8(w[1], 0);
+    size_t n = m0 ? (size_t)(__builtin_ctzll(m0) >> 3) : m1 ? 8 + (size_t)(__builtin_ctzll(m1) >> 3) : 16;
+    if (n < 16 && c[n] != 0) {
+        n = strnlen((const char *)c, LBD_COMM_LEN);
+        return text__copy(x, c, n);
+    }
+    char *out = arena__alloc(&x->arena, LBD_COMM_LEN + 1);    /* its text is its bytes */
+    if (out) {
+        memcpy(out, c, LBD_COMM_LEN);
+        out[n] = '\0';
+    }
+    return out;
 }
 
 /* "id(name)", "id" or "name" of the task's user or group. */
@@ -1158,13 +1400,26 @@ static const char *ev__time(struct lbd_extractor *x, uint64_t ns)
         x->tz_read = (int64_t)now.tv_sec;
         if (!localtime_r(&t, &tm))
             return NULL;
-        strftime(x->time_prefix, sizeof(x->time_prefix), "%Y-%m-%d %H:%M:%S", &tm);
+        x->time_prefix_len = strftime(x->time_prefix, sizeof(x->time_prefix), "%Y-%m-%d %H:%M:%S", &tm);
         x->time_sec = sec;
     }
-    return fmt(x, "%s.%09" PRIu64, x->time_prefix, (uint64_t)(ns % 1000000000ull));
+    /* "%s.%09u" of the prefix and the nanoseconds, without printf */
+    size_t k = x->time_prefix_len;
+    char *out = arena__alloc(&x->arena, k + 11);
+    if (!out)
+        return NULL;
+    memcpy(out, x->time_prefix, k);
+    out[k] = '.';
+    uint32_t frac = (uint32_t)(ns % 1000000000ull);
+    for (int d = 9; d >= 1; d--) {
+        out[k + (size_t)d] = (char)('0' + frac % 10);
+        frac /= 10;
+    }
+    out[k + 10] = '\0';
+    return out;
 }
 
-static int set_str(struct lbd_extractor *x, ss_plugin_extract_field *f, const char *v)
+static inline int set_str(struct lbd_extractor *x, ss_plugin_extract_field *f, const char *v)
 {
     if (!v)
         return -1;
@@ -1177,7 +1432,7 @@ static int set_str(struct lbd_extractor *x, ss_plugin_extract_field *f, const ch
     return 0;
 }
 
-static int set_u64(struct lbd_extractor *x, ss_plugin_extract_field *f, uint64_t v)
+static inline int set_u64(struct lbd_extractor *x, ss_plugin_extract_field *f, uint64_t v)
 {
     uint64_t *p = arena__alloc(&x->arena, sizeof(*p));
     if (!p)
@@ -1188,7 +1443,7 @@ static int set_u64(struct lbd_extractor *x, ss_plugin_extract_field *f, uint64_t
     return 0;
 }
 
-static int set_bool(struct lbd_extractor *x, ss_plugin_extract_field *f, int v)
+static inline int set_bool(struct lbd_extractor *x, ss_plugin_extract_field *f, int v)
 {
     ss_plugin_bool *p = arena__alloc(&x->arena, sizeof(*p));
     if (!p)
@@ -1254,27 +1509,34 @@ static const char *en__str(const struct ev *e, uint32_t off, uint32_t len)
     return e->en && len ? strtab__at(e->view, off) : NULL;
 }
 
-static ss_plugin_rc field__extract(struct lbd_extractor *x, const struct ev *e, ss_plugin_extract_field *f,
-                                   char *err, size_t errlen)
+/* strcmp(z, w) == 0 for a short constant w of n bytes, inline. */
+static inline int arg__is(const char *z, const char *w, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (z[i] != w[i])
+            return 0;
+    return z[n] == '\0';
+}
+
+/* The fields that render text or walk tables (and the error messages): out of line, so that
+ * field__extract, inlined into lbd_extract, stays small for the one-value fields most rules read. */
+static __attribute__((noinline)) ss_plugin_rc field__extract_rare(struct lbd_extractor *x, const struct ev *e,
+                                                                  ss_plugin_extract_field *f, char *err,
+                                                                  size_t errlen)
 {
     const struct lbd_hdr *h = e->h;
     const struct lbd_enrich_row *en = e->en;
     enum argform form = AF_NONE;
     char buf[32];
     int rc = 0;
-    f->res_len = 0;
-    if (f->field_id >= LBD_N_FIELDS) {
-        snprintf(err, errlen, "unknown field id %u (the plugin has %d fields)", f->field_id, LBD_N_FIELDS);
-        return SS_PLUGIN_FAILURE;
-    }
     switch (f->field_id) {
     case LBD_FLD_TYPE:
     case LBD_FLD_USER:
     case LBD_FLD_GROUP:
     case LBD_FLD_FDS:
-        if (f->arg_key && strcmp(f->arg_key, "key") == 0)
+        if (f->arg_key && arg__is(f->arg_key, "key", 3))
             form = AF_KEY;
-        else if (f->arg_key && strcmp(f->arg_key, "value") == 0)
+        else if (f->arg_key && arg__is(f->arg_key, "value", 5))
             form = AF_VALUE;
         else if (f->arg_key || f->arg_present) {
             snprintf(err, errlen, "%s[%s]: the argument must be key or value", lbd_field_names[f->field_id],
@@ -1320,88 +1582,17 @@ static ss_plugin_rc field__extract(struct lbd_extractor *x, const struct ev *e, 
     case LBD_FLD_TIME:
         rc = set_str(x, f, ev__time(x, e->evt->ts));
         break;
-    case LBD_FLD_DIR:
-        rc = set_str(x, f, h->dir == LBD_DIR_ENTER ? ">" : "<");
-        break;
-    case LBD_FLD_COMM:
-        rc = set_str(x, f, ev__comm(x, e));
-        break;
-    case LBD_FLD_PID:
-        rc = set_str(x, f, dec(x, h->pid));
-        break;
-    case LBD_FLD_TID:
-        rc = set_str(x, f, dec(x, h->tid));
-        break;
-    case LBD_FLD_PPID:
-        rc = set_str(x, f, dec(x, en ? en->ppid : h->ppid));
-        break;
     case LBD_FLD_CMDLINE: {
         const char *c = en ? en__str(e, en->cmdline_off, en->cmdline_len) : ev__comm(x, e);
         if (c)
             rc = set_str(x, f, c);
         break;
     }
-    case LBD_FLD_FULLPATH:
-        if (en && en->fullpath_len)
-            rc = set_str(x, f, en__str(e, en->fullpath_off, en->fullpath_len));
-        break;
     case LBD_FLD_SYSCALL: {
         const char *name = syscall__name(h->nr, buf, sizeof(buf));
         rc = set_str(x, f, name == buf ? fmt(x, "%s", name) : name);
         break;
     }
-    case LBD_FLD_SYSCALL_ID:
-        rc = set_u64(x, f, h->nr);
-        break;
-    case LBD_FLD_RES:
-        if (h->dir == LBD_DIR_EXIT && h->res >= 0)
-            rc = set_u64(x, f, (uint64_t)h->res);
-        break;
-    case LBD_FLD_FAILED:
-        if (h->dir == LBD_DIR_EXIT)
-            rc = set_bool(x, f, h->res < 0);
-        break;
-    case LBD_FLD_ERRNO:
-        if (h->dir == LBD_DIR_EXIT)
-            rc = set_u64(x, f, h->res < 0 ? (uint64_t)(-h->res) : 0);
-        break;
-    case LBD_FLD_LATENCY:
-        rc = set_u64(x, f, h->latency);
-        break;
-    case LBD_FLD_PID_NUM:
-        rc = set_u64(x, f, h->pid);
-        break;
-    case LBD_FLD_TID_NUM:
-        rc = set_u64(x, f, h->tid);
-        break;
-    case LBD_FLD_PPID_NUM:
-        rc = set_u64(x, f, en ? en->ppid : h->ppid);
-        break;
-    case LBD_FLD_USER_NUM:
-        rc = set_u64(x, f, h->uid);
-        break;
-    case LBD_FLD_GROUP_NUM:
-        rc = set_u64(x, f, h->gid);
-        break;
-    case LBD_FLD_CGROUP_ID:
-        rc = set_u64(x, f, h->cgroup_id);
-        break;
-    case LBD_FLD_PIDNS:                         /* 0: not read (the bcc loader) */
-        if (h->pidns)
-            rc = set_u64(x, f, h->pidns);
-        break;
-    case LBD_FLD_MNTNS:
-        if (h->mntns)
-            rc = set_u64(x, f, h->mntns);
-        break;
-    case LBD_FLD_LOGINUID:                      /* 0 with no namespace read: the bcc loader */
-        if (h->pidns || h->loginuid)
-            rc = set_u64(x, f, h->loginuid);
-        break;
-    case LBD_FLD_PCOMM:
-        if (en && en->pcomm_len)
-            rc = set_str(x, f, en__str(e, en->pcomm_off, en->pcomm_len));
-        break;
     case LBD_FLD_ARG: {
         if (!f->arg_key || !f->arg_key[0]) {
             snprintf(err, errlen, "linux.arg needs an argument name, e.g. linux.arg[pathname]");
@@ -1482,6 +1673,117 @@ static ss_plugin_rc field__extract(struct lbd_extractor *x, const struct ev *e, 
         return SS_PLUGIN_FAILURE;
     }
     if (rc != 0) {
+        f->res_len = 0;
+        snprintf(err, errlen, "%s: out of memory", lbd_field_names[f->field_id]);
+        return SS_PLUGIN_FAILURE;
+    }
+    return SS_PLUGIN_SUCCESS;
+}
+
+/* One field: the one-value fields here, the rest in field__extract_rare. */
+static inline ss_plugin_rc field__extract(struct lbd_extractor *x, const struct ev *e, ss_plugin_extract_field *f,
+                                          char *err, size_t errlen)
+{
+    const struct lbd_hdr *h = e->h;
+    const struct lbd_enrich_row *en = e->en;
+    int rc = 0;
+    f->res_len = 0;
+    if (__builtin_expect(f->field_id >= LBD_N_FIELDS, 0)) {
+        snprintf(err, errlen, "unknown field id %u (the plugin has %d fields)", f->field_id, LBD_N_FIELDS);
+        return SS_PLUGIN_FAILURE;
+    }
+    switch (f->field_id) {
+    case LBD_FLD_USER:                          /* [value] with enrichment: the strtab's string */
+    case LBD_FLD_GROUP:
+        if (en && f->arg_key && arg__is(f->arg_key, "value", 5)) {
+            uint32_t off = f->field_id == LBD_FLD_USER ? en->user_off : en->group_off;
+            uint32_t len = f->field_id == LBD_FLD_USER ? en->user_len : en->group_len;
+            rc = set_str(x, f, len ? strtab__at(e->view, off) : "");
+            break;
+        }
+        return field__extract_rare(x, e, f, err, errlen);
+    case LBD_FLD_SYSCALL: {
+        const struct lbd_sc_spec *sp = spec__of(h->nr);
+        if (!sp)
+            return field__extract_rare(x, e, f, err, errlen);
+        rc = set_str(x, f, sp->name);
+        break;
+    }
+    case LBD_FLD_DIR:
+        rc = set_str(x, f, h->dir == LBD_DIR_ENTER ? ">" : "<");
+        break;
+    case LBD_FLD_COMM:
+        rc = set_str(x, f, ev__comm(x, e));
+        break;
+    case LBD_FLD_PID:
+        rc = set_str(x, f, dec(x, h->pid));
+        break;
+    case LBD_FLD_TID:
+        rc = set_str(x, f, dec(x, h->tid));
+        break;
+    case LBD_FLD_PPID:
+        rc = set_str(x, f, dec(x, en ? en->ppid : h->ppid));
+        break;
+    case LBD_FLD_FULLPATH:
+        if (en && en->fullpath_len)
+            rc = set_str(x, f, en__str(e, en->fullpath_off, en->fullpath_len));
+        break;
+    case LBD_FLD_SYSCALL_ID:
+        rc = set_u64(x, f, h->nr);
+        break;
+    case LBD_FLD_RES:
+        if (h->dir == LBD_DIR_EXIT && h->res >= 0)
+            rc = set_u64(x, f, (uint64_t)h->res);
+        break;
+    case LBD_FLD_FAILED:
+        if (h->dir == LBD_DIR_EXIT)
+            rc = set_bool(x, f, h->res < 0);
+        break;
+    case LBD_FLD_ERRNO:
+        if (h->dir == LBD_DIR_EXIT)
+            rc = set_u64(x, f, h->res < 0 ? (uint64_t)(-h->res) : 0);
+        break;
+    case LBD_FLD_LATENCY:
+        rc = set_u64(x, f, h->latency);
+        break;
+    case LBD_FLD_PID_NUM:
+        rc = set_u64(x, f, h->pid);
+        break;
+    case LBD_FLD_TID_NUM:
+        rc = set_u64(x, f, h->tid);
+        break;
+    case LBD_FLD_PPID_NUM:
+        rc = set_u64(x, f, en ? en->ppid : h->ppid);
+        break;
+    case LBD_FLD_USER_NUM:
+        rc = set_u64(x, f, h->uid);
+        break;
+    case LBD_FLD_GROUP_NUM:
+        rc = set_u64(x, f, h->gid);
+        break;
+    case LBD_FLD_CGROUP_ID:
+        rc = set_u64(x, f, h->cgroup_id);
+        break;
+    case LBD_FLD_PIDNS:                         /* 0: not read (the bcc loader) */
+        if (h->pidns)
+            rc = set_u64(x, f, h->pidns);
+        break;
+    case LBD_FLD_MNTNS:
+        if (h->mntns)
+            rc = set_u64(x, f, h->mntns);
+        break;
+    case LBD_FLD_LOGINUID:                      /* 0 with no namespace read: the bcc loader */
+        if (h->pidns || h->loginuid)
+            rc = set_u64(x, f, h->loginuid);
+        break;
+    case LBD_FLD_PCOMM:
+        if (en && en->pcomm_len)
+            rc = set_str(x, f, en__str(e, en->pcomm_off, en->pcomm_len));
+        break;
+    default:
+        return field__extract_rare(x, e, f, err, errlen);
+    }
+    if (__builtin_expect(rc != 0, 0)) {
         f->res_len = 0;
         snprintf(err, errlen, "%s: out of memory", lbd_field_names[f->field_id]);
         return SS_PLUGIN_FAILURE;

@@ -49,6 +49,7 @@ struct lbd_extractor {
     char secret[1024];                      /* init_config secret_pattern, UTF-8 (256 characters at most) */
     int64_t time_sec;                       /* linux.time cache: the second last formatted */
     char time_prefix[32];                   /* "YYYY-mm-dd HH:MM:SS" of time_sec */
+    size_t time_prefix_len;
     int64_t tz_read;                        /* CLOCK_MONOTONIC second the time zone was read */
 };
 
