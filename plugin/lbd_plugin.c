@@ -270,6 +270,10 @@ static int interpreter_start(char *err)
 {
     PyStatus st;
     PyPreConfig pre;
+    /* numpy's OpenBLAS starts worker threads when lbd imports it, which spin for a while on
+     * Falco's CPUs (35% of a benchmark's samples); lbd does no linear algebra.  One thread,
+     * unless whoever started Falco chose otherwise. */
+    setenv("OPENBLAS_NUM_THREADS", "1", 0);
     PyPreConfig_InitIsolatedConfig(&pre);
     pre.utf8_mode = 1;                      /* Falco may run in the C locale: text is UTF-8 anyway */
     st = Py_PreInitialize(&pre);

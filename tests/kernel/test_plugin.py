@@ -416,3 +416,23 @@ def test_bad_open_params_then_a_good_open():
     assert nxt["rc"] == 0
     assert fds2["bpf_progs"] == 0 and fds2["bpf_maps"] == 0 and fds2["perf_events"] == 0   # close detaches
     assert again["rc"] == 0 and nxt2["rc"] == 0 and destroy["rc"] == 0
+
+
+def test_openblas_runs_no_worker_threads_in_falco(monkeypatch):
+    """numpy's OpenBLAS started worker threads when the plugin imported lbd, which spun on
+    Falco's CPUs; the plugin sets OPENBLAS_NUM_THREADS=1 unless Falco's environment sets it."""
+    require_bpf()
+
+    def threads_after_open() -> int:
+        with LiveHost("", json.dumps({"only_pids": [4194303]})) as h:
+            h.opened()
+            n = len(os.listdir(f"/proc/{h.proc.pid}/task"))
+            h.stop()
+        return n
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    default = threads_after_open()
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    one = threads_after_open()
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    assert default == one < threads_after_open()     # the environment's choice stands

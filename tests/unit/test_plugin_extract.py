@@ -183,6 +183,31 @@ def test_text_edge_cases():
             compare(fields, expected(nr, e, args, payloads, limit, ("pathname", "argv")), f"limit {limit}, {args}")
 
 
+def test_word_at_a_time_edges():
+    """The 8-bytes-at-a-time paths of the text writers: a 16-byte comm with no NUL, comms with
+    an escape at byte 0, 7, 8 or 15, plain runs cut by str_max_size at and around 8 and 16
+    characters, separators inside long plain runs (escaped in linux.args, not in linux.arg)."""
+    from lbd import syscalls
+
+    mkdir = syscalls.lookup("mkdir").nr
+    comms = [b"a" * 16, b"abcdefghijklmno", b"abcdefgh", b"abcdefg", b""]
+    for at in (0, 7, 8, 15):
+        for bad in (b"\n", b"\xff", b"\\", b","):
+            c = bytearray(b"c" * 16)
+            c[at:at + 1] = bad
+            comms.append(bytes(c[:16]))
+    paths = [b"abcdefghijklmnop", b"abcdefghijklmnopq", b"abcdefg", b"abcdefgh", b"abcdefghi",
+             b"abcdefgh,ijklmnop(qrstuvwx)=yz01234567", b"abcdefghijklmno=", b"/usr/lib/x86_64-linux-gnu/" * 3]
+    recs = [make_record(mkdir, {"pathname": p, "mode": 0o700}, comm=c) for c in comms for p in paths[:2]]
+    recs += [make_record(mkdir, {"pathname": p, "mode": 0o700}, comm=b"plain") for p in paths]
+    decoded = decode_all(recs)
+    for limit in (0, 7, 8, 9, 15, 16, 17, 1024):
+        got, _ = extract([d[0] for d in decoded], init=json.dumps({"str_max_size": limit}), args=("pathname",))
+        for (_, nr, e, args, payloads), fields in zip(decoded, got):
+            compare(fields, expected(nr, e, args, payloads, limit, ("pathname",)),
+                    f"limit {limit}, comm {bytes(e['comm'])!r}, {args}")
+
+
 def test_socket_addresses():
     from lbd import syscalls
 
