@@ -1110,9 +1110,11 @@ def _section_schema(section: str) -> dict:
 def init_schema() -> dict:
     """JSON Schema (draft-07) of ``init_config``; Falco validates a plugin's init_config with it.
 
-    Cross-key rules (a non-empty ``path`` when ``putfile``) are checked only by this module.
+    null is allowed: Falco 0.44 passes an empty ``init_config: {}`` (and a missing one) as JSON
+    null, which means the defaults.  Cross-key rules (a non-empty ``path`` when ``putfile``) are
+    checked only by this module.
     """
-    return _section_schema(INIT)
+    return {**_section_schema(INIT), "type": ["object", "null"]}
 
 
 def open_params_schema() -> dict:

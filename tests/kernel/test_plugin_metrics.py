@@ -188,7 +188,7 @@ def test_metrics_in_a_real_falco():
     ensure_built()
     d = Path(tempfile.mkdtemp(prefix="lbd-falco-metrics-"))
     try:
-        rules = [{"rule": "lbd never", "desc": "x", "condition": "linux.syscall = getppid and linux.comm = lbd-never",
+        rules = [{"rule": "lbd never", "desc": "x", "condition": "linux.syscall = getppid and linux.comm in (lbd-never)",
                   "output": "x", "priority": "DEBUG", "source": "linux_ebpf"}]
         (d / "rules.yaml").write_text(yaml.safe_dump(rules))
         conf = {"engine": {"kind": "nodriver"}, "rules_files": [str(d / "rules.yaml")], "config_files": [],
