@@ -164,10 +164,11 @@ def _falco_bin() -> str:
     return path
 
 
-def _falco_round(falco_bin: str, engine: str, rule: str, mode: str, calls: int, plugin_params: dict | None) -> dict:
+def _falco_round(falco_bin: str, engine: str, rule: str, mode: str, calls: int, plugin_params: dict | None,
+                 orc_file: str = bl.ORC_FILE) -> dict:
     """Falco on the load: its CPU (from /proc), the load's syscalls/s, drops from its metrics."""
     d = Path(tempfile.mkdtemp(prefix="lbd-bench-falco-"))
-    lgp = bl.gated_loadgen(calls, mode)
+    lgp = bl.gated_loadgen(calls, mode, orc_file)
     try:
         rules = [{"rule": "never", "desc": "bench", "condition": rule, "output": "x %evt.num",
                   "priority": "DEBUG", "source": "linux_ebpf" if plugin_params is not None else "syscall"}]
@@ -229,18 +230,37 @@ def _drops(text: str) -> int:
     return best
 
 
-@pytest.mark.parametrize("side", ["Falco modern_ebpf", "Falco + lbd"])
-def test_getppid_real_falco(benchmark, side):
+#: the same rules for both sides: (row, engine, condition, load, lbd's open_params or None for
+#: Falco's own driver, the file an open/read/close load opens).  The five-field rules read five
+#: fields of every event (conditions evaluated left to right, the last one false).
+_FIVE_LBD = ("linux.syscall = getppid and linux.pid.num > 0 and not linux.user[value] in (nobody-x) "
+             "and not linux.args in (x) and linux.comm in (lbd-never)")
+_FIVE_NATIVE = ("evt.type = getppid and proc.pid > 0 and user.name != nobody-x and evt.args != x "
+                "and proc.name = lbd-never")
+REAL_CASES = [
+    ("Falco modern_ebpf: never-matching rule", "modern_ebpf", "evt.type = getppid and proc.name = lbd-never",
+     "getppid", None, bl.ORC_FILE),
+    ("Falco + lbd: never-matching rule", "nodriver", "linux.syscall = getppid and linux.comm in (lbd-never)",
+     "getppid", {"syscalls": ["getppid"], "track_state": False}, bl.ORC_FILE),
+    ("Falco modern_ebpf: five-field rule", "modern_ebpf", _FIVE_NATIVE, "getppid", None, bl.ORC_FILE),
+    ("Falco + lbd: five-field rule", "nodriver", _FIVE_LBD, "getppid",
+     {"syscalls": ["getppid"], "track_state": False}, bl.ORC_FILE),
+    ("Falco modern_ebpf: opens outside /etc, rule on openat under /etc", "modern_ebpf",
+     "evt.type = openat and fd.name startswith /etc/", "orc", None, bl.OUTSIDE_FILE),
+    ("Falco + lbd: opens outside /etc, rule on openat under /etc, filter pushed", "nodriver",
+     "linux.syscall = openat and linux.arg[filename] startswith /etc/", "orc", {"filter": ETC_FILTER},
+     bl.OUTSIDE_FILE),
+]
+
+
+@pytest.mark.parametrize("name,engine,rule,mode,params,path", REAL_CASES, ids=[c[0] for c in REAL_CASES])
+def test_real_falco(benchmark, name, engine, rule, mode, params, path):
     falco_bin = _falco_bin()
     bl.require_kernel()
     ensure_built()
     benchmark.group = "falco real"
     runs: list = []
-    if side == "Falco modern_ebpf":
-        fn = lambda: _falco_round(falco_bin, "modern_ebpf", "evt.type = getppid and proc.name = lbd-never",  # noqa: E731
-                                  "getppid", bl.CALLS, None)
-    else:
-        fn = lambda: _falco_round(falco_bin, "nodriver", "linux.syscall = getppid and linux.comm in (lbd-never)",  # noqa: E731
-                                  "getppid", bl.CALLS, {"syscalls": ["getppid"], "track_state": False})
-    benchmark.pedantic(lambda: runs.append(fn()), rounds=bl.ROUNDS, iterations=1)
-    bl.record(benchmark, "falco", f"{side}: never-matching rule (real Falco)", **_best(runs))
+    calls = bl.CALLS if mode == "getppid" else bl.ORC_CALLS
+    benchmark.pedantic(lambda: runs.append(_falco_round(falco_bin, engine, rule, mode, calls, params, path)),
+                       rounds=bl.ROUNDS, iterations=1)
+    bl.record(benchmark, "falco", f"{name} (real Falco)", **_best(runs))

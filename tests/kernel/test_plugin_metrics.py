@@ -193,7 +193,8 @@ def test_metrics_in_a_real_falco():
         (d / "rules.yaml").write_text(yaml.safe_dump(rules))
         conf = {"engine": {"kind": "nodriver"}, "rules_files": [str(d / "rules.yaml")], "config_files": [],
                 "json_output": True, "stdout_output": {"enabled": True}, "log_stderr": True, "log_syslog": False,
-                "metrics": {"enabled": True, "interval": "1s", "output_rule": True, "plugins_metrics_enabled": True},
+                "metrics": {"enabled": True, "interval": "1s", "output_rule": True, "plugins_metrics_enabled": True,
+                            "include_empty_values": True},
                 "load_plugins": ["lbd"],
                 "plugins": [{"name": "lbd", "library_path": str(LIB), "init_config": {},
                              "open_params": json.dumps({"syscalls": ["getppid"]})}]}
@@ -201,11 +202,15 @@ def test_metrics_in_a_real_falco():
         with open(d / "out.txt", "w") as out:
             falco = subprocess.Popen([falco_bin, "-c", str(d / "falco.yaml"), "--disable-source", "syscall"],
                                      stdout=out, stderr=subprocess.STDOUT)
+            # Falco writes its metrics snapshot from the event loop: events must flow
+            load = subprocess.Popen([sys.executable, "-c", "import os, time\nt = time.time()\n"
+                                     "while time.time() - t < 7:\n    os.getppid()"])
             time.sleep(8)
+            load.wait(30)
             falco.terminate()
             falco.wait(60)
         text = (d / "out.txt").read_text()
-        assert "events_handed" in text and "drops_ring_full" in text, text[-3000:]
+        assert "plugins.lbd.events_handed" in text and "plugins.lbd.drops_ring_full" in text, text[-3000:]
         assert "capture closed" in text, text[-3000:]          # the summary in Falco's log
     finally:
         shutil.rmtree(d, ignore_errors=True)
