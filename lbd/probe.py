@@ -89,11 +89,7 @@ def resolve_selection(cfg: Config) -> frozenset[int]:
     return syscalls.default_selection()
 
 
-#: syscalls whose path argument path_prefixes cannot name: execve's is replaced by the kernel's
-#: at exec (sched_process_exec), after the check would run
-NO_PREFIX_SYSCALLS = frozenset({"execve", "execveat"})
 PREFIX_KEY_SIZE = 4 + 2 + PREFIX_MAX       # struct lbd_prefix_key
-_PREFIX_KINDS = frozenset({record.KINDS["path"], record.KINDS["str"]})
 
 
 def resolve_path_prefixes(cfg: Config) -> dict[int, tuple[int, tuple[bytes, ...]]]:
@@ -106,11 +102,11 @@ def resolve_path_prefixes(cfg: Config) -> dict[int, tuple[int, tuple[bytes, ...]
         sc = syscalls.BY_NAME.get(name)
         if sc is None or sc.nr >= record.MAX_SYSCALLS:
             raise ConfigError(f"{where}: {name!r} is not a known syscall")
-        if name in NO_PREFIX_SYSCALLS or not sc.implemented:
+        if name in record.NO_PREFIX_SYSCALLS or not sc.implemented:
             raise ConfigError(f"{where}: the kernel cannot check {name}'s arguments against prefixes")
         slots = [i for i, a in enumerate(sc.args[: record.MAX_ARGS]) if a.name == arg]
-        paths = [a.name for a in sc.args[: record.MAX_ARGS] if a.kind_id in _PREFIX_KINDS]
-        if not slots or sc.args[slots[0]].kind_id not in _PREFIX_KINDS:
+        paths = [a.name for a in sc.args[: record.MAX_ARGS] if a.kind_id in record.PREFIX_KINDS]
+        if not slots or sc.args[slots[0]].kind_id not in record.PREFIX_KINDS:
             have = ", ".join(paths) or "none"
             raise ConfigError(f"{where}: {name} has no path or string argument {arg!r} (it has: {have})")
         out.setdefault(sc.nr, (slots[0], []))[1].append(prefix.encode("utf-8"))

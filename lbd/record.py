@@ -65,6 +65,10 @@ LEN_KINDS = frozenset(KINDS[k] for k in ("sockaddr", "buf", "out_buf", "out_sock
 #: kinds that have a size (lbd_desc.size: the most bytes read) and may have a length or count
 #: argument (aux; 0xFF: none)
 SIZED_KINDS = frozenset(KINDS[k] for k in ("struct", "out_struct", "array32", "iovec"))
+#: kinds whose bytes the probe compares with path_prefixes (lbd_desc.path_arg), and the syscalls
+#: whose path argument it cannot check (execve's is the kernel's, taken at exec after the check)
+PREFIX_KINDS = frozenset(KINDS[k] for k in ("path", "str"))
+NO_PREFIX_SYSCALLS = frozenset({"execve", "execveat"})
 
 D_EXIT_KINDS = CONSTANTS["LBD_D_EXIT_KINDS"]
 D_NORETURN = CONSTANTS["LBD_D_NORETURN"]

@@ -54,10 +54,8 @@ _U32 = (1 << 32) - 1
 _PID_MAX = 4194303                   # lbd/config.py's range for only_pids / filter_pids
 _NAMES = {nr: name for name, nr in SYSCALL_NAMES.items()}
 _DIMS = ("syscall", "pid", "comm", "uid", "failed", "path")
-#: argument kinds whose bytes the kernel compares with path prefixes
-_PREFIX_KINDS = frozenset((record.KINDS["path"], record.KINDS["str"]))
-#: syscalls whose path argument the kernel cannot check (lbd.probe.NO_PREFIX_SYSCALLS)
-_NO_PREFIX = frozenset(SYSCALL_NAMES[n] for n in ("execve", "execveat"))
+#: syscall numbers whose path argument the kernel cannot check
+_NO_PREFIX = frozenset(SYSCALL_NAMES[n] for n in record.NO_PREFIX_SYSCALLS)
 
 
 @dataclass(frozen=True)
@@ -403,7 +401,7 @@ def _arg_prefixes(p: Pred) -> _C:
         if g.mode is None:
             continue                             # never passes on these syscalls
         needles = g.operand
-        exact = (g.mode == "text" and g.kind in _PREFIX_KINDS and needles
+        exact = (g.mode == "text" and g.kind in record.PREFIX_KINDS and needles
                  and all(_byte_prefix(n) for n in needles))
         for nr in g.nrs:
             if exact and nr < record.NR_SCHED_FORK and nr not in _NO_PREFIX:

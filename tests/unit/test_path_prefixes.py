@@ -7,8 +7,8 @@ import struct
 
 import pytest
 
-from lbd import syscalls
-from lbd.config import Config, ConfigError
+from lbd import record, syscalls
+from lbd.config import MAX_PREFIXES, PREFIX_MAX, Config, ConfigError
 from lbd.probe import PREFIX_KEY_SIZE, prefix_key, resolve_path_prefixes
 
 
@@ -22,6 +22,11 @@ def test_resolves_syscall_slot_and_prefix_bytes():
     assert got == {syscalls.lookup("openat").nr: (1, (b"/etc/", b"/usr/")),
                    syscalls.lookup("renameat").nr: (3, ("/tmp/é".encode(),))}
     assert resolve_path_prefixes(Config.default()) == {}
+
+
+def test_limits_are_the_kernels():
+    # lbd.config keeps its own copies (it imports nothing of lbd): they must be the header's
+    assert (PREFIX_MAX, MAX_PREFIXES) == (record.CONSTANTS["LBD_PREFIX_MAX"], record.CONSTANTS["LBD_MAX_PREFIXES"])
 
 
 def test_key_layout():
